@@ -1,0 +1,126 @@
+"""The `heroapi` command: serve, db upgrade | downgrade | current | check, version."""
+
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+
+from heroapi import __version__
+from heroapi.config import Settings, get_settings
+
+cli = typer.Typer(help="heroapi: the Hero and Users/Items API.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+
+
+def fail(message: str) -> NoReturn:
+    typer.secho(f"heroapi: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def load_settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']).upper()}: {item['msg']}"
+            for item in error.errors(include_input=False)
+        )
+        fail(f"bad setting: {problems}")
+
+
+def run_migrations(settings: Settings, revision: str = "head", *, down: bool = False) -> None:
+    from heroapi import migrate
+
+    database = settings.database
+    action = "downgrading" if down else "upgrading"
+    typer.echo(f"{action} {database.render()} to {revision} ...", err=True)
+    step = migrate.downgrade if down else migrate.upgrade
+    try:
+        step(database, revision, lock_timeout=settings.migration_lock_timeout)
+    except Exception as error:  # a user's database problem is one line, not a traceback
+        fail(f"migration failed on {database.render()}: {type(error).__name__}: {error}")
+    state = migrate.inspect(database)
+    typer.echo(f"database at revision {', '.join(state.current) or 'base'}", err=True)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
+    reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
+) -> None:
+    """Apply pending migrations, then serve the API (docs at /docs)."""
+    import uvicorn
+
+    settings = load_settings()
+    if settings.migrate_on_start:
+        run_migrations(settings)
+    typer.echo(f"serving on http://{host}:{port} (docs at http://{host}:{port}/docs)", err=True)
+    uvicorn.run(
+        "heroapi.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        proxy_headers=True,
+    )
+
+
+@db_cli.command()
+def upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply pending migrations (all of them by default)."""
+    run_migrations(load_settings(), revision)
+
+
+@db_cli.command()
+def downgrade(revision: Annotated[str, typer.Argument(help="Target revision, or 'base'.")]) -> None:
+    """Revert migrations down to a revision."""
+    run_migrations(load_settings(), revision, down=True)
+
+
+@db_cli.command()
+def current() -> None:
+    """Show the database's revision and the latest one."""
+    from heroapi import migrate
+
+    settings = load_settings()
+    try:
+        state = migrate.inspect(settings.database)
+    except Exception as error:
+        fail(f"cannot read {settings.database.render()}: {type(error).__name__}: {error}")
+    typer.echo(f"current: {', '.join(state.current) or 'base (empty database)'}")
+    typer.echo(f"latest:  {state.head}")
+
+
+@db_cli.command()
+def check() -> None:
+    """Exit non-zero if the database is behind the migrations or differs from the models."""
+    from heroapi import migrate
+
+    settings = load_settings()
+    try:
+        state = migrate.inspect(settings.database)
+    except Exception as error:
+        fail(f"cannot read {settings.database.render()}: {type(error).__name__}: {error}")
+    if not state.at_head:
+        fail(f"database at {', '.join(state.current) or 'base'}, latest is {state.head}")
+    if state.differences:
+        fail("schema differs from the models: " + "; ".join(state.differences))
+    typer.echo(f"ok: at {state.head}, schema matches the models")
+
+
+@cli.command()
+def version() -> None:
+    """Print heroapi's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    cli(prog_name="heroapi")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Settings: the one place that reads the environment."""
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_DATABASE_URL = "sqlite:///heroapi.db"
+
+Backend = Literal["sqlite", "postgresql", "mysql"]
+
+# The driver heroapi runs each backend on, by the names a URL may carry (`postgres://` is what
+# several hosting platforms hand out; `mariadb://` is MariaDB's own spelling).
+_BACKENDS: dict[str, Backend] = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+}
+_DRIVERS: dict[Backend, tuple[str, ...]] = {
+    "sqlite": ("pysqlite",),
+    "postgresql": ("asyncpg",),
+    "mysql": ("asyncmy",),
+}
+
+
+class DatabaseURLError(ValueError):
+    """`DATABASE_URL` names a database heroapi cannot run on."""
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    """A parsed `DATABASE_URL`: the backend and the SQLAlchemy URL with heroapi's driver."""
+
+    backend: Backend
+    url: URL
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite file (only for the SQLite backend)."""
+        return self.url.database or ""
+
+    def render(self) -> str:
+        """The URL with its password hidden, for messages and logs."""
+        return self.url.render_as_string(hide_password=True)
+
+
+def parse_database_url(raw: str) -> DatabaseURL:
+    """Read a plain URL (`postgresql://user@host/db`) and pick the driver heroapi uses for it."""
+    try:
+        url = make_url(raw)
+    except ArgumentError as error:
+        raise DatabaseURLError(f"not a database URL: {raw!r}") from error
+    dialect, _, driver = url.drivername.partition("+")
+    backend = _BACKENDS.get(dialect)
+    if backend is None:
+        supported = ", ".join(f"{name}://" for name in _BACKENDS)
+        raise DatabaseURLError(f"unsupported database {dialect!r}; heroapi runs on {supported}")
+    drivers = _DRIVERS[backend]
+    if driver and driver not in drivers:
+        raise DatabaseURLError(
+            f"unsupported driver {driver!r} for {backend}; use {backend}:// or "
+            + " or ".join(f"{backend}+{name}://" for name in drivers)
+        )
+    if backend == "sqlite":
+        if url.database in (None, "", ":memory:") or (url.database or "").startswith("file:"):
+            raise DatabaseURLError(
+                "an in-memory SQLite database cannot be shared by a server's connections; "
+                "give a file: sqlite:///heroapi.db"
+            )
+    elif not url.database:
+        raise DatabaseURLError(f"the URL names no database: {url.render_as_string()}")
+    return DatabaseURL(backend, url.set(drivername=f"{backend}+{drivers[0]}"))
+
+
+class Settings(BaseSettings):
+    """Every setting of heroapi; environment variables carry the `HEROAPI_` prefix."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HEROAPI_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+    )
+
+    database_url: Annotated[
+        str,
+        Field(
+            validation_alias=AliasChoices("HEROAPI_DATABASE_URL", "DATABASE_URL"),
+            description="Which database: sqlite:///FILE, postgresql://..., mysql://...",
+        ),
+    ] = DEFAULT_DATABASE_URL
+    database_pool_size: Annotated[int, Field(ge=1, le=1000)] = 20
+    database_pool_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
+    database_connect_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
+    sqlite_busy_timeout: Annotated[float, Field(ge=0, le=600)] = 10.0
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    migrate_on_start: bool = True
+    migration_lock_timeout: Annotated[float, Field(gt=0, le=3600)] = 300.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_supported(cls, value: str) -> str:
+        parse_database_url(value)
+        return value
+
+    @property
+    def database(self) -> DatabaseURL:
+        """The parsed `DATABASE_URL`, with the driver heroapi uses for it."""
+        return parse_database_url(self.database_url)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings of this process, read once from the environment and `.env`."""
+    return Settings()

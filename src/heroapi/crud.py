@@ -1,0 +1,84 @@
+"""Every read and write of the database. No HTTP here: routes, the CLI and tests call these.
+
+Statements are built once, here, as SQLAlchemy Core; `Database` compiles each once per dialect.
+"""
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Delete, Update, bindparam, delete, insert, select
+
+from heroapi.db import Connection, Database, Row
+from heroapi.models import Hero, HeroCreate
+
+hero_table = Hero.__table__  # type: ignore[attr-defined]
+_PUBLIC = (hero_table.c.id, hero_table.c.name, hero_table.c.age)
+_BY_ID = hero_table.c.id == bindparam("hero_id")
+
+_SELECT_HERO = select(*_PUBLIC).where(_BY_ID)
+# Ordered by id: a page is the same on every backend and every call.
+_SELECT_HEROES = (
+    select(*_PUBLIC).order_by(hero_table.c.id).offset(bindparam("offset")).limit(bindparam("limit"))
+)
+_INSERT_HERO = insert(hero_table).values(
+    name=bindparam("name"), age=bindparam("age"), secret_name=bindparam("secret_name")
+)
+_INSERT_HERO_RETURNING = _INSERT_HERO.returning(*_PUBLIC)
+_DELETE_HERO: Delete = delete(hero_table).where(_BY_ID)
+
+
+@cache
+def _update_hero(fields: tuple[str, ...], returning: bool) -> Update:
+    """The UPDATE for one set of changed columns (at most 2^3 of them, each built once)."""
+    statement: Update = (
+        hero_table.update().where(_BY_ID).values({name: bindparam(name) for name in fields})
+    )
+    return statement.returning(*_PUBLIC) if returning else statement
+
+
+async def create_hero(*, database: Database, hero: HeroCreate) -> Row:
+    """Store a new hero; the database assigns its id."""
+    values = hero.model_dump(include={"name", "age", "secret_name"})
+    async with database.transaction() as connection:
+        if database.supports_returning:
+            row = await connection.fetch_one(_INSERT_HERO_RETURNING, values)
+            assert row is not None  # an INSERT ... RETURNING returns its row
+            return row
+        result = await connection.execute(_INSERT_HERO, values)
+    return {"id": result.lastrowid, "name": values["name"], "age": values["age"]}
+
+
+async def list_heroes(*, database: Database, offset: int, limit: int) -> list[Row]:
+    """One page of heroes, in id order."""
+    async with database.connection() as connection:
+        return await connection.fetch_all(_SELECT_HEROES, {"offset": offset, "limit": limit})
+
+
+async def get_hero(*, database: Database, hero_id: int) -> Row | None:
+    async with database.connection() as connection:
+        return await _get_hero(connection, hero_id)
+
+
+async def _get_hero(connection: Connection, hero_id: int) -> Row | None:
+    return await connection.fetch_one(_SELECT_HERO, {"hero_id": hero_id})
+
+
+async def update_hero(*, database: Database, hero_id: int, changes: dict[str, Any]) -> Row | None:
+    """Change the given columns of a hero; None if there is no such hero."""
+    if not changes:
+        return await get_hero(database=database, hero_id=hero_id)
+    statement = _update_hero(tuple(sorted(changes)), database.supports_returning)
+    params = {**changes, "hero_id": hero_id}
+    async with database.transaction() as connection:
+        if database.supports_returning:
+            return await connection.fetch_one(statement, params)
+        # The UPDATE holds the row's lock until commit, so this reads what it wrote.
+        await connection.execute(statement, params)
+        return await _get_hero(connection, hero_id)
+
+
+async def delete_hero(*, database: Database, hero_id: int) -> bool:
+    """Delete a hero; False if there was none."""
+    async with database.transaction() as connection:
+        result = await connection.execute(_DELETE_HERO, {"hero_id": hero_id})
+    return result.rowcount > 0

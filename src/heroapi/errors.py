@@ -1,0 +1,98 @@
+"""How errors reach clients: always a JSON body with `detail`, never a stack trace.
+
+- 422 keeps FastAPI's shape (`detail` is a list of `{type, loc, msg, input}`), but never echoes
+  a secret back (`secret_name`, passwords) and never fails on input JSON cannot carry.
+- 503 with `Retry-After` when the database cannot be reached or every connection is busy.
+- 409 when a database constraint refuses a write that no route maps to a better answer.
+"""
+
+import json
+import logging
+import math
+from typing import Any, Final
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from heroapi.db import DatabaseUnavailable, IntegrityViolation
+
+logger = logging.getLogger("heroapi")
+
+# Field names whose values never appear in a response or a log line.
+SECRET_FIELDS: Final = frozenset({"secret_name", "password", "new_password", "current_password"})
+RETRY_AFTER_SECONDS: Final = 1
+
+
+class Message(BaseModel):
+    """An error answer: `{"detail": "..."}`."""
+
+    detail: str
+
+
+def _redact(value: Any) -> Any:
+    """The value with secret fields masked and what JSON cannot hold (NaN, lone surrogates) made
+    printable."""
+    if isinstance(value, dict):
+        return {
+            str(key): "[redacted]" if key in SECRET_FIELDS else _redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_redact(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)
+
+
+def validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """FastAPI's 422 items, safe to send: no secrets, nothing JSON cannot encode."""
+    items = []
+    for error in errors:
+        item = {key: error[key] for key in ("type", "loc", "msg") if key in error}
+        item["loc"] = [_redact(part) for part in item.get("loc", ())]
+        if "input" in error:
+            secret = any(part in SECRET_FIELDS for part in item["loc"])
+            item["input"] = "[redacted]" if secret else _redact(error["input"])
+        if "ctx" in error:
+            item["ctx"] = {key: _redact(value) for key, value in error["ctx"].items()}
+        items.append(item)
+    return items
+
+
+async def _on_validation_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    detail = validation_errors(error.errors())
+    # Checked here, so a 422 can never turn into a 500 while being encoded.
+    json.dumps(detail, allow_nan=False)
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _on_database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    logger.warning("database unavailable during %s %s: %s", request.method, request.url.path, error)
+    return JSONResponse(
+        {"detail": "The database is unavailable; retry later"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _on_integrity_violation(request: Request, error: Exception) -> JSONResponse:
+    logger.info("constraint refused %s %s: %s", request.method, request.url.path, error)
+    return JSONResponse(
+        {"detail": "The change conflicts with stored data"},
+        status_code=status.HTTP_409_CONFLICT,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(DatabaseUnavailable, _on_database_unavailable)
+    app.add_exception_handler(IntegrityViolation, _on_integrity_violation)

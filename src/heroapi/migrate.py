@@ -1,0 +1,150 @@
+"""Schema migrations: Alembic, run under a lock so processes that start together cannot race."""
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+from sqlmodel import SQLModel
+
+import heroapi.models  # noqa: F401  (registers the tables)
+from heroapi.config import DatabaseURL
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# One key for every heroapi process on a database (PostgreSQL advisory lock, MySQL named lock).
+LOCK_NAME = "heroapi.migrate"
+PG_LOCK_KEY = 0x6865726F617069  # "heroapi"
+
+
+class MigrationLockTimeout(RuntimeError):
+    """Another process held the migration lock for longer than the timeout."""
+
+
+def alembic_config(database: DatabaseURL, *, lock_timeout: float = 300.0) -> Config:
+    """Alembic's configuration for `database`, without an alembic.ini."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["database"] = database
+    config.attributes["lock_timeout"] = lock_timeout
+    return config
+
+
+def sqlalchemy_url(database: DatabaseURL) -> str:
+    """The URL Alembic's engine connects with (same drivers as the service)."""
+    url = database.url
+    if database.backend == "mysql":
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    return url.render_as_string(hide_password=False)
+
+
+def upgrade(database: DatabaseURL, revision: str = "head", *, lock_timeout: float = 300.0) -> None:
+    """Apply the pending migrations up to `revision` (all of them by default)."""
+    command.upgrade(alembic_config(database, lock_timeout=lock_timeout), revision)
+
+
+def downgrade(database: DatabaseURL, revision: str, *, lock_timeout: float = 300.0) -> None:
+    """Revert migrations down to `revision` (`base` reverts them all)."""
+    command.downgrade(alembic_config(database, lock_timeout=lock_timeout), revision)
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a database's schema stands against the migrations and the models."""
+
+    current: tuple[str, ...]
+    head: str
+    differences: tuple[str, ...]
+
+    @property
+    def at_head(self) -> bool:
+        return self.current == (self.head,)
+
+
+def inspect(database: DatabaseURL) -> SchemaState:
+    """The database's revision, the latest one, and how its schema differs from the models."""
+    config = alembic_config(database)
+    script = ScriptDirectory.from_config(config)
+    found: dict[str, Any] = {}
+
+    def look(_revision: Any, context: MigrationContext) -> list[Any]:
+        found["current"] = tuple(context.get_current_heads())
+        found["differences"] = tuple(
+            str(diff) for diff in compare_metadata(context, SQLModel.metadata)
+        )
+        return []
+
+    with EnvironmentContext(config, script, fn=look, dont_mutate=True):
+        script.run_env()
+    head = script.get_current_head()
+    return SchemaState(found["current"], head or "", found["differences"])
+
+
+@contextlib.contextmanager
+def migration_lock(connection: Connection, database: DatabaseURL, timeout: float) -> Iterator[None]:
+    """Hold the database-wide migration lock while the block runs."""
+    backend = database.backend
+    if backend == "sqlite":
+        with _file_lock(Path(database.sqlite_path + ".migrate-lock"), timeout):
+            yield
+        return
+    if backend == "postgresql":
+        connection.execute(text(f"SET lock_timeout = {int(timeout * 1000)}"))
+        try:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})
+        except Exception as error:
+            raise MigrationLockTimeout(
+                f"the migration lock was held for over {timeout:g} s"
+            ) from error
+        finally:
+            connection.commit()
+        unlock = text("SELECT pg_advisory_unlock(:key)").bindparams(key=PG_LOCK_KEY)
+    else:
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, :timeout)"), {"name": LOCK_NAME, "timeout": timeout}
+        ).scalar()
+        connection.commit()
+        if got != 1:
+            raise MigrationLockTimeout(f"the migration lock was held for over {timeout:g} s")
+        unlock = text("SELECT RELEASE_LOCK(:name)").bindparams(name=LOCK_NAME)
+    try:
+        yield
+    finally:
+        if connection.in_transaction():
+            connection.rollback()
+        connection.execute(unlock)
+        connection.commit()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, timeout: float) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise MigrationLockTimeout(
+                        f"the migration lock {path} was held for over {timeout:g} s"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)

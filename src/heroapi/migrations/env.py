@@ -1,0 +1,66 @@
+"""Alembic's environment: heroapi's metadata, its drivers, and the migration lock."""
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import Connection, create_engine, pool
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel import SQLModel
+
+import heroapi.models  # noqa: F401  (registers the tables)
+from heroapi.config import DatabaseURL, get_settings
+from heroapi.migrate import migration_lock, sqlalchemy_url
+
+config = context.config
+database: DatabaseURL = config.attributes.get("database") or get_settings().database
+lock_timeout: float = config.attributes.get("lock_timeout", 300.0)
+target_metadata = SQLModel.metadata
+
+
+def configure(connection: Connection | None = None) -> None:
+    context.configure(
+        connection=connection,
+        url=None if connection is not None else sqlalchemy_url(database),
+        target_metadata=target_metadata,
+        # SQLite alters tables by copying them ("batch mode").
+        render_as_batch=database.backend == "sqlite",
+        compare_type=True,
+        compare_server_default=True,
+        literal_binds=connection is None,
+    )
+
+
+def run_on(connection: Connection) -> None:
+    with migration_lock(connection, database, lock_timeout):
+        configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+async def run_async() -> None:
+    engine = create_async_engine(sqlalchemy_url(database), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(run_on)
+    finally:
+        await engine.dispose()
+
+
+def run_online() -> None:
+    if database.backend == "sqlite":
+        engine = create_engine(sqlalchemy_url(database), poolclass=pool.NullPool)
+        try:
+            with engine.connect() as connection:
+                run_on(connection)
+        finally:
+            engine.dispose()
+    else:
+        asyncio.run(run_async())
+
+
+if context.is_offline_mode():
+    configure()
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    run_online()

@@ -1,0 +1,15 @@
+"""One router per resource; `heroapi.main` includes them all."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from heroapi.db import Database
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
