@@ -1,0 +1,51 @@
+# `make run` serves heroapi; `make test` runs the whole suite. Both set up what they need:
+# uv in .tools/ (from PyPI, with this machine's python3) and the locked dependencies in .venv/.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+BENCH := ../shared/bench
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: run test lint check bench bench-sqlite bench-postgresql clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+run: $(VENV)/.synced  ## serve on http://127.0.0.1:8000 (docs at /docs), SQLite file by default
+	$(VENV)/bin/heroapi serve
+
+test: $(VENV)/.synced  ## the whole suite, on SQLite, PostgreSQL and MariaDB
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+check: lint test
+
+BENCH_ARGS ?=
+bench: bench-sqlite bench-postgresql
+
+bench-sqlite: $(VENV)/.synced
+	$(BENCH)/setup.sh
+	$(PYTHON) $(BENCH)/run.py --targets seed,ceiling,floor,fastcrud,project \
+	    --project-dir . --project-cmd "uvicorn heroapi.main:app" \
+	    --project-env 'DATABASE_URL=sqlite:///{db}' --project-prepare 'heroapi db upgrade' $(BENCH_ARGS)
+
+bench-postgresql: $(VENV)/.synced
+	$(BENCH)/setup.sh
+	$(PYTHON) $(BENCH)/run.py --backend postgresql --targets seed,ceiling,floor,fastcrud,project \
+	    --project-dir . --project-cmd "uvicorn heroapi.main:app" \
+	    --project-env 'DATABASE_URL=postgresql://postgres@127.0.0.1:5432/{db}' \
+	    --project-prepare 'heroapi db upgrade' $(BENCH_ARGS)
+
+clean:
+	rm -rf .tools $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,120 @@
+"""Fixtures: every backend-dependent test runs once per database (SQLite, PostgreSQL, MariaDB).
+
+A backend whose server cannot be reached is skipped, and the run says so at its start and end;
+under CI=true the suite starts such a server, and fails if it still cannot reach it.
+"""
+
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import delete
+
+from heroapi import migrate
+from heroapi.config import Settings, parse_database_url
+from heroapi.crud import hero_table
+from heroapi.db import Database
+from heroapi.main import create_app
+from tests.databases import BACKENDS, ServerStatus, ensure_server, throwaway_database
+
+T = TypeVar("T")
+_STATUS = pytest.StashKey[dict[str, ServerStatus]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    in_ci = os.environ.get("CI", "").lower() == "true"
+    statuses = {backend: ensure_server(backend, start=in_ci) for backend in BACKENDS}
+    config.stash[_STATUS] = statuses
+    down = [status for status in statuses.values() if not status.reachable]
+    if in_ci and down:
+        reasons = "; ".join(f"{status.backend}: {status.reason}" for status in down)
+        pytest.exit(f"CI needs every database backend, and these are down: {reasons}", 3)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        "database backends: "
+        + ", ".join(
+            f"{status.backend} {'up' if status.reachable else 'DOWN (skipped)'}"
+            for status in config.stash[_STATUS].values()
+        )
+    ]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    down = [status for status in config.stash[_STATUS].values() if not status.reachable]
+    for status in down:
+        terminalreporter.write_line(
+            f"SKIPPED BACKEND {status.backend}: server not reachable ({status.reason}); "
+            "its tests did not run",
+            yellow=True,
+            bold=True,
+        )
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    status = request.config.stash[_STATUS][name]
+    if not status.reachable:
+        pytest.skip(f"{name} server not reachable: {status.reason}")
+    return name
+
+
+@pytest.fixture
+def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A new, empty (unmigrated) database of this test's own."""
+    with throwaway_database(backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database shared by this backend's tests (each test empties it first)."""
+    with throwaway_database(backend, tmp_path_factory.mktemp(backend)) as url:
+        migrate.upgrade(parse_database_url(url))
+        yield url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings for a test: from arguments only, never the environment's database or `.env`."""
+    values: dict[str, Any] = {"database_url": database_url, "migrate_on_start": False}
+    return Settings(_env_file=None, **(values | overrides))
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+async def _empty_tables(database: Database) -> None:
+    async with database.transaction() as connection:
+        await connection.execute(delete(hero_table), {})
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The app on this backend's database, emptied, through Starlette's test client."""
+    with TestClient(create_app(settings)) as test_client:
+        app_database(test_client, _empty_tables)
+        yield test_client
+
+
+@pytest.fixture
+def run_in_app(client: TestClient) -> Callable[[Callable[[Database], Awaitable[T]]], T]:
+    """Run `function(database)` on the app's own event loop and database connections."""
+
+    def run(function: Callable[[Database], Awaitable[T]]) -> T:
+        return app_database(client, function)
+
+    return run
+
+
+def app_database(client: TestClient, function: Callable[[Database], Awaitable[T]]) -> T:
+    """`function(database)` on the event loop and connections of the app `client` runs."""
+    assert client.portal is not None, "the client's app is not running (use it in a `with`)"
+    database: Database = client.app.state.database  # type: ignore[attr-defined]
+    return client.portal.call(function, database)
