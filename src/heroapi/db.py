@@ -162,11 +162,14 @@ class _SQLiteConnection(Connection):
             cursor = self._raw.execute(statement.sql, statement.args(params))
             row = cursor.fetchone()
             cursor.close()
-        return row  # type: ignore[no-any-return]
+        return None if row is None else dict(zip(_column_names(cursor), row, strict=True))
 
     async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
         with _sqlite_errors():
-            return self._raw.execute(statement.sql, statement.args(params)).fetchall()
+            cursor = self._raw.execute(statement.sql, statement.args(params))
+            rows = cursor.fetchall()
+        names = _column_names(cursor)
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
         with _sqlite_errors():
@@ -187,8 +190,8 @@ def _sqlite_errors() -> Any:
         raise DatabaseUnavailable(str(error)) from error
 
 
-def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
-    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+def _column_names(cursor: sqlite3.Cursor) -> tuple[str, ...]:
+    return tuple(column[0] for column in cursor.description)
 
 
 class SQLiteDatabase(Database):
@@ -211,7 +214,6 @@ class SQLiteDatabase(Database):
                 check_same_thread=False,
                 cached_statements=256,
             )
-            raw.row_factory = _dict_row
             raw.execute("PRAGMA journal_mode=WAL")
             raw.execute(f"PRAGMA synchronous={self.settings.sqlite_synchronous}")
             raw.execute("PRAGMA foreign_keys=ON")

@@ -6,7 +6,7 @@ schemas, under the tutorial's names so clients generated from its OpenAPI keep w
 
 from typing import Annotated, Final
 
-from pydantic import AfterValidator, field_validator
+from pydantic import field_validator
 from sqlalchemy import BigInteger, Column, Integer
 from sqlmodel import Field, SQLModel
 
@@ -39,14 +39,11 @@ def _storable_text(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_storable_text)]
 Age = Annotated[int, Field(ge=0, le=AGE_MAX)]
-# 64-bit ids; rows beyond this range cannot exist.
-HeroId = Annotated[int, Field(ge=1, le=ID_MAX)]
 
 
 class HeroBase(SQLModel):
-    name: Text = Field(index=True, max_length=NAME_MAX_LENGTH)
+    name: str = Field(index=True, max_length=NAME_MAX_LENGTH)
     age: Age | None = Field(default=None, index=True)
 
 
@@ -58,21 +55,24 @@ class Hero(HeroBase, table=True):
         # SQLite only auto-assigns ids to a column declared exactly INTEGER PRIMARY KEY.
         sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     )
-    secret_name: Text = Field(max_length=NAME_MAX_LENGTH)
+    secret_name: str = Field(max_length=NAME_MAX_LENGTH)
 
 
 class HeroPublic(HeroBase):
+    # Output only: no Python-level validators here, they would run for every row of a list.
     id: int
 
 
 class HeroCreate(HeroBase):
-    secret_name: Text = Field(max_length=NAME_MAX_LENGTH)
+    secret_name: str = Field(max_length=NAME_MAX_LENGTH)
+
+    _storable = field_validator("name", "secret_name")(_storable_text)
 
 
 class HeroUpdate(SQLModel):
-    name: Text | None = Field(default=None, max_length=NAME_MAX_LENGTH)
+    name: str | None = Field(default=None, max_length=NAME_MAX_LENGTH)
     age: Age | None = None
-    secret_name: Text | None = Field(default=None, max_length=NAME_MAX_LENGTH)
+    secret_name: str | None = Field(default=None, max_length=NAME_MAX_LENGTH)
 
     @field_validator("name", "secret_name")
     @classmethod
@@ -80,4 +80,4 @@ class HeroUpdate(SQLModel):
         """`null` may clear `age`; `name` and `secret_name` are NOT NULL columns."""
         if value is None:
             raise ValueError("may be left out, but not set to null")
-        return value
+        return _storable_text(value)

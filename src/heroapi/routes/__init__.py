@@ -7,7 +7,8 @@ from fastapi import Depends, Request
 from heroapi.db import Database
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
+    """The app's `Database`; `async` so FastAPI calls it without a thread-pool hop."""
     database: Database = request.app.state.database
     return database
 

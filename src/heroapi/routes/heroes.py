@@ -21,8 +21,11 @@ def hero_not_found() -> HTTPException:
     return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Hero not found")
 
 
-def existing_id(hero_id: int) -> int:
-    """The path's id; ids no column can hold (0, negative, past 2^63-1) belong to no hero."""
+async def existing_id(hero_id: int) -> int:
+    """The path's id; ids no column can hold (0, negative, past 2^63-1) belong to no hero.
+
+    `async`, like every dependency here: FastAPI runs a plain `def` in its thread pool.
+    """
     if not 1 <= hero_id <= ID_MAX:
         raise hero_not_found()
     return hero_id

@@ -1,0 +1,76 @@
+"""heroapi as a real server: a uvicorn subprocess on a free loopback port."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2 as httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class LiveServer:
+    url: str
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@contextmanager
+def live_server(
+    database_url: str, log_dir: Path, *, workers: int = 1, settings: dict[str, str] | None = None
+) -> Iterator[LiveServer]:
+    """Start heroapi under uvicorn (settings through its environment); stop it on exit."""
+    port = free_port()
+    log = log_dir / f"server-{port}.log"
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        **{f"HEROAPI_{name.upper()}": value for name, value in (settings or {}).items()},
+    }
+    command = [sys.executable, "-m", "uvicorn", "heroapi.main:app", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", str(workers), "--no-access-log"]
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            command, env=environment, stdout=output, stderr=subprocess.STDOUT
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", log)
+    try:
+        _wait_until_up(server, process)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def _wait_until_up(
+    server: LiveServer, process: subprocess.Popen[bytes], timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"heroapi exited with {process.returncode}:\n{server.log_text()}")
+        try:
+            if httpx.get(f"{server.url}/heroes/?limit=0", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"heroapi did not come up in {timeout} s:\n{server.log_text()}")

@@ -1,0 +1,165 @@
+"""Alembic owns the schema: migrations match the models, run at start-up, and never race."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, create_engine, inspect, pool
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from heroapi import migrate
+from heroapi.config import DatabaseURL, parse_database_url
+from heroapi.main import create_app
+from tests.conftest import make_settings
+
+HEROAPI = [sys.executable, "-m", "heroapi"]
+
+
+def tables(database: DatabaseURL) -> set[str]:
+    """The tables in `database`, read through SQLAlchemy's inspector."""
+    url = migrate.sqlalchemy_url(database)
+    if database.backend == "sqlite":
+        engine = create_engine(url, poolclass=pool.NullPool)
+        with engine.connect() as connection:
+            return set(inspect(connection).get_table_names())
+
+    async def read() -> set[str]:
+        async_engine = create_async_engine(url, poolclass=pool.NullPool)
+        try:
+            async with async_engine.connect() as connection:
+                names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+                return set(names)
+        finally:
+            await async_engine.dispose()
+
+    return asyncio.run(read())
+
+
+def cli(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "DATABASE_URL": database_url}
+    return subprocess.run(
+        [*HEROAPI, *arguments], env=environment, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_migrations_match_the_models(empty_database_url: str) -> None:
+    """The drift check: after `upgrade`, autogenerate finds nothing to change."""
+    database = parse_database_url(empty_database_url)
+    migrate.upgrade(database)
+    state = migrate.inspect(database)
+    assert state.at_head
+    assert state.differences == ()
+    assert {"hero", "alembic_version"} <= tables(database)
+
+
+def test_downgrade_to_base_and_upgrade_again(empty_database_url: str) -> None:
+    database = parse_database_url(empty_database_url)
+    migrate.upgrade(database)
+    migrate.downgrade(database, "base")
+    assert "hero" not in tables(database)
+    assert migrate.inspect(database).current == ()
+    migrate.upgrade(database)
+    assert migrate.inspect(database).at_head
+
+
+def test_app_migrates_an_empty_database_at_start(empty_database_url: str) -> None:
+    settings = make_settings(empty_database_url, migrate_on_start=True)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/heroes/", json={"name": "Deadpond", "secret_name": "Dive Wilson"})
+        assert response.status_code == 200
+    # The schema came from the migrations (create_all would leave no alembic_version behind).
+    assert migrate.inspect(settings.database).at_head
+
+
+def test_concurrent_upgrades_are_serialized(empty_database_url: str) -> None:
+    """Four `heroapi db upgrade` processes on one empty database: all succeed, one history."""
+    processes = [
+        subprocess.Popen(
+            [*HEROAPI, "db", "upgrade"],
+            env={**os.environ, "DATABASE_URL": empty_database_url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [process.communicate(timeout=120)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, outputs
+    database = parse_database_url(empty_database_url)
+    state = migrate.inspect(database)
+    assert state.at_head
+    assert state.differences == ()
+
+
+def hold_migration_lock(
+    database: DatabaseURL, held: threading.Event, done: threading.Event
+) -> None:
+    """Hold the migration lock from a session of our own until `done` is set."""
+
+    def hold(connection: Connection) -> None:
+        with migrate.migration_lock(connection, database, 10):
+            held.set()
+            done.wait(60)
+
+    url = migrate.sqlalchemy_url(database)
+    if database.backend == "sqlite":
+        with create_engine(url, poolclass=pool.NullPool).connect() as connection:
+            hold(connection)
+        return
+
+    async def hold_async() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(hold)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(hold_async())
+
+
+def test_upgrade_waits_for_the_migration_lock(empty_database_url: str) -> None:
+    """While another session holds the lock, an upgrade waits, then gives up with a clear error."""
+    database = parse_database_url(empty_database_url)
+    held, done = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_migration_lock, args=(database, held, done))
+    holder.start()
+    try:
+        assert held.wait(30)
+        with pytest.raises(migrate.MigrationLockTimeout):
+            migrate.upgrade(database, lock_timeout=1)
+        assert "hero" not in tables(database)
+    finally:
+        done.set()
+        holder.join(30)
+    migrate.upgrade(database, lock_timeout=5)
+    assert migrate.inspect(database).at_head
+
+
+def test_cli_upgrade_current_and_check(empty_database_url: str) -> None:
+    before = cli(empty_database_url, "db", "check")
+    assert before.returncode == 1
+    assert "latest is" in before.stderr
+    upgraded = cli(empty_database_url, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "database at revision" in upgraded.stderr
+    current = cli(empty_database_url, "db", "current")
+    assert current.returncode == 0
+    state = migrate.inspect(parse_database_url(empty_database_url))
+    assert f"current: {state.head}" in current.stdout
+    checked = cli(empty_database_url, "db", "check")
+    assert checked.returncode == 0, checked.stderr
+    assert "schema matches the models" in checked.stdout
+
+
+def test_cli_reports_a_bad_url_in_one_line(tmp_path: Path) -> None:
+    result = cli("oracle://scott@localhost/db", "db", "upgrade")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "DATABASE_URL" in result.stderr
+    assert "unsupported database 'oracle'" in result.stderr
