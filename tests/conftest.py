@@ -15,9 +15,9 @@ from sqlalchemy import delete
 
 from heroapi import migrate
 from heroapi.config import Settings, parse_database_url
-from heroapi.crud import hero_table
 from heroapi.db import Database
 from heroapi.main import create_app
+from heroapi.models import hero_table
 from tests.databases import BACKENDS, ServerStatus, ensure_server, throwaway_database
 
 T = TypeVar("T")

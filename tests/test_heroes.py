@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from heroapi.crud import hero_table
 from heroapi.db import Database
+from heroapi.models import hero_table
 
 RunInApp = Callable[[Callable[[Database], Awaitable[Any]]], Any]
 NOT_FOUND = {"detail": "Hero not found"}

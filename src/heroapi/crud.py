@@ -9,9 +9,8 @@ from typing import Any
 from sqlalchemy import Delete, Update, bindparam, delete, insert, select
 
 from heroapi.db import Connection, Database, Row
-from heroapi.models import Hero, HeroCreate
+from heroapi.models import HeroCreate, hero_table
 
-hero_table = Hero.__table__  # type: ignore[attr-defined]
 _PUBLIC = (hero_table.c.id, hero_table.c.name, hero_table.c.age)
 _BY_ID = hero_table.c.id == bindparam("hero_id")
 

@@ -16,10 +16,9 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
-from sqlmodel import SQLModel
 
-import heroapi.models  # noqa: F401  (registers the tables)
 from heroapi.config import DatabaseURL
+from heroapi.models import metadata
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # One key for every heroapi process on a database (PostgreSQL advisory lock, MySQL named lock).
@@ -79,9 +78,7 @@ def inspect(database: DatabaseURL) -> SchemaState:
 
     def look(_revision: Any, context: MigrationContext) -> list[Any]:
         found["current"] = tuple(context.get_current_heads())
-        found["differences"] = tuple(
-            str(diff) for diff in compare_metadata(context, SQLModel.metadata)
-        )
+        found["differences"] = tuple(str(diff) for diff in compare_metadata(context, metadata))
         return []
 
     with EnvironmentContext(config, script, fn=look, dont_mutate=True):

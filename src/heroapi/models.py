@@ -1,31 +1,32 @@
 """Tables and API schemas, in the tutorial's split-model pattern.
 
-`Hero` is the table (Alembic's metadata); `HeroCreate`, `HeroPublic` and `HeroUpdate` are the API's
-schemas, under the tutorial's names so clients generated from its OpenAPI keep working.
+`hero_table` is the table (SQLAlchemy Core; Alembic's metadata). `HeroCreate`, `HeroPublic` and
+`HeroUpdate` are the API's schemas, under the tutorial's names so clients generated from its
+OpenAPI keep working. They are plain pydantic models, not SQLModel ones: SQLModel runs a
+Python `__init__` for every instance, which doubled the cost of a 100-row page (see
+docs/performance.md); nothing here loads rows into ORM objects, so a table model bought nothing.
 """
 
 from typing import Annotated, Final
 
-from pydantic import field_validator
-from sqlalchemy import BigInteger, Column, Integer
-from sqlmodel import Field, SQLModel
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
 
 # Constraint names Alembic can find again on every backend.
-SQLModel.metadata.naming_convention = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
 
 # What the columns hold: ids are 64-bit everywhere, `age` a 32-bit INTEGER.
 ID_MAX: Final = 2**63 - 1
 AGE_MAX: Final = 2**31 - 1
 NAME_MAX_LENGTH: Final = 255
-
-# MySQL/MariaDB: 4-byte UTF-8 (emoji) and a transactional engine, whatever the server's defaults.
-MYSQL_TABLE_OPTIONS: Final = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
 
 
 def _storable_text(value: str) -> str:
@@ -42,20 +43,23 @@ def _storable_text(value: str) -> str:
 Age = Annotated[int, Field(ge=0, le=AGE_MAX)]
 
 
-class HeroBase(SQLModel):
-    name: str = Field(index=True, max_length=NAME_MAX_LENGTH)
-    age: Age | None = Field(default=None, index=True)
+hero_table = Table(
+    "hero",
+    metadata,
+    # SQLite only auto-assigns ids to a column declared exactly INTEGER PRIMARY KEY.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("name", String(NAME_MAX_LENGTH), nullable=False, index=True),
+    Column("age", Integer, nullable=True, index=True),
+    Column("secret_name", String(NAME_MAX_LENGTH), nullable=False),
+    # MySQL/MariaDB: 4-byte UTF-8 (emoji) and transactions, whatever the server's defaults.
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
 
 
-class Hero(HeroBase, table=True):
-    __table_args__ = MYSQL_TABLE_OPTIONS
-
-    id: int | None = Field(
-        default=None,
-        # SQLite only auto-assigns ids to a column declared exactly INTEGER PRIMARY KEY.
-        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    )
-    secret_name: str = Field(max_length=NAME_MAX_LENGTH)
+class HeroBase(BaseModel):
+    name: str = Field(max_length=NAME_MAX_LENGTH)
+    age: Age | None = None
 
 
 class HeroPublic(HeroBase):
@@ -69,7 +73,7 @@ class HeroCreate(HeroBase):
     _storable = field_validator("name", "secret_name")(_storable_text)
 
 
-class HeroUpdate(SQLModel):
+class HeroUpdate(BaseModel):
     name: str | None = Field(default=None, max_length=NAME_MAX_LENGTH)
     age: Age | None = None
     secret_name: str | None = Field(default=None, max_length=NAME_MAX_LENGTH)

@@ -5,16 +5,15 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlmodel import SQLModel
 
-import heroapi.models  # noqa: F401  (registers the tables)
 from heroapi.config import DatabaseURL, get_settings
 from heroapi.migrate import migration_lock, sqlalchemy_url
+from heroapi.models import metadata
 
 config = context.config
 database: DatabaseURL = config.attributes.get("database") or get_settings().database
 lock_timeout: float = config.attributes.get("lock_timeout", 300.0)
-target_metadata = SQLModel.metadata
+target_metadata = metadata
 
 
 def configure(connection: Connection | None = None) -> None:
