@@ -2,6 +2,7 @@
 
 import contextlib
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -21,6 +22,9 @@ from heroapi.config import DatabaseURL
 from heroapi.models import metadata
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# MariaDB answers `PRIMARY KEY` names with a note ("Name 'pk_hero' ignored"), which asyncmy logs
+# as a warning: expected, and noise in `heroapi db upgrade`.
+logging.getLogger("asyncmy").setLevel(logging.ERROR)
 # One key for every heroapi process on a database (PostgreSQL advisory lock, MySQL named lock).
 LOCK_NAME = "heroapi.migrate"
 PG_LOCK_KEY = 0x6865726F617069  # "heroapi"
