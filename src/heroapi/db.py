@@ -20,7 +20,7 @@ import contextlib
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
 import asyncmy
@@ -54,19 +54,29 @@ class IntegrityViolation(DatabaseError):
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """A statement compiled for one dialect: its SQL and the order of its positional parameters."""
+    """A statement compiled for one dialect: its SQL and the order of its positional parameters.
+
+    `literals` holds the values written into the statement itself (`.values(age=0)`); the
+    caller's parameters fill the named `bindparam()`s and may override a literal.
+    """
 
     sql: str
     names: tuple[str, ...]
+    literals: Mapping[str, Any] = field(default_factory=dict)
 
     def args(self, params: Params) -> tuple[Any, ...]:
-        return tuple(params[name] for name in self.names)
+        if self.literals:
+            params = {**self.literals, **params}
+        return tuple([params[name] for name in self.names])
 
 
 def compile_statement(clause: ClauseElement, dialect: Dialect) -> Statement:
     compiled = cast(SQLCompiler, clause.compile(dialect=dialect))
     names = tuple(compiled.positiontup or ())
-    return Statement(str(compiled), names)
+    literals = {
+        name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
+    }
+    return Statement(str(compiled), names, literals)
 
 
 class Connection(ABC):
