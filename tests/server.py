@@ -45,7 +45,7 @@ def live_server(
     command += ["--port", str(port), "--workers", str(workers), "--no-access-log"]
     with log.open("w") as output:
         process = subprocess.Popen(
-            command, env=environment, stdout=output, stderr=subprocess.STDOUT
+            command, env=environment, stdout=output, stderr=subprocess.STDOUT, cwd=log_dir
         )
     server = LiveServer(f"http://127.0.0.1:{port}", log)
     try:

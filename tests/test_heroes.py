@@ -262,3 +262,23 @@ def test_secret_name_is_never_in_a_response(client: TestClient) -> None:
     for response in responses:
         assert response.status_code == 200
         assert "secret" not in response.text.lower()
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        ('{"name": "x", "secret_name": "Tony Stark"}', "text/plain"),
+        ("name=x&secret_name=Tony+Stark", "application/x-www-form-urlencoded"),
+        ('"secret_name: Tony Stark"', "application/json"),
+        ('{"name": "x", "secret_name": "Tony Stark", "age": NaN}', "application/json"),
+        ('{"name": "x", "secret_name": "Tony Stark"', "application/json"),
+    ],
+)
+def test_bodies_that_are_not_objects_are_422_without_echo(
+    client: TestClient, run_in_app: RunInApp, content: str, content_type: str
+) -> None:
+    response = client.post("/heroes/", content=content, headers={"content-type": content_type})
+    assert response.status_code == 422
+    assert "Tony Stark" not in response.text
+    assert response.json()["detail"]
+    assert stored(run_in_app) == []

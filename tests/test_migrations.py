@@ -40,10 +40,16 @@ def tables(database: DatabaseURL) -> set[str]:
     return asyncio.run(read())
 
 
-def cli(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+def cli(database_url: str, *arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`heroapi ARGUMENTS` in `cwd` (away from any developer's `.env`)."""
     environment = {**os.environ, "DATABASE_URL": database_url}
     return subprocess.run(
-        [*HEROAPI, *arguments], env=environment, capture_output=True, text=True, timeout=120
+        [*HEROAPI, *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
     )
 
 
@@ -76,7 +82,7 @@ def test_app_migrates_an_empty_database_at_start(empty_database_url: str) -> Non
     assert migrate.inspect(settings.database).at_head
 
 
-def test_concurrent_upgrades_are_serialized(empty_database_url: str) -> None:
+def test_concurrent_upgrades_are_serialized(empty_database_url: str, tmp_path: Path) -> None:
     """Four `heroapi db upgrade` processes on one empty database: all succeed, one history."""
     processes = [
         subprocess.Popen(
@@ -85,6 +91,7 @@ def test_concurrent_upgrades_are_serialized(empty_database_url: str) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            cwd=tmp_path,
         )
         for _ in range(4)
     ]
@@ -141,24 +148,24 @@ def test_upgrade_waits_for_the_migration_lock(empty_database_url: str) -> None:
     assert migrate.inspect(database).at_head
 
 
-def test_cli_upgrade_current_and_check(empty_database_url: str) -> None:
-    before = cli(empty_database_url, "db", "check")
+def test_cli_upgrade_current_and_check(empty_database_url: str, tmp_path: Path) -> None:
+    before = cli(empty_database_url, "db", "check", cwd=tmp_path)
     assert before.returncode == 1
     assert "latest is" in before.stderr
-    upgraded = cli(empty_database_url, "db", "upgrade")
+    upgraded = cli(empty_database_url, "db", "upgrade", cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
     assert "database at revision" in upgraded.stderr
-    current = cli(empty_database_url, "db", "current")
+    current = cli(empty_database_url, "db", "current", cwd=tmp_path)
     assert current.returncode == 0
     state = migrate.inspect(parse_database_url(empty_database_url))
     assert f"current: {state.head}" in current.stdout
-    checked = cli(empty_database_url, "db", "check")
+    checked = cli(empty_database_url, "db", "check", cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr
     assert "schema matches the models" in checked.stdout
 
 
 def test_cli_reports_a_bad_url_in_one_line(tmp_path: Path) -> None:
-    result = cli("oracle://scott@localhost/db", "db", "upgrade")
+    result = cli("oracle://scott@localhost/db", "db", "upgrade", cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "DATABASE_URL" in result.stderr

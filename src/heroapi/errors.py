@@ -52,6 +52,16 @@ def _redact(value: Any) -> Any:
     return str(value)
 
 
+def _safe_input(loc: list[Any], value: Any) -> Any:
+    if any(part in SECRET_FIELDS for part in loc):
+        return "[redacted]"
+    if loc == ["body"] and isinstance(value, str | bytes):
+        # A whole body that was not a JSON object (wrong Content-Type, a JSON string): it may
+        # hold anything, secrets included, so it is not repeated.
+        return "[redacted]"
+    return _redact(value)
+
+
 def validation_errors(errors: Any) -> list[dict[str, Any]]:
     """FastAPI's 422 items, safe to send: no secrets, nothing JSON cannot encode."""
     items = []
@@ -59,8 +69,7 @@ def validation_errors(errors: Any) -> list[dict[str, Any]]:
         item = {key: error[key] for key in ("type", "loc", "msg") if key in error}
         item["loc"] = [_redact(part) for part in item.get("loc", ())]
         if "input" in error:
-            secret = any(part in SECRET_FIELDS for part in item["loc"])
-            item["input"] = "[redacted]" if secret else _redact(error["input"])
+            item["input"] = _safe_input(item["loc"], error["input"])
         if "ctx" in error:
             item["ctx"] = {key: _redact(value) for key, value in error["ctx"].items()}
         items.append(item)
