@@ -6,6 +6,7 @@ under CI=true the suite starts such a server, and fails if it still cannot reach
 
 import os
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +18,7 @@ from heroapi import migrate
 from heroapi.config import Settings, parse_database_url
 from heroapi.db import Database
 from heroapi.main import create_app
-from heroapi.models import hero_table
+from heroapi.models import hero_table, items_table, users_table
 from tests.databases import BACKENDS, ServerStatus, ensure_server, throwaway_database
 
 T = TypeVar("T")
@@ -92,14 +93,29 @@ def settings(database_url: str) -> Settings:
 
 async def _empty_tables(database: Database) -> None:
     async with database.transaction() as connection:
-        await connection.execute(delete(hero_table), {})
+        for table in (items_table, users_table, hero_table):
+            await connection.execute(delete(table), {})
+
+
+@contextmanager
+def running_app(settings: Settings) -> Iterator[TestClient]:
+    """The app for `settings` on its emptied database, through Starlette's test client."""
+    with TestClient(create_app(settings)) as test_client:
+        app_database(test_client, _empty_tables)
+        yield test_client
 
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    """The app on this backend's database, emptied, through Starlette's test client."""
-    with TestClient(create_app(settings)) as test_client:
-        app_database(test_client, _empty_tables)
+    """The app (auth mode `open`, the default) on this backend's database, emptied."""
+    with running_app(settings) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def auth_client(database_url: str) -> Iterator[TestClient]:
+    """The app with `HEROAPI_AUTH_MODE=required` on this backend's database, emptied."""
+    with running_app(make_settings(database_url, auth_mode="required")) as test_client:
         yield test_client
 
 

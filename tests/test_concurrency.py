@@ -101,3 +101,38 @@ def test_a_burst_larger_than_the_pool_waits_briefly_not_30_seconds(
     assert set(codes) == {200}, {code: codes.count(code) for code in set(codes)}
     # Far under the pool timeout: requests queued for a connection, none gave up waiting.
     assert max(seconds for _, seconds in results) < 10
+
+
+def test_concurrent_registrations_of_one_email_make_exactly_one_user(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """The check-then-insert race: the unique index decides, every loser gets the 400."""
+    racers = 24
+    with live_server(empty_database_url, tmp_path) as server:
+
+        async def race() -> list[httpx.Response]:
+            limits = httpx.Limits(max_connections=racers)
+            async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
+                emails = ["Racer@Example.com", "racer@example.com", "RACER@example.com"]
+                return await asyncio.gather(
+                    *(
+                        client.post(
+                            "/users/",
+                            json={"email": emails[number % 3], "password": "correct horse"},
+                        )
+                        for number in range(racers)
+                    )
+                )
+
+        responses = asyncio.run(race())
+        users = httpx.get(f"{server.url}/users/").json()
+        log = server.log_text()
+    codes = sorted(response.status_code for response in responses)
+    assert codes == [200] + [400] * (racers - 1)
+    assert all(
+        response.json() == {"detail": "Email already registered"}
+        for response in responses
+        if response.status_code == 400
+    )
+    assert len(users) == 1
+    assert "Traceback" not in log

@@ -30,7 +30,14 @@ def test_connection_pragmas(tmp_path: Path) -> None:
         found: dict[str, Any] = {}
         try:
             async with database.connection() as connection:
-                for pragma in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous"):
+                pragmas = (
+                    "journal_mode",
+                    "foreign_keys",
+                    "busy_timeout",
+                    "synchronous",
+                    "cache_size",
+                )
+                for pragma in pragmas:
                     row = await connection.fetch_one(text(f"PRAGMA {pragma}"), {})
                     assert row is not None
                     found[pragma] = next(iter(row.values()))
@@ -43,6 +50,7 @@ def test_connection_pragmas(tmp_path: Path) -> None:
         "foreign_keys": 1,
         "busy_timeout": 7500,
         "synchronous": 1,  # NORMAL
+        "cache_size": -32 * 1024,
     }
 
 

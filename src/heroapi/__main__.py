@@ -1,5 +1,8 @@
-"""The `heroapi` command: serve, db upgrade | downgrade | current | check, version."""
+"""The `heroapi` command: serve, db upgrade | downgrade | current | check,
+users create-superuser, version."""
 
+import asyncio
+import sys
 from typing import Annotated, NoReturn
 
 import typer
@@ -11,6 +14,8 @@ from heroapi.config import Settings, get_settings
 cli = typer.Typer(help="heroapi: the Hero and Users/Items API.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+users_cli = typer.Typer(help="User accounts.", no_args_is_help=True)
+cli.add_typer(users_cli, name="users")
 
 
 def fail(message: str) -> NoReturn:
@@ -18,15 +23,21 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
+def describe(error: ValidationError, *, settings: bool = False) -> str:
+    """A validation error in one line, without the values (they may be secrets)."""
+    return "; ".join(
+        f"{'HEROAPI_' if settings else ''}"
+        f"{'.'.join(str(part) for part in item['loc']).upper() if settings else item['loc'][-1]}"
+        f": {item['msg']}"
+        for item in error.errors(include_input=False)
+    )
+
+
 def load_settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']).upper()}: {item['msg']}"
-            for item in error.errors(include_input=False)
-        )
-        fail(f"bad setting: {problems}")
+        fail(f"bad setting: {describe(error, settings=True)}")
 
 
 def run_migrations(settings: Settings, revision: str = "head", *, down: bool = False) -> None:
@@ -110,6 +121,47 @@ def check() -> None:
     if state.differences:
         fail("schema differs from the models: " + "; ".join(state.differences))
     typer.echo(f"ok: at {state.head}, schema matches the models")
+
+
+@users_cli.command("create-superuser")
+def create_superuser(
+    email: Annotated[str, typer.Option(prompt=True, help="The superuser's email.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create a superuser; the password is asked for (or read from stdin), never an argument."""
+    from heroapi.db import DatabaseError, create_database
+    from heroapi.main import create_superuser as create
+    from heroapi.models import UserCreate
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        UserCreate(email=email, password=password)
+    except ValidationError as error:
+        fail(describe(error))
+    settings = load_settings()
+    if settings.migrate_on_start:
+        run_migrations(settings)
+
+    async def run() -> bool:
+        database = create_database(settings)
+        await database.connect()
+        try:
+            return await create(database, email, password)
+        finally:
+            await database.close()
+
+    try:
+        created = asyncio.run(run())
+    except DatabaseError as error:
+        fail(f"cannot reach {settings.database.render()}: {error}")
+    if not created:
+        fail(f"{email} is already registered")
+    typer.echo(f"superuser {email} created")
 
 
 @cli.command()

@@ -4,12 +4,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite:///heroapi.db"
+# Signs tokens in development only: production refuses to start with it.
+DEFAULT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105
+MIN_SECRET_KEY_LENGTH = 32
 
 Backend = Literal["sqlite", "postgresql", "mysql"]
 
@@ -102,14 +105,48 @@ class Settings(BaseSettings):
     database_connect_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
     sqlite_busy_timeout: Annotated[float, Field(ge=0, le=600)] = 10.0
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    sqlite_cache_size_mb: Annotated[int, Field(ge=1, le=65536)] = 32
+    sqlite_mmap_size_mb: Annotated[int, Field(ge=0, le=65536)] = 256
     migrate_on_start: bool = True
     migration_lock_timeout: Annotated[float, Field(gt=0, le=3600)] = 300.0
+
+    env: Literal["development", "production"] = "development"
+    auth_mode: Literal["open", "required"] = "open"
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    access_token_expire_minutes: Annotated[int, Field(ge=1, le=60 * 24 * 366)] = 60
+    first_superuser_email: str | None = None
+    first_superuser_password: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod
     def _database_url_is_supported(cls, value: str) -> str:
         parse_database_url(value)
         return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_is_long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_KEY_LENGTH} characters long")
+        return value
+
+    @model_validator(mode="after")
+    def _first_superuser_is_complete(self) -> "Settings":
+        if (self.first_superuser_email is None) != (self.first_superuser_password is None):
+            raise ValueError(
+                "set both HEROAPI_FIRST_SUPERUSER_EMAIL and HEROAPI_FIRST_SUPERUSER_PASSWORD, "
+                "or neither"
+            )
+        return self
+
+    def production_problems(self) -> list[str]:
+        """What stops this configuration from serving in production (`HEROAPI_ENV=production`)."""
+        if self.env != "production":
+            return []
+        problems = []
+        if self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
+            problems.append("HEROAPI_SECRET_KEY is the default, known to everyone: set your own")
+        return problems
 
     @property
     def database(self) -> DatabaseURL:

@@ -23,9 +23,10 @@ logger = logging.getLogger("heroapi")
 # Field names whose values never appear in a response or a log line.
 SECRET_FIELDS: Final = frozenset({"secret_name", "password", "new_password", "current_password"})
 RETRY_AFTER_SECONDS: Final = 1
+ECHO_MAX_LENGTH: Final = 300
 
 
-class Message(BaseModel):
+class ErrorDetail(BaseModel):
     """An error answer: `{"detail": "..."}`."""
 
     detail: str
@@ -44,6 +45,8 @@ def _redact(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, str):
+        if len(value) > ECHO_MAX_LENGTH:  # a 1 MB string is not sent back whole
+            value = value[:ECHO_MAX_LENGTH] + "...[truncated]"
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")

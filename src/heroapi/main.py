@@ -7,18 +7,49 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from heroapi import __version__, migrate
+from heroapi import __version__, crud, migrate
 from heroapi.config import Settings, get_settings
-from heroapi.db import create_database
+from heroapi.db import Database, create_database
 from heroapi.errors import install_error_handlers
-from heroapi.routes import heroes
+from heroapi.models import UserCreate
+from heroapi.routes import heroes, items, login, users
+from heroapi.security import hash_password
 
 logger = logging.getLogger("heroapi")
+
+
+class ConfigurationError(RuntimeError):
+    """The settings do not allow serving (e.g. production with the default secret key)."""
+
+
+async def create_superuser(database: Database, email: str, password: str) -> bool:
+    """Create an active superuser; False if the email is already registered (nothing changes)."""
+    account = UserCreate(email=email, password=password)  # the same rules as the API's
+    if await crud.email_registered(database=database, email=account.email):
+        return False
+    try:
+        await crud.create_user(
+            database=database,
+            email=account.email,
+            hashed_password=await hash_password(account.password),
+            is_superuser=True,
+        )
+    except crud.EmailAlreadyRegistered:  # another process made it first
+        return False
+    return True
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The heroapi ASGI app for `settings` (by default, the environment's)."""
     settings = settings or get_settings()
+    problems = settings.production_problems()
+    if problems:
+        raise ConfigurationError("refusing to serve in production: " + "; ".join(problems))
+    if settings.env == "production" and settings.auth_mode == "open":
+        logger.warning(
+            "HEROAPI_AUTH_MODE is 'open': anyone can create, change and delete heroes, users "
+            "and items; set HEROAPI_AUTH_MODE=required unless this is what you want"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,6 +61,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = create_database(settings)
         await database.connect()
         app.state.database = database
+        if settings.first_superuser_email and settings.first_superuser_password:
+            created = await create_superuser(
+                database,
+                settings.first_superuser_email,
+                settings.first_superuser_password.get_secret_value(),
+            )
+            if created:
+                logger.info("created the first superuser %s", settings.first_superuser_email)
         logger.info("heroapi %s serving %s", __version__, settings.database.render())
         try:
             yield
@@ -39,12 +78,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="heroapi",
         version=__version__,
-        summary="The FastAPI SQL tutorial's Hero API, built for real use.",
+        summary="The FastAPI SQL tutorial's Hero and Users/Items APIs, built for real use.",
         lifespan=lifespan,
     )
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(heroes.router)
+    app.include_router(users.router)
+    app.include_router(items.router)
+    app.include_router(login.router)
     return app
 
 

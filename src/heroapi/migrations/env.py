@@ -24,7 +24,6 @@ def configure(connection: Connection | None = None) -> None:
         # SQLite alters tables by copying them ("batch mode").
         render_as_batch=database.backend == "sqlite",
         compare_type=True,
-        compare_server_default=True,
         literal_binds=connection is None,
     )
 

@@ -2,18 +2,18 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, status
 
 from heroapi import crud
 from heroapi.db import Row
-from heroapi.errors import Message
-from heroapi.models import ID_MAX, HeroCreate, HeroPublic, HeroUpdate
-from heroapi.routes import DatabaseDep
+from heroapi.errors import ErrorDetail
+from heroapi.models import HeroCreate, HeroPublic, HeroUpdate
+from heroapi.routes.deps import DatabaseDep, PageSize, PageStart, Requester, in_id_range
 
 router = APIRouter(prefix="/heroes")
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    status.HTTP_404_NOT_FOUND: {"model": Message, "description": "Hero not found"}
+    status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Hero not found"}
 }
 
 
@@ -26,7 +26,7 @@ async def existing_id(hero_id: int) -> int:
 
     `async`, like every dependency here: FastAPI runs a plain `def` in its thread pool.
     """
-    if not 1 <= hero_id <= ID_MAX:
+    if not in_id_range(hero_id):
         raise hero_not_found()
     return hero_id
 
@@ -45,7 +45,7 @@ HeroDep = Annotated[Row, Depends(existing_hero)]
 
 
 @router.post("/", response_model=HeroPublic)
-async def create_hero(hero: HeroCreate, database: DatabaseDep) -> Row:
+async def create_hero(_writer: Requester, hero: HeroCreate, database: DatabaseDep) -> Row:
     """Create a hero; the database assigns its id."""
     return await crud.create_hero(database=database, hero=hero)
 
@@ -53,8 +53,8 @@ async def create_hero(hero: HeroCreate, database: DatabaseDep) -> Row:
 @router.get("/", response_model=list[HeroPublic])
 async def read_heroes(
     database: DatabaseDep,
-    offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
-    limit: Annotated[int, Query(ge=0, le=100)] = 100,
+    offset: PageStart = 0,
+    limit: PageSize = 100,
 ) -> list[Row]:
     """List heroes in id order, `limit` (at most 100) from `offset`."""
     return await crud.list_heroes(database=database, offset=offset, limit=limit)
@@ -67,7 +67,9 @@ async def read_hero(hero: HeroDep) -> Row:
 
 
 @router.patch("/{hero_id}", response_model=HeroPublic, responses=NOT_FOUND)
-async def update_hero(hero_id: HeroIdDep, hero: HeroUpdate, database: DatabaseDep) -> Row:
+async def update_hero(
+    _writer: Requester, hero_id: HeroIdDep, hero: HeroUpdate, database: DatabaseDep
+) -> Row:
     """Change the fields sent (`age: null` clears the age); the others stay as they are."""
     changes = hero.model_dump(exclude_unset=True)
     updated = await crud.update_hero(database=database, hero_id=hero_id, changes=changes)
@@ -77,7 +79,9 @@ async def update_hero(hero_id: HeroIdDep, hero: HeroUpdate, database: DatabaseDe
 
 
 @router.delete("/{hero_id}", responses=NOT_FOUND)
-async def delete_hero(hero_id: HeroIdDep, database: DatabaseDep) -> dict[str, Any]:
+async def delete_hero(
+    _writer: Requester, hero_id: HeroIdDep, database: DatabaseDep
+) -> dict[str, Any]:
     """Delete a hero."""
     if not await crud.delete_hero(database=database, hero_id=hero_id):
         raise hero_not_found()

@@ -1,7 +1,4 @@
-"""Every read and write of the database. No HTTP here: routes, the CLI and tests call these.
-
-Statements are built once, here, as SQLAlchemy Core; `Database` compiles each once per dialect.
-"""
+"""The heroes: the tutorial's Hero API."""
 
 from functools import cache
 from typing import Any

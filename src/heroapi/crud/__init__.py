@@ -1,0 +1,44 @@
+"""Every read and write of the database, one module per resource. No HTTP here: routes, the CLI
+and tests call these.
+
+Statements are built once, at import, as SQLAlchemy Core; `Database` compiles each once per
+dialect. Functions take keyword arguments and return plain rows (dicts).
+"""
+
+from heroapi.crud.heroes import create_hero, delete_hero, get_hero, list_heroes, update_hero
+from heroapi.crud.users import (
+    EmailAlreadyRegistered,
+    create_item,
+    create_user,
+    delete_user,
+    email_registered,
+    get_item,
+    get_login,
+    get_user,
+    get_user_with_items,
+    list_items,
+    list_users,
+    set_password_hash,
+    update_user,
+)
+
+__all__ = [
+    "EmailAlreadyRegistered",
+    "create_hero",
+    "create_item",
+    "create_user",
+    "delete_hero",
+    "delete_user",
+    "email_registered",
+    "get_hero",
+    "get_item",
+    "get_login",
+    "get_user",
+    "get_user_with_items",
+    "list_heroes",
+    "list_items",
+    "list_users",
+    "set_password_hash",
+    "update_hero",
+    "update_user",
+]

@@ -1,0 +1,249 @@
+"""Users and their items: the older tutorial's `sql_app`, with accounts that can log in."""
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Insert, Select, Update, bindparam, delete, insert, select
+
+from heroapi.db import Connection, Database, IntegrityViolation, Row
+from heroapi.models import ItemCreate, email_key, items_table, users_table
+
+
+class EmailAlreadyRegistered(Exception):
+    """Another account has this email (compared case-insensitively)."""
+
+
+_USER = (
+    users_table.c.id,
+    users_table.c.email,
+    users_table.c.is_active,
+    users_table.c.is_superuser,
+    users_table.c.token_generation,
+)
+_ITEM = (items_table.c.id, items_table.c.title, items_table.c.description, items_table.c.owner_id)
+_USER_BY_ID = users_table.c.id == bindparam("user_id")
+
+_SELECT_USER = select(*_USER).where(_USER_BY_ID)
+_SELECT_LOGIN = select(*_USER, users_table.c.hashed_password).where(
+    users_table.c.email_key == bindparam("email_key")
+)
+_SELECT_USERS = (
+    select(*_USER).order_by(users_table.c.id).offset(bindparam("offset")).limit(bindparam("limit"))
+)
+# The items of one page of users, in one query whatever the page's size (a derived table: MySQL
+# allows no LIMIT inside IN (...)).
+_USERS_PAGE = (
+    select(users_table.c.id)
+    .order_by(users_table.c.id)
+    .offset(bindparam("offset"))
+    .limit(bindparam("limit"))
+    .subquery("page")
+)
+_SELECT_PAGE_ITEMS = (
+    select(*_ITEM)
+    .select_from(items_table.join(_USERS_PAGE, items_table.c.owner_id == _USERS_PAGE.c.id))
+    .order_by(items_table.c.owner_id, items_table.c.id)
+)
+_SELECT_USER_ITEMS = (
+    select(*_ITEM).where(items_table.c.owner_id == bindparam("user_id")).order_by(items_table.c.id)
+)
+_INSERT_USER = insert(users_table).values(
+    email=bindparam("email"),
+    email_key=bindparam("email_key"),
+    hashed_password=bindparam("hashed_password"),
+    is_superuser=bindparam("is_superuser"),
+)
+_DELETE_USER = delete(users_table).where(_USER_BY_ID)
+
+# INSERT ... SELECT: the item is stored only if its owner exists, in one atomic statement.
+_INSERT_ITEM = insert(items_table).from_select(
+    ["title", "description", "owner_id"],
+    select(
+        bindparam("title", type_=items_table.c.title.type),
+        bindparam("description", type_=items_table.c.description.type),
+        users_table.c.id,
+    ).where(_USER_BY_ID),
+)
+
+
+def _item_filter(statement: Select[Any], *, item_id: bool, owner: bool) -> Select[Any]:
+    if item_id:
+        statement = statement.where(items_table.c.id == bindparam("item_id"))
+    if owner:
+        statement = statement.where(items_table.c.owner_id == bindparam("owner_id"))
+    return statement
+
+
+@cache
+def _select_item(owner: bool) -> Select[Any]:
+    return _item_filter(select(*_ITEM), item_id=True, owner=owner)
+
+
+@cache
+def _select_items(owner: bool) -> Select[Any]:
+    statement = _item_filter(select(*_ITEM), item_id=False, owner=owner)
+    return (
+        statement.order_by(items_table.c.id).offset(bindparam("offset")).limit(bindparam("limit"))
+    )
+
+
+@cache
+def _update_user(fields: tuple[str, ...], revoke_tokens: bool, returning: bool) -> Update:
+    """The UPDATE for one set of changed columns, built once per set."""
+    values: dict[str, Any] = {name: bindparam(name) for name in fields}
+    if revoke_tokens:
+        values["token_generation"] = users_table.c.token_generation + 1
+    statement = users_table.update().where(_USER_BY_ID).values(values)
+    return statement.returning(*_USER) if returning else statement
+
+
+@cache
+def _insert_returning(statement: Insert, columns: str) -> Insert:
+    returned = _USER if columns == "user" else _ITEM
+    return statement.returning(*returned)
+
+
+# ------------------------------------------------------------------------------------ users
+
+
+async def get_user(*, database: Database, user_id: int) -> Row | None:
+    """A user's account (without items or password hash)."""
+    async with database.connection() as connection:
+        return await connection.fetch_one(_SELECT_USER, {"user_id": user_id})
+
+
+async def get_user_with_items(*, database: Database, user_id: int) -> Row | None:
+    async with database.connection() as connection:
+        user = await connection.fetch_one(_SELECT_USER, {"user_id": user_id})
+        if user is not None:
+            user["items"] = await connection.fetch_all(_SELECT_USER_ITEMS, {"user_id": user_id})
+        return user
+
+
+async def get_login(*, database: Database, email: str) -> Row | None:
+    """The account `email` logs in to, with its password hash; None if there is none."""
+    async with database.connection() as connection:
+        return await connection.fetch_one(_SELECT_LOGIN, {"email_key": email_key(email)})
+
+
+async def email_registered(*, database: Database, email: str) -> bool:
+    return await get_login(database=database, email=email) is not None
+
+
+async def list_users(*, database: Database, offset: int, limit: int) -> list[Row]:
+    """One page of users in id order, each with its items: two queries, whatever the page size."""
+    page = {"offset": offset, "limit": limit}
+    async with database.connection() as connection:
+        users = await connection.fetch_all(_SELECT_USERS, page)
+        items = await connection.fetch_all(_SELECT_PAGE_ITEMS, page) if users else []
+    by_owner: dict[int, list[Row]] = {user["id"]: [] for user in users}
+    for item in items:
+        owned = by_owner.get(item["owner_id"])
+        if owned is not None:  # a user created between the two queries may own items
+            owned.append(item)
+    for user in users:
+        user["items"] = by_owner[user["id"]]
+    return users
+
+
+async def create_user(
+    *, database: Database, email: str, hashed_password: str, is_superuser: bool = False
+) -> Row:
+    """A new, active account; `EmailAlreadyRegistered` if the address is taken."""
+    values = {
+        "email": email,
+        "email_key": email_key(email),
+        "hashed_password": hashed_password,
+        "is_superuser": is_superuser,
+    }
+    try:
+        async with database.transaction() as connection:
+            if database.supports_returning:
+                user = await connection.fetch_one(_insert_returning(_INSERT_USER, "user"), values)
+            else:
+                result = await connection.execute(_INSERT_USER, values)
+                user = await connection.fetch_one(_SELECT_USER, {"user_id": result.lastrowid})
+    except IntegrityViolation as error:  # the unique email_key: another account has it
+        raise EmailAlreadyRegistered(email) from error
+    assert user is not None
+    return user | {"items": []}
+
+
+async def update_user(
+    *, database: Database, user_id: int, changes: dict[str, Any], revoke_tokens: bool = False
+) -> Row | None:
+    """Change an account's columns (`email`, `hashed_password`, `is_active`, `is_superuser`);
+    with `revoke_tokens`, every token issued before stops working. None if no such user."""
+    values = dict(changes)
+    if "email" in values:
+        values["email_key"] = email_key(values["email"])
+    if not values and not revoke_tokens:
+        return await get_user(database=database, user_id=user_id)
+    statement = _update_user(tuple(sorted(values)), revoke_tokens, database.supports_returning)
+    params = values | {"user_id": user_id}
+    try:
+        async with database.transaction() as connection:
+            if database.supports_returning:
+                return await connection.fetch_one(statement, params)
+            await connection.execute(statement, params)
+            return await connection.fetch_one(_SELECT_USER, {"user_id": user_id})
+    except IntegrityViolation as error:
+        raise EmailAlreadyRegistered(values.get("email", "")) from error
+
+
+async def set_password_hash(
+    *, database: Database, user_id: int, hashed_password: str, revoke_tokens: bool
+) -> Row | None:
+    return await update_user(
+        database=database,
+        user_id=user_id,
+        changes={"hashed_password": hashed_password},
+        revoke_tokens=revoke_tokens,
+    )
+
+
+async def delete_user(*, database: Database, user_id: int) -> bool:
+    """Delete an account and, by the foreign key's ON DELETE CASCADE, its items."""
+    async with database.transaction() as connection:
+        result = await connection.execute(_DELETE_USER, {"user_id": user_id})
+    return result.rowcount > 0
+
+
+# ------------------------------------------------------------------------------------ items
+
+
+async def create_item(*, database: Database, owner_id: int, item: ItemCreate) -> Row | None:
+    """A new item of `owner_id`'s; None (and nothing stored) if there is no such user."""
+    values = {"title": item.title, "description": item.description, "user_id": owner_id}
+    try:
+        async with database.transaction() as connection:
+            return await _insert_item(database, connection, values)
+    except IntegrityViolation:  # the owner was deleted while we inserted
+        return None
+
+
+async def _insert_item(
+    database: Database, connection: Connection, values: dict[str, Any]
+) -> Row | None:
+    if database.supports_returning:
+        return await connection.fetch_one(_insert_returning(_INSERT_ITEM, "item"), values)
+    result = await connection.execute(_INSERT_ITEM, values)
+    if result.rowcount == 0:
+        return None
+    return await connection.fetch_one(_select_item(False), {"item_id": result.lastrowid})
+
+
+async def get_item(*, database: Database, item_id: int, owner_id: int | None = None) -> Row | None:
+    """An item; with `owner_id`, only if that user owns it."""
+    params = {"item_id": item_id, "owner_id": owner_id}
+    async with database.connection() as connection:
+        return await connection.fetch_one(_select_item(owner_id is not None), params)
+
+
+async def list_items(
+    *, database: Database, offset: int, limit: int, owner_id: int | None = None
+) -> list[Row]:
+    """One page of items in id order; with `owner_id`, only that user's."""
+    params = {"offset": offset, "limit": limit, "owner_id": owner_id}
+    async with database.connection() as connection:
+        return await connection.fetch_all(_select_items(owner_id is not None), params)

@@ -1,0 +1,95 @@
+"""Dependencies the routers share: the database, the settings, and who is asking.
+
+Every dependency is `async def`: FastAPI runs a plain `def` dependency in its thread pool, a hop
+that costs more than the work these do.
+"""
+
+from typing import Annotated, Final
+
+from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi.security import OAuth2PasswordBearer
+
+from heroapi import crud
+from heroapi.config import Settings
+from heroapi.db import Database, Row
+from heroapi.models import ID_MAX
+from heroapi.security import decode_access_token
+
+TOKEN_URL: Final = "/login/access-token"  # noqa: S105
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+async def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+# Paging, as in the tutorials (`offset` for heroes, `skip` for users and items).
+PageStart = Annotated[int, Query(ge=0, le=ID_MAX, description="Rows to skip, in id order.")]
+PageSize = Annotated[int, Query(ge=0, le=100, description="Rows to return, at most 100.")]
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+TokenDep = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+def not_authenticated(detail: str = "Not authenticated") -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail=detail,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def in_id_range(value: int) -> bool:
+    """Whether `value` fits the 64-bit id columns (anything else names no row)."""
+    return 1 <= value <= ID_MAX
+
+
+async def get_current_user(database: DatabaseDep, settings: SettingsDep, token: TokenDep) -> Row:
+    """The user whose bearer token came with the request: 401 if there is none, or if it is
+    malformed, expired, revoked (password changed since), or its user is gone or inactive."""
+    if token is None:
+        raise not_authenticated()
+    claims = decode_access_token(token, settings)
+    if claims is None or not in_id_range(claims.user_id):
+        raise not_authenticated("Could not validate credentials")
+    user = await crud.get_user(database=database, user_id=claims.user_id)
+    if user is None or not user["is_active"] or user["token_generation"] != claims.generation:
+        raise not_authenticated("Could not validate credentials")
+    return user
+
+
+CurrentUser = Annotated[Row, Depends(get_current_user)]
+
+
+async def get_current_superuser(user: CurrentUser) -> Row:
+    if not user["is_superuser"]:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "The user doesn't have enough privileges")
+    return user
+
+
+Superuser = Annotated[Row, Depends(get_current_superuser)]
+
+
+async def get_requester(
+    database: DatabaseDep, settings: SettingsDep, token: TokenDep
+) -> Row | None:
+    """Who asks, where the auth mode decides: with `HEROAPI_AUTH_MODE=required`, the token's user
+    (401 without a valid one); in `open` mode, nobody (None), as in the tutorial."""
+    if settings.auth_mode == "open":
+        return None
+    return await get_current_user(database, settings, token)
+
+
+Requester = Annotated[Row | None, Depends(get_requester)]
+
+
+def may_act_for(requester: Row | None, user_id: int) -> bool:
+    """Whether the requester may see or change what belongs to `user_id` (open mode: anyone)."""
+    return requester is None or requester["is_superuser"] or requester["id"] == user_id

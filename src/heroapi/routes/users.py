@@ -1,0 +1,192 @@
+"""Users: the tutorial's `sql_app` endpoints, plus the account's own (`/users/me`)."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, status
+
+from heroapi import crud
+from heroapi.db import Database, Row
+from heroapi.errors import ErrorDetail
+from heroapi.models import (
+    Item,
+    ItemCreate,
+    Message,
+    UpdatePassword,
+    User,
+    UserCreate,
+    UserUpdate,
+    UserUpdateMe,
+)
+from heroapi.routes.deps import (
+    CurrentUser,
+    DatabaseDep,
+    PageSize,
+    PageStart,
+    Requester,
+    Superuser,
+    in_id_range,
+    may_act_for,
+)
+from heroapi.security import hash_password, verify_password
+
+router = APIRouter(prefix="/users")
+
+EMAIL_TAKEN = "Email already registered"
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "User not found"}
+}
+EMAIL_CONFLICT: dict[int | str, dict[str, Any]] = {
+    status.HTTP_400_BAD_REQUEST: {"model": ErrorDetail, "description": EMAIL_TAKEN}
+}
+
+
+def user_not_found() -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, "User not found")
+
+
+def email_taken() -> HTTPException:
+    return HTTPException(status.HTTP_400_BAD_REQUEST, EMAIL_TAKEN)
+
+
+async def visible_user_id(user_id: int, requester: Requester) -> int:
+    """The path's user id, if the requester may see that user: others' accounts are a 404
+    (not a 403), so ids of other accounts are not revealed."""
+    if not in_id_range(user_id) or not may_act_for(requester, user_id):
+        raise user_not_found()
+    return user_id
+
+
+VisibleUserId = Annotated[int, Depends(visible_user_id)]
+
+
+async def require_superuser_if_auth_required(requester: Requester) -> None:
+    if requester is not None and not requester["is_superuser"]:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "The user doesn't have enough privileges")
+
+
+SuperuserIfRequired = Depends(require_superuser_if_auth_required)
+
+
+@router.post(
+    "/",
+    response_model=User,
+    responses=EMAIL_CONFLICT,
+    dependencies=[SuperuserIfRequired],
+)
+async def create_user(user: UserCreate, database: DatabaseDep) -> Row:
+    """Register an account (with `HEROAPI_AUTH_MODE=required`, superusers only)."""
+    # A cheap early answer for the common case; the unique index decides when requests race.
+    if await crud.email_registered(database=database, email=user.email):
+        raise email_taken()
+    hashed = await hash_password(user.password)
+    try:
+        return await crud.create_user(database=database, email=user.email, hashed_password=hashed)
+    except crud.EmailAlreadyRegistered:
+        raise email_taken() from None
+
+
+@router.get("/", response_model=list[User], dependencies=[SuperuserIfRequired])
+async def read_users(
+    database: DatabaseDep,
+    skip: PageStart = 0,
+    limit: PageSize = 100,
+) -> list[Row]:
+    """List accounts in id order, each with its items (`required` mode: superusers only)."""
+    return await crud.list_users(database=database, offset=skip, limit=limit)
+
+
+@router.get("/me", response_model=User)
+async def read_user_me(user: CurrentUser, database: DatabaseDep) -> Row:
+    """The account the bearer token belongs to."""
+    found = await crud.get_user_with_items(database=database, user_id=user["id"])
+    if found is None:
+        raise user_not_found()
+    return found
+
+
+@router.patch("/me", response_model=User, responses=EMAIL_CONFLICT)
+async def update_user_me(body: UserUpdateMe, user: CurrentUser, database: DatabaseDep) -> Row:
+    """Change your own account's email."""
+    return await _update(database, user["id"], body.model_dump(exclude_unset=True))
+
+
+@router.post("/me/password", response_model=Message)
+async def update_password_me(
+    body: UpdatePassword, user: CurrentUser, database: DatabaseDep
+) -> Message:
+    """Change your password (the current one is required); tokens issued before stop working."""
+    login = await crud.get_login(database=database, email=user["email"])
+    hashed = None if login is None else login["hashed_password"]
+    valid, _ = await verify_password(body.current_password, hashed)
+    if not valid:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Incorrect password")
+    if body.new_password == body.current_password:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, "New password cannot be the same as the current one"
+        )
+    await crud.set_password_hash(
+        database=database,
+        user_id=user["id"],
+        hashed_password=await hash_password(body.new_password),
+        revoke_tokens=True,
+    )
+    return Message(message="Password updated; log in again")
+
+
+@router.get("/{user_id}", response_model=User, responses=NOT_FOUND)
+async def read_user(user_id: VisibleUserId, database: DatabaseDep) -> Row:
+    """Read one account, with its items."""
+    user = await crud.get_user_with_items(database=database, user_id=user_id)
+    if user is None:
+        raise user_not_found()
+    return user
+
+
+@router.patch("/{user_id}", response_model=User, responses=NOT_FOUND | EMAIL_CONFLICT)
+async def update_user(
+    _superuser: Superuser, user_id: int, body: UserUpdate, database: DatabaseDep
+) -> Row:
+    """Change any account (superusers only); a new password revokes the account's tokens."""
+    if not in_id_range(user_id):
+        raise user_not_found()
+    changes = body.model_dump(exclude_unset=True)
+    password = changes.pop("password", None)
+    if password is not None:
+        changes["hashed_password"] = await hash_password(password)
+    return await _update(database, user_id, changes, revoke_tokens=password is not None)
+
+
+@router.delete("/{user_id}", response_model=Message, responses=NOT_FOUND)
+async def delete_user(user: CurrentUser, user_id: int, database: DatabaseDep) -> Message:
+    """Delete an account and all its items (your own, or any as a superuser)."""
+    if not in_id_range(user_id) or not may_act_for(user, user_id):
+        raise user_not_found()
+    if not await crud.delete_user(database=database, user_id=user_id):
+        raise user_not_found()
+    return Message(message="User deleted")
+
+
+@router.post("/{user_id}/items/", response_model=Item, responses=NOT_FOUND)
+async def create_item_for_user(
+    user_id: VisibleUserId, item: ItemCreate, database: DatabaseDep
+) -> Row:
+    """Create an item owned by a user (`required` mode: yourself, unless a superuser)."""
+    created = await crud.create_item(database=database, owner_id=user_id, item=item)
+    if created is None:
+        raise user_not_found()
+    return created
+
+
+async def _update(
+    database: Database, user_id: int, changes: dict[str, Any], *, revoke_tokens: bool = False
+) -> Row:
+    try:
+        user = await crud.update_user(
+            database=database, user_id=user_id, changes=changes, revoke_tokens=revoke_tokens
+        )
+    except crud.EmailAlreadyRegistered:
+        raise email_taken() from None
+    if user is None:
+        raise user_not_found()
+    found = await crud.get_user_with_items(database=database, user_id=user_id)
+    return found if found is not None else user

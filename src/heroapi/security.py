@@ -1,0 +1,77 @@
+"""Password hashing (Argon2id, pwdlib) and access tokens (JWT, PyJWT)."""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import Final
+
+import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from pwdlib.hashers.bcrypt import BcryptHasher
+
+from heroapi.config import Settings
+
+ALGORITHM: Final = "HS256"
+
+# New hashes are Argon2id with argon2-cffi's current defaults; bcrypt hashes (and Argon2 hashes
+# made with other parameters) still verify, and are replaced at the next successful login.
+password_hash = PasswordHash((Argon2Hasher(), BcryptHasher()))
+
+
+@cache
+def _unknown_user_hash() -> str:
+    """A hash to verify against when the email is unknown, so both answers take as long."""
+    return password_hash.hash("no account has this password")
+
+
+async def hash_password(password: str) -> str:
+    """The Argon2id hash of `password`, computed in a thread (it takes tens of milliseconds)."""
+    return await asyncio.to_thread(password_hash.hash, password)
+
+
+async def verify_password(password: str, hashed: str | None) -> tuple[bool, str | None]:
+    """Whether `password` matches `hashed`, and a stronger hash to store if one is due.
+
+    `hashed=None` (no such user) costs the same time as a wrong password.
+    """
+    target = hashed if hashed is not None else _unknown_user_hash()
+    valid, updated = await asyncio.to_thread(password_hash.verify_and_update, password, target)
+    if hashed is None:
+        return False, None
+    return valid, updated
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: int
+    generation: int
+
+
+def create_access_token(*, user_id: int, generation: int, settings: Settings) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": str(user_id),
+        "gen": generation,
+        "iat": now,
+        "exp": now + settings.access_token_expire_minutes * 60,
+    }
+    return jwt.encode(claims, settings.secret_key.get_secret_value(), algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str, settings: Settings) -> TokenClaims | None:
+    """The claims of a valid, unexpired token signed with our key; None for anything else."""
+    try:
+        claims = jwt.decode(
+            token,
+            settings.secret_key.get_secret_value(),
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp", "iat", "gen"]},
+        )
+        user_id, generation = int(claims["sub"]), claims["gen"]
+    except (jwt.InvalidTokenError, ValueError, TypeError):
+        return None
+    if not isinstance(generation, int) or isinstance(generation, bool):
+        return None
+    return TokenClaims(user_id, generation)
