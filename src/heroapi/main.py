@@ -13,7 +13,7 @@ from heroapi.db import Database, create_database
 from heroapi.errors import install_error_handlers
 from heroapi.models import UserCreate
 from heroapi.routes import heroes, items, login, users
-from heroapi.security import hash_password
+from heroapi.security import hash_password, unknown_user_hash
 
 logger = logging.getLogger("heroapi")
 
@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         database = create_database(settings)
         await database.connect()
+        # Made now, so the first login with an unknown email takes no longer than the others.
+        await asyncio.to_thread(unknown_user_hash)
         app.state.database = database
         if settings.first_superuser_email and settings.first_superuser_password:
             created = await create_superuser(

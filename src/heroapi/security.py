@@ -21,7 +21,7 @@ password_hash = PasswordHash((Argon2Hasher(), BcryptHasher()))
 
 
 @cache
-def _unknown_user_hash() -> str:
+def unknown_user_hash() -> str:
     """A hash to verify against when the email is unknown, so both answers take as long."""
     return password_hash.hash("no account has this password")
 
@@ -36,7 +36,7 @@ async def verify_password(password: str, hashed: str | None) -> tuple[bool, str 
 
     `hashed=None` (no such user) costs the same time as a wrong password.
     """
-    target = hashed if hashed is not None else _unknown_user_hash()
+    target = hashed if hashed is not None else unknown_user_hash()
     valid, updated = await asyncio.to_thread(password_hash.verify_and_update, password, target)
     if hashed is None:
         return False, None
