@@ -19,9 +19,14 @@ TOKEN_URL: Final = "/login/access-token"  # noqa: S105
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-async def get_database(request: Request) -> Database:
+def database_of(request: Request) -> Database:
+    """The app's `Database` (for handlers that take `Request` to keep their dependencies flat)."""
     database: Database = request.app.state.database
     return database
+
+
+async def get_database(request: Request) -> Database:
+    return database_of(request)
 
 
 async def get_settings(request: Request) -> Settings:
@@ -88,6 +93,10 @@ async def get_requester(
 
 
 Requester = Annotated[Row | None, Depends(get_requester)]
+
+
+async def require_writer(requester: Requester) -> None:
+    """In auth mode `required`, any logged-in user; in `open` mode (not installed), anyone."""
 
 
 def may_act_for(requester: Row | None, user_id: int) -> bool:
