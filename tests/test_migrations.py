@@ -154,7 +154,7 @@ def test_cli_upgrade_current_and_check(empty_database_url: str, tmp_path: Path) 
     assert "latest is" in before.stderr
     upgraded = cli(empty_database_url, "db", "upgrade", cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "database at revision" in upgraded.stderr
+    assert "database migrated base -> " in upgraded.stderr
     current = cli(empty_database_url, "db", "current", cwd=tmp_path)
     assert current.returncode == 0
     state = migrate.inspect(parse_database_url(empty_database_url))

@@ -2,7 +2,10 @@
 users create-superuser, version."""
 
 import asyncio
+import os
+import socket
 import sys
+import tempfile
 from typing import Annotated, NoReturn
 
 import typer
@@ -48,11 +51,10 @@ def run_migrations(settings: Settings, revision: str = "head", *, down: bool = F
     typer.echo(f"{action} {database.render()} to {revision} ...", err=True)
     step = migrate.downgrade if down else migrate.upgrade
     try:
-        step(database, revision, lock_timeout=settings.migration_lock_timeout)
+        migrated = step(database, revision, lock_timeout=settings.migration_lock_timeout)
     except Exception as error:  # a user's database problem is one line, not a traceback
         fail(f"migration failed on {database.render()}: {type(error).__name__}: {error}")
-    state = migrate.inspect(database)
-    typer.echo(f"database at revision {', '.join(state.current) or 'base'}", err=True)
+    typer.echo(f"database {migrated.describe()}", err=True)
 
 
 @cli.command()
@@ -66,18 +68,44 @@ def serve(
     import uvicorn
 
     settings = load_settings()
+    problems = settings.production_problems()
+    if problems:
+        fail("refusing to serve in production: " + "; ".join(problems))
+    port_problem = _cannot_listen(host, port)
+    if port_problem:
+        fail(port_problem)
     if settings.migrate_on_start:
         run_migrations(settings)
     typer.echo(f"serving on http://{host}:{port} (docs at http://{host}:{port}/docs)", err=True)
-    uvicorn.run(
-        "heroapi.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        reload=reload,
-        proxy_headers=True,
-    )
+    # Several workers add up their metrics through files in one directory, made fresh per run.
+    with tempfile.TemporaryDirectory(prefix="heroapi-metrics-") as metrics_directory:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_directory)
+        uvicorn.run(
+            "heroapi.main:app",
+            host=host,
+            port=port,
+            workers=workers,
+            reload=reload,
+            proxy_headers=True,
+            access_log=False,  # heroapi logs one JSON line per request itself
+            timeout_graceful_shutdown=30,
+        )
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why heroapi could not listen on host:port (in use, no such address), or None."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        return f"cannot listen on {host}: {error.strerror}"
+    family, kind, protocol, _, address = infos[0]
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            return f"cannot listen on {host}:{port}: {error.strerror}"
+    return None
 
 
 @db_cli.command()

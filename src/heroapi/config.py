@@ -5,7 +5,7 @@ from functools import lru_cache
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     migration_lock_timeout: Annotated[float, Field(gt=0, le=3600)] = 300.0
 
+    access_log: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    cors_origins: Annotated[list[str], NoDecode] = []
+    gzip_minimum_size: Annotated[int, Field(ge=0)] = 1000
+    health_timeout: Annotated[float, Field(gt=0, le=60)] = 2.0
+
     env: Literal["development", "production"] = "development"
     auth_mode: Literal["open", "required"] = "open"
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
@@ -121,6 +127,14 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url_is_supported(cls, value: str) -> str:
         parse_database_url(value)
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """`HEROAPI_CORS_ORIGINS=https://a.example,https://b.example`."""
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
     @field_validator("secret_key")

@@ -35,6 +35,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from heroapi.config import DatabaseURL, Settings
+from heroapi.observability import POOL_CONNECTIONS
 
 Row = dict[str, Any]
 Params = Mapping[str, Any]
@@ -292,8 +293,19 @@ class _Pool(Generic[RawConnection]):
         self._open = open_connection
         self._close = close_connection
         self._timeout = timeout
+        self._in_use = 0
         self._slots = asyncio.Semaphore(size)
         self._idle: list[RawConnection] = []
+        self._in_use_gauge = POOL_CONNECTIONS.labels("in_use")
+        self._idle_gauge = POOL_CONNECTIONS.labels("idle")
+        self._reported = (0, 0)
+
+    def _report(self) -> None:
+        state = (self._in_use, len(self._idle))
+        if state != self._reported:  # a gauge write is a shared-memory write per worker
+            self._reported = state
+            self._in_use_gauge.set(state[0])
+            self._idle_gauge.set(state[1])
 
     async def acquire(self) -> RawConnection:
         if self._slots.locked():
@@ -306,16 +318,22 @@ class _Pool(Generic[RawConnection]):
         else:
             await self._slots.acquire()
         if self._idle:
-            return self._idle.pop()
-        try:
-            return await self._open()
-        except BaseException:
-            self._slots.release()
-            raise
+            connection = self._idle.pop()
+        else:
+            try:
+                connection = await self._open()
+            except BaseException:
+                self._slots.release()
+                raise
+        self._in_use += 1
+        self._report()
+        return connection
 
     def release(self, connection: RawConnection) -> None:
         self._idle.append(connection)
+        self._in_use -= 1
         self._slots.release()
+        self._report()
 
     async def discard(self, connection: RawConnection, *, everything_idle: bool = False) -> None:
         """Close a connection that may be broken; after a lost connection, the idle ones too."""
@@ -323,13 +341,16 @@ class _Pool(Generic[RawConnection]):
         if everything_idle:
             doomed += self._idle
             self._idle.clear()
+        self._in_use -= 1
         self._slots.release()
+        self._report()
         for each in doomed:
             with contextlib.suppress(Exception):
                 await self._close(each)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
+        self._report()
         for connection in idle:
             with contextlib.suppress(Exception):
                 await self._close(connection)

@@ -7,13 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 
 from heroapi import __version__, crud, migrate
 from heroapi.config import Settings, get_settings
 from heroapi.db import Database, create_database
+from heroapi.docs import install_docs
 from heroapi.errors import install_error_handlers
 from heroapi.models import UserCreate
-from heroapi.routes import heroes, items, login, users
+from heroapi.observability import ObservabilityMiddleware, configure_logging
+from heroapi.routes import health, heroes, items, login, users
 from heroapi.routes.deps import require_writer
 from heroapi.security import hash_password, unknown_user_hash
 
@@ -57,9 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             # Alembic is synchronous; under the lock, only one process migrates at a time.
-            await asyncio.to_thread(
+            migrated = await asyncio.to_thread(
                 migrate.upgrade, settings.database, lock_timeout=settings.migration_lock_timeout
             )
+            logger.info("database %s", migrated.describe())
         database = create_database(settings)
         await database.connect()
         # Made now, so the first login with an unknown email takes no longer than the others.
@@ -89,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="The FastAPI SQL tutorial's Hero and Users/Items APIs, built for real use.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs(), without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -99,13 +106,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users.router)
     app.include_router(items.router)
     app.include_router(login.router)
+    app.include_router(health.router)
+    install_docs(app)
+    # Added innermost first: observability wraps everything, so it times and counts it all.
+    if settings.gzip_minimum_size:
+        app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_minimum_size)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(ObservabilityMiddleware, access_log=settings.access_log)
     return app
 
 
 def __getattr__(name: str) -> FastAPI:
     # `uvicorn heroapi.main:app`: built on first use, so importing this module reads no settings.
     if name == "app":
-        app = create_app()
+        settings = get_settings()
+        configure_logging(settings.log_level)
+        app = create_app(settings)
         globals()["app"] = app
         return app
     raise AttributeError(name)

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,12 @@ class MigrationLockTimeout(RuntimeError):
     """Another process held the migration lock for longer than the timeout."""
 
 
-def alembic_config(database: DatabaseURL, *, lock_timeout: float = 300.0) -> Config:
-    """Alembic's configuration for `database`, without an alembic.ini."""
+def alembic_config(database: DatabaseURL | None = None, *, lock_timeout: float = 300.0) -> Config:
+    """Alembic's configuration (for `database`, if given), without an alembic.ini."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["database"] = database
+    if database is not None:
+        config.attributes["database"] = database
     config.attributes["lock_timeout"] = lock_timeout
     return config
 
@@ -51,14 +53,43 @@ def sqlalchemy_url(database: DatabaseURL) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def upgrade(database: DatabaseURL, revision: str = "head", *, lock_timeout: float = 300.0) -> None:
+@cache
+def head_revision() -> str:
+    """The latest migration's revision."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return head or ""
+
+
+@dataclass(frozen=True)
+class Migrated:
+    """What one upgrade or downgrade did: the revisions before and after."""
+
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+    def describe(self) -> str:
+        before, after = ", ".join(self.before) or "base", ", ".join(self.after) or "base"
+        return f"migrated {before} -> {after}" if self.changed else f"already at {after}"
+
+
+def upgrade(
+    database: DatabaseURL, revision: str = "head", *, lock_timeout: float = 300.0
+) -> Migrated:
     """Apply the pending migrations up to `revision` (all of them by default)."""
-    command.upgrade(alembic_config(database, lock_timeout=lock_timeout), revision)
+    config = alembic_config(database, lock_timeout=lock_timeout)
+    command.upgrade(config, revision)
+    return Migrated(*config.attributes["revisions"])
 
 
-def downgrade(database: DatabaseURL, revision: str, *, lock_timeout: float = 300.0) -> None:
+def downgrade(database: DatabaseURL, revision: str, *, lock_timeout: float = 300.0) -> Migrated:
     """Revert migrations down to `revision` (`base` reverts them all)."""
-    command.downgrade(alembic_config(database, lock_timeout=lock_timeout), revision)
+    config = alembic_config(database, lock_timeout=lock_timeout)
+    command.downgrade(config, revision)
+    return Migrated(*config.attributes["revisions"])
 
 
 @dataclass(frozen=True)

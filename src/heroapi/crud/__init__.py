@@ -5,7 +5,14 @@ Statements are built once, at import, as SQLAlchemy Core; `Database` compiles ea
 dialect. Functions take keyword arguments and return plain rows (dicts).
 """
 
-from heroapi.crud.heroes import create_hero, delete_hero, get_hero, list_heroes, update_hero
+from heroapi.crud.heroes import (
+    create_hero,
+    delete_hero,
+    get_hero,
+    list_heroes,
+    schema_revision,
+    update_hero,
+)
 from heroapi.crud.users import (
     EmailAlreadyRegistered,
     create_item,
@@ -38,6 +45,7 @@ __all__ = [
     "list_heroes",
     "list_items",
     "list_users",
+    "schema_revision",
     "set_password_hash",
     "update_hero",
     "update_user",

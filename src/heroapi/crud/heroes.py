@@ -3,7 +3,7 @@
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Delete, Update, bindparam, delete, insert, select
+from sqlalchemy import Delete, Update, bindparam, delete, insert, select, text
 
 from heroapi.db import Connection, Database, Row
 from heroapi.models import HeroCreate, hero_table
@@ -78,3 +78,13 @@ async def delete_hero(*, database: Database, hero_id: int) -> bool:
     async with database.transaction() as connection:
         result = await connection.execute(_DELETE_HERO, {"hero_id": hero_id})
     return result.rowcount > 0
+
+
+_SCHEMA_REVISION = text("SELECT version_num FROM alembic_version")
+
+
+async def schema_revision(*, database: Database) -> str | None:
+    """The Alembic revision the database's schema is at (None if it was never migrated)."""
+    async with database.connection() as connection:
+        row = await connection.fetch_one(_SCHEMA_REVISION, {})
+    return None if row is None else str(row["version_num"])

@@ -31,8 +31,12 @@ def configure(connection: Connection | None = None) -> None:
 def run_on(connection: Connection) -> None:
     with migration_lock(connection, database, lock_timeout):
         configure(connection)
+        migration = context.get_context()
+        before = tuple(migration.get_current_heads())
         with context.begin_transaction():
             context.run_migrations()
+        # What this process did, read under the lock (heroapi.migrate.upgrade returns it).
+        config.attributes["revisions"] = (before, tuple(migration.get_current_heads()))
 
 
 async def run_async() -> None:

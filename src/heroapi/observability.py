@@ -1,0 +1,183 @@
+"""What operators see: request ids, one JSON access-log line per request, Prometheus metrics.
+
+One pure-ASGI middleware does all of it per request (and answers HEAD for every GET route), so
+the hot paths pay for one wrapper, not a stack of `BaseHTTPMiddleware`s.
+
+Metrics work with several worker processes: `heroapi serve` points prometheus-client's
+multiprocess mode at a fresh directory (`PROMETHEUS_MULTIPROC_DIR`) before the workers start,
+and `/metrics` then adds up every worker's values.
+"""
+
+import contextvars
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+REQUEST_ID_HEADER: Final = "x-request-id"
+# A client's id is kept if it is short and plain; anything else is replaced (log injection).
+_ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+UNMATCHED_ROUTE: Final = "<unmatched>"
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+access_logger = logging.getLogger("heroapi.access")
+
+REQUESTS = Counter(
+    "heroapi_requests_total",
+    "HTTP requests answered, by route template, method and status.",
+    ["route", "method", "status"],
+)
+LATENCY = Histogram(
+    "heroapi_request_duration_seconds",
+    "Time to answer an HTTP request, by route template and method.",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+POOL_CONNECTIONS = Gauge(
+    "heroapi_database_connections",
+    "Database connections of this process, by state (in_use, idle).",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+
+
+def metrics_text() -> tuple[bytes, str]:
+    """The exposition text for /metrics: every worker's values in multiprocess mode."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request's id on every log record (`%(request_id)s`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: what log collectors parse without configuration."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        else:
+            entry["message"] = record.getMessage()
+            entry["request_id"] = getattr(record, "request_id", request_id_var.get())
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """heroapi's loggers write JSON lines to stderr (uvicorn's own access log is turned off)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JSONFormatter())
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("heroapi")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+class ObservabilityMiddleware:
+    """Request id, access log, metrics, and HEAD answered as a GET without its body."""
+
+    def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        method = scope["method"]
+        head = method == "HEAD"
+        if head:
+            # FastAPI answers HEAD with 405 on GET routes: run the GET, send no body.
+            scope = dict(scope, method="GET")
+        request_id = _request_id(scope)
+        token = request_id_var.set(request_id)
+        status = 500
+        body_ended = False
+        header = (b"x-request-id", request_id.encode("ascii"))
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, body_ended
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            elif head and message["type"] == "http.response.body":
+                if body_ended:
+                    return
+                body_ended = True
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            REQUESTS.labels(template, method, str(status)).inc()
+            LATENCY.labels(template, method).observe(elapsed)
+            if self.access_log:
+                access_logger.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "method": method,
+                            "route": template,
+                            "path": scope.get("path", ""),
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 3),
+                            "request_id": request_id,
+                            "client": (scope.get("client") or ("-",))[0],
+                        }
+                    },
+                )
+            request_id_var.reset(token)
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            if _ACCEPTABLE_REQUEST_ID.fullmatch(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex

@@ -1,0 +1,55 @@
+"""Health checks for load balancers and orchestrators, and the Prometheus metrics."""
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from heroapi import crud, migrate
+from heroapi.observability import metrics_text
+from heroapi.routes.deps import database_of
+
+router = APIRouter(tags=["health"])
+
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    status.HTTP_503_SERVICE_UNAVAILABLE: {"description": "The database is not ready; see `reason`"}
+}
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    """The process answers (restart it if this fails)."""
+    return {"status": "ok"}
+
+
+@router.get("/health/ready", responses=UNAVAILABLE)
+async def ready(request: Request) -> JSONResponse:
+    """The database answers in time and its schema is at the latest migration."""
+    database = database_of(request)
+    timeout = request.app.state.settings.health_timeout
+    head = migrate.head_revision()
+    try:
+        revision = await asyncio.wait_for(crud.schema_revision(database=database), timeout)
+    except TimeoutError:
+        return _unavailable(f"the database did not answer within {timeout:g} s")
+    except Exception as error:  # whatever the driver raised, the answer is "not ready"
+        return _unavailable(f"the database cannot be queried: {type(error).__name__}: {error}")
+    if revision != head:
+        return _unavailable(f"the schema is at {revision or 'no revision'}, the latest is {head}")
+    return JSONResponse({"status": "ok", "database": "ok", "schema": revision})
+
+
+def _unavailable(reason: str) -> JSONResponse:
+    return JSONResponse(
+        {"status": "unavailable", "reason": reason},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus metrics: requests, latency, database connections (all workers)."""
+    body, content_type = metrics_text()
+    return Response(body, media_type=content_type)
