@@ -1,4 +1,4 @@
-"""heroapi as a real server: a uvicorn subprocess on a free loopback port."""
+"""heroapi as a real server: `heroapi serve` in a subprocess, on a free loopback port."""
 
 import os
 import socket
@@ -31,18 +31,24 @@ class LiveServer:
 
 @contextmanager
 def live_server(
-    database_url: str, log_dir: Path, *, workers: int = 1, settings: dict[str, str] | None = None
+    database_url: str,
+    log_dir: Path,
+    *,
+    workers: int = 1,
+    settings: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[LiveServer]:
-    """Start heroapi under uvicorn (settings through its environment); stop it on exit."""
-    port = free_port()
+    """Start `heroapi serve` (settings through its environment), as a user would; stop it on
+    exit (SIGTERM: a graceful shutdown)."""
+    port = port or free_port()
     log = log_dir / f"server-{port}.log"
     environment = {
         **os.environ,
         "DATABASE_URL": database_url,
         **{f"HEROAPI_{name.upper()}": value for name, value in (settings or {}).items()},
     }
-    command = [sys.executable, "-m", "uvicorn", "heroapi.main:app", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", str(workers), "--no-access-log"]
+    command = [sys.executable, "-m", "heroapi", "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", str(workers)]
     with log.open("w") as output:
         process = subprocess.Popen(
             command, env=environment, stdout=output, stderr=subprocess.STDOUT, cwd=log_dir
@@ -68,7 +74,7 @@ def _wait_until_up(
         if process.poll() is not None:
             raise RuntimeError(f"heroapi exited with {process.returncode}:\n{server.log_text()}")
         try:
-            if httpx.get(f"{server.url}/heroes/?limit=0", timeout=1).status_code == 200:
+            if httpx.get(f"{server.url}/health/ready", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass

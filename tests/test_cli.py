@@ -1,0 +1,105 @@
+"""The `heroapi` command as a user meets it: help, version, and one-line errors."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from heroapi import __version__
+
+HEROAPI = [sys.executable, "-m", "heroapi"]
+
+
+def heroapi(*arguments: str, cwd: Path, **environment: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HEROAPI, *arguments],
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("heroapi: ")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_version(tmp_path: Path) -> None:
+    result = heroapi("version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == __version__
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["serve"],
+        ["db"],
+        ["db", "upgrade"],
+        ["db", "downgrade"],
+        ["db", "current"],
+        ["db", "check"],
+        ["users", "create-superuser"],
+        ["version"],
+    ],
+)
+def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
+    result = heroapi(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+
+
+def test_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = heroapi(
+            "serve", "--port", str(port), cwd=tmp_path, DATABASE_URL=f"sqlite:///{tmp_path}/x.db"
+        )
+    assert_one_line_error(result, f"127.0.0.1:{port}", "in use")
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"postgresql://postgres:hunter2secret@127.0.0.1:{port}/nowhere"
+    result = heroapi("db", "upgrade", cwd=tmp_path, DATABASE_URL=url)
+    assert_one_line_error(result, "migration failed", f"127.0.0.1:{port}")
+    assert "hunter2secret" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("DATABASE_URL", "oracle://scott:tiger@db/x", "unsupported database 'oracle'"),
+        ("HEROAPI_DATABASE_POOL_SIZE", "lots", "HEROAPI_DATABASE_POOL_SIZE"),
+        ("HEROAPI_AUTH_MODE", "maybe", "HEROAPI_AUTH_MODE"),
+        ("HEROAPI_SECRET_KEY", "tooshort-secret", "at least 32 characters"),
+    ],
+)
+def test_bad_settings_are_one_line_naming_the_setting(
+    tmp_path: Path, variable: str, value: str, fragment: str
+) -> None:
+    result = heroapi("db", "current", cwd=tmp_path, **{variable: value})
+    assert_one_line_error(result, "bad setting", fragment)
+    assert "tiger" not in result.stderr
+    assert "tooshort-secret" not in result.stderr
+
+
+def test_production_with_the_default_secret_key_refuses_to_serve(tmp_path: Path) -> None:
+    result = heroapi(
+        "serve", cwd=tmp_path, HEROAPI_ENV="production", DATABASE_URL=f"sqlite:///{tmp_path}/x.db"
+    )
+    assert_one_line_error(result, "HEROAPI_SECRET_KEY")

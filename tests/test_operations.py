@@ -1,0 +1,199 @@
+"""What operators and everyday users meet: HEAD, request ids, access log, CORS, gzip, health,
+metrics and settings."""
+
+import gzip
+import json
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from heroapi import migrate
+from heroapi.config import Settings
+from heroapi.observability import JSONFormatter, RequestIdFilter
+from tests.conftest import make_settings, running_app
+from tests.test_users import PASSWORD, create_user, login
+
+HERO = {"name": "Deadpond", "secret_name": "Dive Wilson"}
+
+
+@pytest.fixture
+def sqlite_client(tmp_path: Path) -> Iterator[TestClient]:
+    """The app on a SQLite file of this test's own (for what does not depend on the backend)."""
+    with running_app(make_settings(f"sqlite:///{tmp_path / 'ops.db'}", migrate_on_start=True)) as c:
+        yield c
+
+
+def test_head_works_on_every_get_route(sqlite_client: TestClient) -> None:
+    client = sqlite_client
+    hero = client.post("/heroes/", json=HERO).json()
+    user = create_user(client, "deadpool@example.com")
+    item = client.post(f"/users/{user['id']}/items/", json={"title": "Katana"}).json()
+    ids = {"hero_id": hero["id"], "user_id": user["id"], "item_id": item["id"]}
+    headers = login(client, "deadpool@example.com")
+    # Every GET in the OpenAPI, and the routes kept out of it.
+    templates = [
+        path for path, item in client.get("/openapi.json").json()["paths"].items() if "get" in item
+    ]
+    templates += ["/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/metrics"]
+    paths = {
+        re.sub(r"\{(\w+)\}", lambda match: str(ids[match.group(1)]), template)
+        for template in templates
+    }
+    assert {"/heroes/", f"/heroes/{hero['id']}", "/users/me", "/health/ready", "/docs"} <= paths
+    for path in sorted(paths):
+        got = client.get(path, headers=headers)
+        head = client.head(path, headers=headers)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+
+
+def test_request_id_is_generated_or_kept(sqlite_client: TestClient) -> None:
+    generated = sqlite_client.get("/heroes/").headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    assert sqlite_client.get("/heroes/").headers["x-request-id"] != generated
+    kept = sqlite_client.get("/heroes/", headers={"X-Request-ID": "trace-42.abc"})
+    assert kept.headers["x-request-id"] == "trace-42.abc"
+    # Not a plain token (log injection, megabytes): replaced by a fresh one.
+    replaced = sqlite_client.get("/heroes/", headers={"X-Request-ID": 'a b"c' + "x" * 200})
+    assert re.fullmatch(r"[0-9a-f]{32}", replaced.headers["x-request-id"])
+
+
+def test_one_access_log_line_per_request_without_secrets(
+    sqlite_client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = sqlite_client
+    create_user(client, "deadpool@example.com")
+    with caplog.at_level(logging.INFO, logger="heroapi"):
+        token = login(client, "deadpool@example.com")
+        hero = client.post("/heroes/", json=HERO, headers=token).json()
+        client.get(f"/heroes/{hero['id']}", headers={"X-Request-ID": "req-1"})
+        client.post("/users/", json={"email": "x@example.com", "password": "short"})
+    access = [record for record in caplog.records if record.name == "heroapi.access"]
+    assert len(access) == 4
+    entries = [getattr(record, "fields") for record in access]  # noqa: B009
+    assert entries[2] | {"duration_ms": 0, "client": "-"} == {
+        "method": "GET",
+        "route": "/heroes/{hero_id}",
+        "path": f"/heroes/{hero['id']}",
+        "status": 200,
+        "duration_ms": 0,
+        "request_id": "req-1",
+        "client": "-",
+    }
+    assert entries[3]["status"] == 422
+    formatter = JSONFormatter()
+    lines = [formatter.format(record) for record in caplog.records]
+    assert all(json.loads(line) for line in lines)
+    text = "\n".join(lines)
+    for secret in (PASSWORD, "Dive Wilson", token["Authorization"].split()[1], "short"):
+        assert secret not in text
+
+
+def test_log_lines_carry_the_request_id() -> None:
+    record = logging.LogRecord("heroapi", logging.WARNING, __file__, 1, "hello %s", ("x",), None)
+    RequestIdFilter().filter(record)
+    entry = json.loads(JSONFormatter().format(record))
+    assert entry["message"] == "hello x"
+    assert entry["request_id"] == "-"
+    assert entry["level"] == "warning"
+
+
+def test_cors_is_off_by_default_and_a_setting(tmp_path: Path) -> None:
+    preflight = {
+        "Origin": "https://app.example",
+        "Access-Control-Request-Method": "POST",
+    }
+    url = f"sqlite:///{tmp_path / 'cors.db'}"
+    with running_app(make_settings(url, migrate_on_start=True)) as client:
+        response = client.options("/heroes/", headers=preflight)
+        assert "access-control-allow-origin" not in response.headers
+    settings = make_settings(url, cors_origins="https://app.example, https://admin.example")
+    assert settings.cors_origins == ["https://app.example", "https://admin.example"]
+    with running_app(settings) as client:
+        response = client.options("/heroes/", headers=preflight)
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == "https://app.example"
+        other = client.options("/heroes/", headers=preflight | {"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_large_responses_are_gzipped_for_clients_that_accept_it(sqlite_client: TestClient) -> None:
+    for number in range(40):
+        sqlite_client.post("/heroes/", json=HERO | {"name": f"Hero number {number}"})
+    raw = sqlite_client.get("/heroes/", headers={"Accept-Encoding": "gzip"})
+    assert raw.headers["content-encoding"] == "gzip"
+    assert len(raw.json()) == 40  # the client inflated it
+    plain = sqlite_client.get("/heroes/", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    small = sqlite_client.get("/heroes/?limit=1", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in small.headers
+    assert gzip.decompress(gzip.compress(plain.content)) == plain.content
+
+
+def test_health(client: TestClient) -> None:
+    assert client.get("/health/live").json() == {"status": "ok"}
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ok", "database": "ok", "schema": migrate.head_revision()}
+
+
+def test_not_ready_while_the_schema_is_behind(empty_database_url: str) -> None:
+    settings = make_settings(empty_database_url)
+    migrate.upgrade(settings.database, "0001")
+    with TestClient(_app(settings)) as client:
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503
+        assert "0001" in ready.json()["reason"]
+        assert client.get("/health/live").status_code == 200
+    migrate.upgrade(settings.database)
+    with TestClient(_app(settings)) as client:
+        assert client.get("/health/ready").status_code == 200
+
+
+def _app(settings: Settings) -> Any:
+    from heroapi.main import create_app
+
+    return create_app(settings)
+
+
+def test_metrics(client: TestClient) -> None:
+    hero = client.post("/heroes/", json=HERO).json()
+    client.get(f"/heroes/{hero['id']}")
+    client.get("/heroes/999999")
+    client.get("/no/such/path")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert re.search(
+        r'heroapi_requests_total\{method="GET",route="/heroes/\{hero_id\}",status="200"\} [1-9]',
+        text,
+    )
+    assert 'route="/heroes/{hero_id}",status="404"' in text
+    assert 'route="<unmatched>",status="404"' in text
+    assert (
+        'heroapi_request_duration_seconds_bucket{le="0.005",method="POST",route="/heroes/"}' in text
+    )
+    assert "heroapi_database_connections" in text
+
+
+def test_env_example_lists_every_setting() -> None:
+    example = Path(__file__).parent.parent / ".env.example"
+    names = {
+        match.group(1)
+        for line in example.read_text(encoding="utf-8").splitlines()
+        if (match := re.match(r"#?([A-Z][A-Z0-9_]*)=", line))
+    }
+    expected = {
+        "DATABASE_URL" if name == "database_url" else f"HEROAPI_{name.upper()}"
+        for name in Settings.model_fields
+    }
+    assert names == expected
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert all(f"`{name}`" in readme for name in expected)
