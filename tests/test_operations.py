@@ -65,19 +65,23 @@ def test_request_id_is_generated_or_kept(sqlite_client: TestClient) -> None:
 
 
 def test_one_access_log_line_per_request_without_secrets(
-    sqlite_client: TestClient, caplog: pytest.LogCaptureFixture
+    sqlite_client: TestClient, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     client = sqlite_client
     create_user(client, "deadpool@example.com")
+    capsys.readouterr()
     with caplog.at_level(logging.INFO, logger="heroapi"):
         token = login(client, "deadpool@example.com")
         hero = client.post("/heroes/", json=HERO, headers=token).json()
         client.get(f"/heroes/{hero['id']}", headers={"X-Request-ID": "req-1"})
         client.post("/users/", json={"email": "x@example.com", "password": "short"})
-    access = [record for record in caplog.records if record.name == "heroapi.access"]
-    assert len(access) == 4
-    entries = [getattr(record, "fields") for record in access]  # noqa: B009
-    assert entries[2] | {"duration_ms": 0, "client": "-"} == {
+    written = capsys.readouterr().err.splitlines()
+    entries = [json.loads(line) for line in written]
+    assert [entry["logger"] for entry in entries] == ["heroapi.access"] * 4
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entries[0]["time"])
+    assert entries[2] | {"duration_ms": 0, "client": "-", "time": "-"} == {
+        "time": "-",
+        "logger": "heroapi.access",
         "method": "GET",
         "route": "/heroes/{hero_id}",
         "path": f"/heroes/{hero['id']}",
@@ -88,9 +92,7 @@ def test_one_access_log_line_per_request_without_secrets(
     }
     assert entries[3]["status"] == 422
     formatter = JSONFormatter()
-    lines = [formatter.format(record) for record in caplog.records]
-    assert all(json.loads(line) for line in lines)
-    text = "\n".join(lines)
+    text = "\n".join([*written, *(formatter.format(record) for record in caplog.records)])
     for secret in (PASSWORD, "Dive Wilson", token["Authorization"].split()[1], "short"):
         assert secret not in text
 

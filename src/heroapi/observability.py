@@ -13,8 +13,8 @@ import json
 import logging
 import os
 import re
+import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
@@ -40,7 +40,6 @@ _ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 UNMATCHED_ROUTE: Final = "<unmatched>"
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-access_logger = logging.getLogger("heroapi.access")
 
 REQUESTS = Counter(
     "heroapi_requests_total",
@@ -112,12 +111,36 @@ def configure_logging(level: str = "INFO") -> None:
     logger.propagate = False
 
 
+class AccessLog:
+    """One JSON line per request on stderr, written directly rather than through `logging`:
+    a `LogRecord` and its formatter cost more than the rest of a request's bookkeeping."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._stamp = ""
+
+    def _time(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # formatted once a second, not once a request
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
+
+    def write(self, fields: dict[str, Any]) -> None:
+        line = json.dumps({"time": self._time(), "logger": "heroapi.access", **fields})
+        # sys.stderr is line-buffered (Python 3.9+): each request's line is out at once.
+        sys.stderr.write(line + "\n")
+
+
 class ObservabilityMiddleware:
     """Request id, access log, metrics, and HEAD answered as a GET without its body."""
 
     def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
         self.app = app
-        self.access_log = access_log
+        self.access_log = AccessLog() if access_log else None
+        # Metric children by (route, method, status): `labels()` takes a lock and builds keys.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -153,22 +176,26 @@ class ObservabilityMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED_ROUTE
-            REQUESTS.labels(template, method, str(status)).inc()
-            LATENCY.labels(template, method).observe(elapsed)
-            if self.access_log:
-                access_logger.info(
-                    "request",
-                    extra={
-                        "fields": {
-                            "method": method,
-                            "route": template,
-                            "path": scope.get("path", ""),
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 3),
-                            "request_id": request_id,
-                            "client": (scope.get("client") or ("-",))[0],
-                        }
-                    },
+            key = (template, method, status)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (
+                    REQUESTS.labels(template, method, str(status)),
+                    LATENCY.labels(template, method),
+                )
+            children[0].inc()
+            children[1].observe(elapsed)
+            if self.access_log is not None:
+                self.access_log.write(
+                    {
+                        "method": method,
+                        "route": template,
+                        "path": scope.get("path", ""),
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "request_id": request_id,
+                        "client": (scope.get("client") or ("-",))[0],
+                    }
                 )
             request_id_var.reset(token)
 
@@ -180,4 +207,4 @@ def _request_id(scope: Scope) -> str:
             if _ACCEPTABLE_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
