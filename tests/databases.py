@@ -83,7 +83,7 @@ async def _create_postgres(name: str) -> None:
         await connection.close()
 
 
-async def _drop_postgres(name: str) -> None:
+async def drop_postgres(name: str) -> None:
     connection = await asyncpg.connect(SERVER_URLS["postgresql"])
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -117,7 +117,7 @@ def throwaway_database(backend: str, directory: Path) -> Iterator[str]:
         try:
             yield url
         finally:
-            asyncio.run(_drop_postgres(name))
+            asyncio.run(drop_postgres(name))
     else:
         asyncio.run(_mysql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
         try:

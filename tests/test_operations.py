@@ -1,6 +1,7 @@
 """What operators and everyday users meet: HEAD, request ids, access log, CORS, gzip, health,
 metrics and settings."""
 
+import asyncio
 import gzip
 import json
 import logging
@@ -16,6 +17,7 @@ from heroapi import migrate
 from heroapi.config import Settings
 from heroapi.observability import JSONFormatter, RequestIdFilter
 from tests.conftest import make_settings, running_app
+from tests.databases import drop_postgres
 from tests.test_users import PASSWORD, create_user, login
 
 HERO = {"name": "Deadpond", "secret_name": "Dive Wilson"}
@@ -199,3 +201,22 @@ def test_env_example_lists_every_setting() -> None:
     assert names == expected
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     assert all(f"`{name}`" in readme for name in expected)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_not_ready_when_the_database_is_gone(empty_database_url: str) -> None:
+    """The database disappears under a running server: readiness says so, liveness stays up."""
+    settings = make_settings(empty_database_url, migrate_on_start=True)
+    with TestClient(_app(settings)) as client:
+        assert client.get("/health/ready").status_code == 200
+        name = settings.database.url.database
+        asyncio.run(drop_postgres(str(name)))
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.headers["retry-after"]
+        assert "database" in ready.json()["reason"]
+        assert client.get("/health/live").status_code == 200
+        # A request that needs the database gets a 503 too, not a 500 or a hang.
+        down = client.get("/heroes/")
+        assert down.status_code == 503
+        assert down.headers["retry-after"]

@@ -397,12 +397,8 @@ class _PooledDatabase(Database, Generic[RawConnection]):
             return await self._pool.acquire()
         except DatabaseError:
             raise
-        except (OSError, TimeoutError) as error:
+        except Exception as error:  # refused, unknown database, bad password: all "unavailable"
             raise DatabaseUnavailable(f"cannot connect to the database: {error}") from error
-        except Exception as error:
-            if self._is_connection_error(error):
-                raise DatabaseUnavailable(f"cannot connect to the database: {error}") from error
-            raise
 
     @contextlib.asynccontextmanager
     async def _checked_out(self) -> AsyncIterator[RawConnection]:
