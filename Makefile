@@ -22,6 +22,7 @@ run: $(VENV)/.synced  ## serve on http://127.0.0.1:8000 (docs at /docs), SQLite 
 	$(VENV)/bin/heroapi serve
 
 test: $(VENV)/.synced  ## the whole suite, on SQLite, PostgreSQL and MariaDB
+	@if [ "$$CI" = "true" ]; then scripts/ensure-browser; fi
 	$(VENV)/bin/pytest
 
 lint: $(VENV)/.synced

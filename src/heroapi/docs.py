@@ -15,17 +15,37 @@ from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 ASSETS: Final = Path(fastapi_offline.__file__).with_name("static")
 ASSETS_URL: Final = "/static/docs"
 OAUTH2_REDIRECT_URL: Final = "/docs/oauth2-redirect"
+# ReDoc's sidebar shows a "by Redocly" logo it fetches from a CDN, with no option to turn it off:
+# the script is served with that address replaced by an empty image.
+REDOC_LOGO_URL: Final = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+EMPTY_IMAGE: Final = "data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="
+
+
+def _offline_redoc_script() -> bytes:
+    script = (ASSETS / "redoc.standalone.js").read_text(encoding="utf-8")
+    return script.replace(REDOC_LOGO_URL, EMPTY_IMAGE).encode("utf-8")
 
 
 def install_docs(app: FastAPI) -> None:
     """Serve /docs, /docs/oauth2-redirect, /redoc and their assets (create the app with
     `docs_url=None, redoc_url=None`)."""
+    redoc_script = _offline_redoc_script()
+
+    # Before the mount, which would serve the original file.
+    @app.get(f"{ASSETS_URL}/redoc.standalone.js", include_in_schema=False)
+    async def redoc_standalone_js() -> Response:
+        return Response(
+            redoc_script,
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
