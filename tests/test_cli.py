@@ -103,3 +103,19 @@ def test_production_with_the_default_secret_key_refuses_to_serve(tmp_path: Path)
         "serve", cwd=tmp_path, HEROAPI_ENV="production", DATABASE_URL=f"sqlite:///{tmp_path}/x.db"
     )
     assert_one_line_error(result, "HEROAPI_SECRET_KEY")
+
+
+def test_serve_without_migrations_checks_the_database_first(tmp_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = heroapi(
+        "serve",
+        "--port",
+        "0",
+        cwd=tmp_path,
+        DATABASE_URL=f"mysql://root:hunter2secret@127.0.0.1:{port}/nowhere",
+        HEROAPI_MIGRATE_ON_START="false",
+    )
+    assert_one_line_error(result, "cannot reach", f"127.0.0.1:{port}")
+    assert "hunter2secret" not in result.stderr

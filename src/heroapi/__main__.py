@@ -76,6 +76,8 @@ def serve(
         fail(port_problem)
     if settings.migrate_on_start:
         run_migrations(settings)
+    else:
+        check_database(settings)
     typer.echo(f"serving on http://{host}:{port} (docs at http://{host}:{port}/docs)", err=True)
     # Several workers add up their metrics through files in one directory, made fresh per run.
     with tempfile.TemporaryDirectory(prefix="heroapi-metrics-") as metrics_directory:
@@ -90,6 +92,24 @@ def serve(
             access_log=False,  # heroapi logs one JSON line per request itself
             timeout_graceful_shutdown=30,
         )
+
+
+def check_database(settings: Settings) -> None:
+    """Fail in one line, before serving, if the database cannot be reached."""
+    from heroapi.db import DatabaseError, create_database
+
+    async def ping() -> None:
+        database = create_database(settings)
+        await database.connect()
+        try:
+            await database.ping()
+        finally:
+            await database.close()
+
+    try:
+        asyncio.run(ping())
+    except DatabaseError as error:
+        fail(f"cannot reach {settings.database.render()}: {error}")
 
 
 def _cannot_listen(host: str, port: int) -> str | None:
