@@ -110,6 +110,7 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     migration_lock_timeout: Annotated[float, Field(gt=0, le=3600)] = 300.0
 
+    max_body_size: Annotated[int, Field(ge=1024)] = 1024 * 1024
     access_log: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     cors_origins: Annotated[list[str], NoDecode] = []

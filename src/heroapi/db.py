@@ -53,6 +53,11 @@ class IntegrityViolation(DatabaseError):
     """A constraint of the database refused the write (unique, foreign key, not null, check)."""
 
 
+class DataRejected(DatabaseError):
+    """The database refused a value (bad encoding, out of range, too long) that validation let
+    through: a client error, never a 500."""
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     """A statement compiled for one dialect: its SQL and the order of its positional parameters.
@@ -200,6 +205,8 @@ def _sqlite_errors() -> Any:
         yield
     except sqlite3.IntegrityError as error:
         raise IntegrityViolation(str(error)) from error
+    except (sqlite3.DataError, OverflowError, UnicodeEncodeError) as error:
+        raise DataRejected(str(error)) from error
     except sqlite3.OperationalError as error:
         # "database is locked" after busy_timeout, "unable to open database file", disk I/O
         raise DatabaseUnavailable(str(error)) from error
@@ -469,6 +476,8 @@ def _postgres_errors() -> Any:
         yield
     except asyncpg.IntegrityConstraintViolationError as error:
         raise IntegrityViolation(str(error)) from error
+    except asyncpg.DataError as error:
+        raise DataRejected(str(error)) from error
     except _PG_CONNECTION_ERRORS as error:
         raise DatabaseUnavailable(f"lost the database connection: {error}") from error
 
@@ -510,6 +519,8 @@ async def _postgres_transaction(raw: asyncpg.Connection) -> AsyncIterator[None]:
 # Client errors that mean the server is gone: can't connect, server gone away, lost connection...
 _MYSQL_CONNECTION_ERROR_CODES = frozenset({2002, 2003, 2006, 2013, 2014, 2055, 1053, 1927})
 _MYSQL_INTEGRITY_ERROR_CODES = frozenset({1048, 1062, 1169, 1216, 1217, 1451, 1452, 1557, 3819})
+# Incorrect value, out of range, too long, truncated...
+_MYSQL_DATA_ERROR_CODES = frozenset({1264, 1265, 1292, 1366, 1367, 1406, 3988})
 
 
 class _MySQLConnection(Connection):
@@ -554,6 +565,8 @@ def _mysql_errors() -> Any:
             raise IntegrityViolation(str(error)) from error
         if code in _MYSQL_CONNECTION_ERROR_CODES:
             raise DatabaseUnavailable(f"lost the database connection: {error}") from error
+        if code in _MYSQL_DATA_ERROR_CODES or isinstance(error, asyncmy.errors.DataError):
+            raise DataRejected(str(error)) from error
         raise
     except (ConnectionError, OSError) as error:
         raise DatabaseUnavailable(f"lost the database connection: {error}") from error

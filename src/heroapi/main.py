@@ -14,7 +14,7 @@ from heroapi import __version__, crud, migrate
 from heroapi.config import Settings, get_settings
 from heroapi.db import Database, create_database
 from heroapi.docs import install_docs
-from heroapi.errors import install_error_handlers
+from heroapi.errors import BodyLimit, install_error_handlers
 from heroapi.models import UserCreate
 from heroapi.observability import ObservabilityMiddleware, configure_logging
 from heroapi.routes import health, heroes, items, login, users
@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID"],
         )
+    app.add_middleware(BodyLimit, max_body_size=settings.max_body_size)
     app.add_middleware(ObservabilityMiddleware, access_log=settings.access_log)
     return app
 

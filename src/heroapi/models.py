@@ -48,6 +48,17 @@ PASSWORD_MIN_LENGTH: Final = 8
 PASSWORD_MAX_LENGTH: Final = 128
 
 
+def storable(value: str) -> bool:
+    """Whether every database can store `value` as text (no NUL, no lone surrogate)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _storable_text(value: str) -> str:
     """Refuse what no database stores as text: NUL characters and lone UTF-16 surrogates."""
     if "\x00" in value:

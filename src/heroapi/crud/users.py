@@ -6,7 +6,14 @@ from typing import Any
 from sqlalchemy import Insert, Select, Update, bindparam, delete, insert, select
 
 from heroapi.db import Connection, Database, IntegrityViolation, Row
-from heroapi.models import ItemCreate, email_key, items_table, users_table
+from heroapi.models import (
+    EMAIL_MAX_LENGTH,
+    ItemCreate,
+    email_key,
+    items_table,
+    storable,
+    users_table,
+)
 
 
 class EmailAlreadyRegistered(Exception):
@@ -122,6 +129,8 @@ async def get_user_with_items(*, database: Database, user_id: int) -> Row | None
 
 async def get_login(*, database: Database, email: str) -> Row | None:
     """The account `email` logs in to, with its password hash; None if there is none."""
+    if len(email) > EMAIL_MAX_LENGTH or not storable(email):
+        return None  # no account can have it (and no database should be asked)
     async with database.connection() as connection:
         return await connection.fetch_one(_SELECT_LOGIN, {"email_key": email_key(email)})
 
