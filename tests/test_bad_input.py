@@ -48,12 +48,12 @@ def assert_rejected(
 
 
 @pytest.fixture
-def world(client: TestClient) -> Iterator[dict[str, Any]]:
+def world(client: TestClient) -> dict[str, Any]:
     """A hero, a user with an item, and that user's token."""
     hero = client.post("/heroes/", json={"name": "Hero", "secret_name": SECRET, "age": 3}).json()
     user = create_user(client, "owner@example.com")
     item = client.post(f"/users/{user['id']}/items/", json={"title": "Item"}).json()
-    yield {"hero": hero, "user": user, "item": item, "token": login(client, "owner@example.com")}
+    return {"hero": hero, "user": user, "item": item, "token": login(client, "owner@example.com")}
 
 
 def json_endpoints(world: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
