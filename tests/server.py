@@ -24,6 +24,7 @@ def free_port() -> int:
 class LiveServer:
     url: str
     log: Path
+    process: subprocess.Popen[bytes]
 
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -49,16 +50,17 @@ def live_server(
     }
     command = [sys.executable, "-m", "heroapi", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers)]
-    with log.open("w") as output:
+    with log.open("a") as output:  # a restart on the same port adds to the same log
         process = subprocess.Popen(
             command, env=environment, stdout=output, stderr=subprocess.STDOUT, cwd=log_dir
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", log)
+    server = LiveServer(f"http://127.0.0.1:{port}", log, process)
     try:
         _wait_until_up(server, process)
         yield server
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         try:
             process.wait(20)
         except subprocess.TimeoutExpired:

@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     database_pool_size: Annotated[int, Field(ge=1, le=1000)] = 20
     database_pool_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
     database_connect_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
+    database_command_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
     sqlite_busy_timeout: Annotated[float, Field(ge=0, le=600)] = 10.0
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     sqlite_cache_size_mb: Annotated[int, Field(ge=1, le=65536)] = 32

@@ -491,6 +491,8 @@ class PostgresDatabase(_PooledDatabase[asyncpg.Connection]):
         return await asyncpg.connect(
             url.set(drivername="postgresql").render_as_string(hide_password=False),
             timeout=self.settings.database_connect_timeout,
+            # A statement that gets no answer (server hung, network cut) fails, never hangs.
+            command_timeout=self.settings.database_command_timeout,
             server_settings={"application_name": "heroapi"},
         )
 
@@ -529,8 +531,12 @@ class _MySQLConnection(Connection):
         self._raw = raw
 
     async def _run(self, statement: Statement, params: Params) -> tuple[Sequence[Row], int, int]:
+        # A statement that gets no answer (server hung, network cut) fails, never hangs.
         with _mysql_errors():
-            async with self._raw.cursor(asyncmy.cursors.DictCursor) as cursor:
+            async with (
+                asyncio.timeout(self._database.settings.database_command_timeout),
+                self._raw.cursor(asyncmy.cursors.DictCursor) as cursor,
+            ):
                 await cursor.execute(statement.sql, statement.args(params))
                 rows = await cursor.fetchall()
                 return rows, cursor.rowcount, cursor.lastrowid
@@ -568,8 +574,8 @@ def _mysql_errors() -> Any:
         if code in _MYSQL_DATA_ERROR_CODES or isinstance(error, asyncmy.errors.DataError):
             raise DataRejected(str(error)) from error
         raise
-    except (ConnectionError, OSError) as error:
-        raise DatabaseUnavailable(f"lost the database connection: {error}") from error
+    except (ConnectionError, OSError, TimeoutError) as error:
+        raise DatabaseUnavailable(f"lost the database connection: {error!r}") from error
 
 
 class MySQLDatabase(_PooledDatabase[Any]):
@@ -608,7 +614,7 @@ class MySQLDatabase(_PooledDatabase[Any]):
 
     def _is_connection_error(self, error: BaseException) -> bool:
         return _mysql_error_code(error) in _MYSQL_CONNECTION_ERROR_CODES or isinstance(
-            error, ConnectionError | OSError
+            error, ConnectionError | OSError | TimeoutError
         )
 
     def _begin(self, raw: Any) -> contextlib.AbstractAsyncContextManager[None]:
