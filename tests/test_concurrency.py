@@ -89,7 +89,7 @@ def test_load_64_clients_50_writes_each(empty_database_url: str, tmp_path: Path)
     every hero reads back as last acknowledged."""
     with live_server(empty_database_url, tmp_path) as server:
         burst = check_writes(server, rounds=50)
-    print(f"load: {len(burst.seconds)} requests, p99 {burst.p99() * 1000:.0f} ms")  # noqa: T201
+    print(f"load: {len(burst.seconds)} requests, p99 {burst.p99() * 1000:.0f} ms")
     assert burst.p99() < 1.0, f"p99 {burst.p99():.3f} s over {len(burst.seconds)} requests"
 
 
