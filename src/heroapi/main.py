@@ -17,6 +17,7 @@ from heroapi.docs import install_docs
 from heroapi.errors import BodyLimit, install_error_handlers
 from heroapi.models import UserCreate
 from heroapi.observability import ObservabilityMiddleware, configure_logging
+from heroapi.openapi import document_statuses
 from heroapi.routes import health, heroes, items, login, users
 from heroapi.routes.deps import require_writer
 from heroapi.security import hash_password, unknown_user_hash
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(login.router)
     app.include_router(health.router)
     install_docs(app)
+    document_statuses(app)
     # Added innermost first: observability wraps everything, so it times and counts it all.
     if settings.gzip_minimum_size:
         app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_minimum_size)

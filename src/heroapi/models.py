@@ -184,7 +184,10 @@ class ItemBase(BaseModel):
 
 
 class ItemCreate(ItemBase):
-    _storable = field_validator("title", "description")(_storable_text)
+    @field_validator("title", "description")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        return None if value is None else _storable_text(value)
 
 
 class Item(ItemBase):
