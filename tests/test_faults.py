@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from tests.proxy import proxy_to
 from tests.server import LiveServer, free_port, live_server
+from tests.test_concurrency import read_all
 
 Writes = dict[int, Any]
 
@@ -56,16 +57,6 @@ async def write_until_killed(
     return acknowledged, in_flight
 
 
-async def read_all(url: str) -> dict[int, Any]:
-    heroes: dict[int, Any] = {}
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        offset = 0
-        while page := (await client.get(f"/heroes/?offset={offset}&limit=100")).json():
-            heroes.update((hero["id"], hero) for hero in page)
-            offset += len(page)
-    return heroes
-
-
 def test_acknowledged_writes_survive_sigkill(empty_database_url: str, tmp_path: Path) -> None:
     port = free_port()
     acknowledged: Writes = {}
@@ -86,7 +77,7 @@ def test_acknowledged_writes_survive_sigkill(empty_database_url: str, tmp_path: 
     assert len(acknowledged) > 50
     # Restarted with no manual step (the same command, the same database).
     with live_server(empty_database_url, tmp_path, port=port) as server:
-        stored = asyncio.run(read_all(server.url))
+        stored = asyncio.run(read_all(server))
     lost_or_changed = {
         hero_id: (hero, stored.get(hero_id))
         for hero_id, hero in acknowledged.items()
