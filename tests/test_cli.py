@@ -83,7 +83,7 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "fragment"),
     [
-        ("DATABASE_URL", "oracle://scott:tiger@db/x", "unsupported database 'oracle'"),
+        ("DATABASE_URL", "oracle://scott:tiger@db/x", "DATABASE_URL: Value error, unsupported"),
         ("HEROAPI_DATABASE_POOL_SIZE", "lots", "HEROAPI_DATABASE_POOL_SIZE"),
         ("HEROAPI_AUTH_MODE", "maybe", "HEROAPI_AUTH_MODE"),
         ("HEROAPI_SECRET_KEY", "tooshort-secret", "at least 32 characters"),
@@ -94,6 +94,7 @@ def test_bad_settings_are_one_line_naming_the_setting(
 ) -> None:
     result = heroapi("db", "current", cwd=tmp_path, **{variable: value})
     assert_one_line_error(result, "bad setting", fragment)
+    assert "HEROAPI_HEROAPI_" not in result.stderr
     assert "tiger" not in result.stderr
     assert "tooshort-secret" not in result.stderr
 

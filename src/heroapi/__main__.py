@@ -29,11 +29,17 @@ def fail(message: str) -> NoReturn:
 def describe(error: ValidationError, *, settings: bool = False) -> str:
     """A validation error in one line, without the values (they may be secrets)."""
     return "; ".join(
-        f"{'HEROAPI_' if settings else ''}"
-        f"{'.'.join(str(part) for part in item['loc']).upper() if settings else item['loc'][-1]}"
-        f": {item['msg']}"
+        f"{_setting_name(item['loc']) if settings else item['loc'][-1]}: {item['msg']}"
         for item in error.errors(include_input=False)
     )
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable a setting is read from (`database_url` is DATABASE_URL)."""
+    name = ".".join(str(part) for part in loc).upper()
+    if name in ("DATABASE_URL", "HEROAPI_DATABASE_URL"):
+        return "DATABASE_URL"
+    return name if name.startswith("HEROAPI_") else f"HEROAPI_{name}"
 
 
 def load_settings() -> Settings:
