@@ -21,9 +21,10 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 run: $(VENV)/.synced  ## serve on http://127.0.0.1:8000 (docs at /docs), SQLite file by default
 	$(VENV)/bin/heroapi serve
 
+PYTEST_ARGS ?=
 test: $(VENV)/.synced  ## the whole suite, on SQLite, PostgreSQL and MariaDB
 	@if [ "$$CI" = "true" ]; then scripts/ensure-browser; fi
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
