@@ -317,7 +317,9 @@ class _Pool(Generic[RawConnection]):
     async def acquire(self) -> RawConnection:
         if self._slots.locked():
             try:
-                await asyncio.wait_for(self._slots.acquire(), self._timeout)
+                # asyncio.timeout, not wait_for: no extra task per waiting request.
+                async with asyncio.timeout(self._timeout):
+                    await self._slots.acquire()
             except TimeoutError:
                 raise DatabaseUnavailable(
                     f"no database connection free within {self._timeout:g} s"

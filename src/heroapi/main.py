@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.middleware.gzip import GZipMiddleware
 
 from heroapi import __version__, crud, migrate
 from heroapi.config import Settings, get_settings
@@ -16,7 +15,7 @@ from heroapi.db import Database, create_database
 from heroapi.docs import install_docs
 from heroapi.errors import BodyLimit, install_error_handlers
 from heroapi.models import UserCreate
-from heroapi.observability import ObservabilityMiddleware, configure_logging
+from heroapi.observability import GzipIfAccepted, ObservabilityMiddleware, configure_logging
 from heroapi.openapi import document_statuses
 from heroapi.routes import health, heroes, items, login, users
 from heroapi.routes.deps import require_writer
@@ -112,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     document_statuses(app)
     # Added innermost first: observability wraps everything, so it times and counts it all.
     if settings.gzip_minimum_size:
-        app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_minimum_size)
+        app.add_middleware(GzipIfAccepted, minimum_size=settings.gzip_minimum_size)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
