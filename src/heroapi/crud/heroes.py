@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy import Delete, Update, bindparam, delete, insert, select, text
 
+from heroapi.crud.paging import id_page
 from heroapi.db import Connection, Database, Row
 from heroapi.models import HeroCreate, hero_table
 
@@ -19,13 +20,7 @@ _SELECT_HEROES = (
 # On a server database, a deep page skips its offset in the primary key's index alone (an
 # index-only scan), then reads just the page's rows: a "deferred join". In SQLite the table
 # itself is the id index, so the plain query is already that.
-_PAGE_IDS = (
-    select(hero_table.c.id)
-    .order_by(hero_table.c.id)
-    .offset(bindparam("offset"))
-    .limit(bindparam("limit"))
-    .subquery("page")
-)
+_PAGE_IDS = id_page(hero_table)
 _SELECT_HEROES_DEFERRED = (
     select(*_PUBLIC)
     .select_from(hero_table.join(_PAGE_IDS, hero_table.c.id == _PAGE_IDS.c.id))

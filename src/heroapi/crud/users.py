@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy import Insert, Select, Update, bindparam, delete, insert, select
 
+from heroapi.crud.paging import id_page
 from heroapi.db import Connection, Database, IntegrityViolation, Row
 from heroapi.models import (
     EMAIL_MAX_LENGTH,
@@ -39,13 +40,7 @@ _SELECT_USERS = (
 )
 # The items of one page of users, in one query whatever the page's size (a derived table: MySQL
 # allows no LIMIT inside IN (...)).
-_USERS_PAGE = (
-    select(users_table.c.id)
-    .order_by(users_table.c.id)
-    .offset(bindparam("offset"))
-    .limit(bindparam("limit"))
-    .subquery("page")
-)
+_USERS_PAGE = id_page(users_table)
 _SELECT_PAGE_ITEMS = (
     select(*_ITEM)
     .select_from(items_table.join(_USERS_PAGE, items_table.c.owner_id == _USERS_PAGE.c.id))
