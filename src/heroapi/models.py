@@ -9,7 +9,7 @@ SQLModel runs a Python `__init__` for every instance, which doubled the cost of 
 nothing.
 """
 
-from typing import Annotated, Final
+from typing import Annotated, Final, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, Field, field_validator
@@ -37,6 +37,8 @@ metadata = MetaData(
     }
 )
 
+T = TypeVar("T")
+
 # What the columns hold: ids are 64-bit everywhere, `age` a 32-bit INTEGER.
 ID_MAX: Final = 2**63 - 1
 AGE_MAX: Final = 2**31 - 1
@@ -57,6 +59,13 @@ def storable(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _not_null(value: T | None) -> T:
+    """For PATCH bodies: a field may be left out, but a NOT NULL column cannot be set to null."""
+    if value is None:
+        raise ValueError("may be left out, but not set to null")
+    return value
 
 
 def _storable_text(value: str) -> str:
@@ -97,11 +106,13 @@ Password = Annotated[
 ]
 
 
+# 64-bit ids; SQLite only auto-assigns ids to a column declared exactly INTEGER PRIMARY KEY.
+IdType: Final = BigInteger().with_variant(Integer, "sqlite")
+
 hero_table = Table(
     "hero",
     metadata,
-    # SQLite only auto-assigns ids to a column declared exactly INTEGER PRIMARY KEY.
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("id", IdType, primary_key=True),
     Column("name", String(NAME_MAX_LENGTH), nullable=False, index=True),
     Column("age", Integer, nullable=True, index=True),
     Column("secret_name", String(NAME_MAX_LENGTH), nullable=False),
@@ -114,7 +125,7 @@ hero_table = Table(
 users_table = Table(
     "users",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("id", IdType, primary_key=True),
     # As the user typed it (domain normalized), for display.
     Column("email", String(EMAIL_MAX_LENGTH), nullable=False),
     # email_key(email): the database refuses a second account for the same address, whatever
@@ -132,13 +143,13 @@ users_table = Table(
 items_table = Table(
     "items",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("id", IdType, primary_key=True),
     Column("title", String(NAME_MAX_LENGTH), nullable=False, index=True),
     Column("description", String(DESCRIPTION_MAX_LENGTH), nullable=True),
     # Deleting a user deletes their items, in the database itself: never an orphan.
     Column(
         "owner_id",
-        BigInteger().with_variant(Integer, "sqlite"),
+        IdType,
         ForeignKey("users.id", ondelete="CASCADE"),
         nullable=False,
         index=True,
@@ -171,11 +182,9 @@ class HeroUpdate(BaseModel):
 
     @field_validator("name", "secret_name")
     @classmethod
-    def _not_null(cls, value: str | None) -> str:
+    def _stored_as_given(cls, value: str | None) -> str:
         """`null` may clear `age`; `name` and `secret_name` are NOT NULL columns."""
-        if value is None:
-            raise ValueError("may be left out, but not set to null")
-        return _storable_text(value)
+        return _storable_text(_not_null(value))
 
 
 class ItemBase(BaseModel):
@@ -213,12 +222,7 @@ class User(UserBase):
 class UserUpdateMe(BaseModel):
     email: EmailAddress | None = None
 
-    @field_validator("email")
-    @classmethod
-    def _not_null(cls, value: str | None) -> str:
-        if value is None:
-            raise ValueError("may be left out, but not set to null")
-        return value
+    _email_not_null = field_validator("email")(_not_null)
 
 
 class UserUpdate(UserUpdateMe):
@@ -228,12 +232,7 @@ class UserUpdate(UserUpdateMe):
     is_active: bool | None = None
     is_superuser: bool | None = None
 
-    @field_validator("password", "is_active", "is_superuser")
-    @classmethod
-    def _not_null_either(cls, value: str | bool | None) -> str | bool:
-        if value is None:
-            raise ValueError("may be left out, but not set to null")
-        return value
+    _others_not_null = field_validator("password", "is_active", "is_superuser")(_not_null)
 
 
 class UpdatePassword(BaseModel):
