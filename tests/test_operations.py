@@ -6,6 +6,7 @@ import gzip
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from heroapi import migrate
 from heroapi.config import Settings
+from heroapi.main import create_app
 from heroapi.observability import JSONFormatter, RequestIdFilter
 from tests.conftest import make_settings, running_app
 from tests.databases import drop_postgres
@@ -66,18 +68,45 @@ def test_request_id_is_generated_or_kept(sqlite_client: TestClient) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", replaced.headers["x-request-id"])
 
 
+def read_lines(capsys: pytest.CaptureFixture[str], count: int) -> list[str]:
+    """The lines written to stderr, waiting for the access log's batch (written within 50 ms)."""
+    lines: list[str] = []
+    deadline = time.monotonic() + 2
+    while len(lines) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+        lines += capsys.readouterr().err.splitlines()
+    return lines
+
+
+def test_access_lines_are_out_within_a_fraction_of_a_second_and_at_shutdown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = make_settings(f"sqlite:///{tmp_path / 'ops.db'}", migrate_on_start=True)
+    with TestClient(create_app(settings)) as client:
+        capsys.readouterr()
+        client.get("/heroes/")
+        started = time.monotonic()
+        assert len(read_lines(capsys, 1)) == 1
+        assert time.monotonic() - started < 0.5
+        client.get("/heroes/")  # still pending when the app shuts down...
+    # ...and written then.
+    assert [json.loads(line)["path"] for line in capsys.readouterr().err.splitlines()] == [
+        "/heroes/"
+    ]
+
+
 def test_one_access_log_line_per_request_without_secrets(
     sqlite_client: TestClient, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     client = sqlite_client
     create_user(client, "deadpool@example.com")
-    capsys.readouterr()
+    read_lines(capsys, 1)  # its own access line
     with caplog.at_level(logging.INFO, logger="heroapi"):
         token = login(client, "deadpool@example.com")
         hero = client.post("/heroes/", json=HERO, headers=token).json()
         client.get(f"/heroes/{hero['id']}", headers={"X-Request-ID": "req-1"})
         client.post("/users/", json={"email": "x@example.com", "password": "short"})
-    written = capsys.readouterr().err.splitlines()
+    written = read_lines(capsys, 4)
     entries = [json.loads(line) for line in written]
     assert [entry["logger"] for entry in entries] == ["heroapi.access"] * 4
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entries[0]["time"])

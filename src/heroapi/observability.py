@@ -8,16 +8,19 @@ multiprocess mode at a fresh directory (`PROMETHEUS_MULTIPROC_DIR`) before the w
 and `/metrics` then adds up every worker's values.
 """
 
+import asyncio
 import contextvars
 import json
 import logging
 import os
+import random
 import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
+import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -114,11 +117,20 @@ def configure_logging(level: str = "INFO") -> None:
 
 class AccessLog:
     """One JSON line per request on stderr, written directly rather than through `logging`:
-    a `LogRecord` and its formatter cost more than the rest of a request's bookkeeping."""
+    a `LogRecord` and its formatter cost more than the rest of a request's bookkeeping.
 
-    def __init__(self) -> None:
+    Lines are gathered and written together at most `FLUSH_AFTER` seconds after the first of
+    them (one write for many requests, not a system call each); `flush()` at shutdown writes
+    what is left. A process killed outright loses at most that fraction of a second of lines.
+    """
+
+    FLUSH_AFTER: Final = 0.05
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
         self._second = -1
         self._stamp = ""
+        self._stream = stream
+        self._pending: list[bytes] = []
 
     def _time(self) -> str:
         now = time.time()
@@ -128,10 +140,46 @@ class AccessLog:
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
 
-    def write(self, fields: dict[str, Any]) -> None:
-        line = json.dumps({"time": self._time(), "logger": "heroapi.access", **fields})
-        # sys.stderr is line-buffered (Python 3.9+): each request's line is out at once.
-        sys.stderr.write(line + "\n")
+    def write(
+        self,
+        method: str,
+        route: str,
+        path: str,
+        status: int,
+        seconds: float,
+        request_id: str,
+        client: str,
+    ) -> None:
+        line = orjson.dumps(
+            {
+                "time": self._time(),
+                "logger": "heroapi.access",
+                "method": method,
+                "route": route,
+                "path": path,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "request_id": request_id,
+                "client": client,
+            }
+        )
+        if not self._pending:
+            try:
+                asyncio.get_running_loop().call_later(self.FLUSH_AFTER, self.flush)
+            except RuntimeError:  # no event loop: nothing would flush later
+                self._pending.append(line)
+                self.flush()
+                return
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        stream = self._stream or sys.stderr.buffer
+        sys.stderr.flush()  # what `logging` wrote first comes first
+        stream.write(b"\n".join(lines) + b"\n")
+        stream.flush()
 
 
 class ObservabilityMiddleware:
@@ -145,7 +193,11 @@ class ObservabilityMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                if scope["type"] == "lifespan" and self.access_log is not None:
+                    self.access_log.flush()  # the last requests' lines, before the process ends
             return
         started = time.perf_counter()
         method = scope["method"]
@@ -187,16 +239,15 @@ class ObservabilityMiddleware:
             children[0].inc()
             children[1].observe(elapsed)
             if self.access_log is not None:
+                client = scope.get("client")
                 self.access_log.write(
-                    {
-                        "method": method,
-                        "route": template,
-                        "path": scope.get("path", ""),
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                        "request_id": request_id,
-                        "client": (scope.get("client") or ("-",))[0],
-                    }
+                    method,
+                    template,
+                    scope.get("path", ""),
+                    status,
+                    elapsed,
+                    request_id,
+                    client[0] if client else "-",
                 )
             request_id_var.reset(token)
 
@@ -208,7 +259,8 @@ def _request_id(scope: Scope) -> str:
             if _ACCEPTABLE_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
-    return os.urandom(16).hex()
+    # 128 random bits: unique enough to find a request by; not a secret (no system call).
+    return f"{random.getrandbits(128):032x}"
 
 
 class GzipIfAccepted:
