@@ -20,6 +20,7 @@ from heroapi.config import DEFAULT_SECRET_KEY
 from heroapi.db import Database
 from heroapi.main import ConfigurationError, create_app
 from heroapi.models import users_table
+from heroapi.security import UNKNOWN_USER_HASH, password_hash
 from tests.conftest import app_database, make_settings, running_app
 from tests.test_users import PASSWORD, create_item, create_user, login, table_rows
 
@@ -380,3 +381,10 @@ def test_openapi_has_the_security_scheme_and_the_tutorial_names(client: TestClie
         "read_items_items__get",
     } <= operations
     assert document["paths"]["/users/me"]["get"]["security"]
+
+
+def test_the_unknown_user_hash_is_made_with_the_current_parameters() -> None:
+    # Else verifying against it would take more or less time than against a real user's hash.
+    current = password_hash.current_hasher
+    assert current.identify(UNKNOWN_USER_HASH)
+    assert not current.check_needs_rehash(UNKNOWN_USER_HASH)

@@ -19,7 +19,7 @@ from heroapi.observability import GzipIfAccepted, ObservabilityMiddleware, confi
 from heroapi.openapi import document_statuses
 from heroapi.routes import health, heroes, items, login, users
 from heroapi.routes.deps import require_writer
-from heroapi.security import hash_password, unknown_user_hash
+from heroapi.security import hash_password
 
 logger = logging.getLogger("heroapi")
 
@@ -67,8 +67,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.info("database %s", migrated.describe())
         database = create_database(settings)
         await database.connect()
-        # Made now, so the first login with an unknown email takes no longer than the others.
-        await asyncio.to_thread(unknown_user_hash)
         app.state.database = database
         if settings.first_superuser_email and settings.first_superuser_password:
             created = await create_superuser(

@@ -3,7 +3,6 @@
 import asyncio
 import time
 from dataclasses import dataclass
-from functools import cache
 from typing import Final
 
 import jwt
@@ -20,10 +19,12 @@ ALGORITHM: Final = "HS256"
 password_hash = PasswordHash((Argon2Hasher(), BcryptHasher()))
 
 
-@cache
-def unknown_user_hash() -> str:
-    """A hash to verify against when the email is unknown, so both answers take as long."""
-    return password_hash.hash("no account has this password")
+# Verified against when the email is unknown, so that answer takes as long as a wrong password.
+# Made once with the parameters above (a test checks they still match): computing it at start-up
+# would cost every process Argon2's 64 MiB of memory before anyone logs in.
+UNKNOWN_USER_HASH: Final = (
+    "$argon2id$v=19$m=65536,t=3,p=4$VrJoiM9v7esi6CNt/g0Whg$p8eKvoWb2hhP7piCrWNZt0GlkDkiRwrJYR6mq3NRtY8"
+)
 
 
 async def hash_password(password: str) -> str:
@@ -36,7 +37,7 @@ async def verify_password(password: str, hashed: str | None) -> tuple[bool, str 
 
     `hashed=None` (no such user) costs the same time as a wrong password.
     """
-    target = hashed if hashed is not None else unknown_user_hash()
+    target = hashed if hashed is not None else UNKNOWN_USER_HASH
     valid, updated = await asyncio.to_thread(password_hash.verify_and_update, password, target)
     if hashed is None:
         return False, None
