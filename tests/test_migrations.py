@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, create_engine, inspect, pool
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from heroapi import migrate
 from heroapi.config import DatabaseURL, parse_database_url
 from heroapi.main import create_app
+from heroapi.revisions import head_revision
 from tests.conftest import make_settings
 
 HEROAPI = [sys.executable, "-m", "heroapi"]
@@ -170,3 +172,28 @@ def test_cli_reports_a_bad_url_in_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "DATABASE_URL" in result.stderr
     assert "unsupported database 'oracle'" in result.stderr
+
+
+def test_the_head_read_from_the_files_is_alembics() -> None:
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert head_revision() == script.get_current_head()
+
+
+def test_a_server_at_head_starts_without_loading_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ready.db'}"
+    migrate.upgrade(parse_database_url(url))
+    program = (
+        "import sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from heroapi.main import create_app\n"
+        "from heroapi.config import Settings\n"
+        f"settings = Settings(_env_file=None, database_url={url!r}, migrate_on_start=True)\n"
+        "with TestClient(create_app(settings)) as c:\n"
+        "    assert c.get('/health/ready').status_code == 200\n"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        "print(sorted(loaded & {'alembic', 'asyncpg', 'asyncmy'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]", result.stdout

@@ -18,6 +18,7 @@ from heroapi import migrate
 from heroapi.config import Settings
 from heroapi.main import create_app
 from heroapi.observability import JSONFormatter, RequestIdFilter
+from heroapi.revisions import head_revision
 from tests.conftest import make_settings, running_app
 from tests.databases import drop_postgres
 from tests.test_users import PASSWORD, create_user, login
@@ -173,7 +174,7 @@ def test_health(client: TestClient) -> None:
     assert client.get("/health/live").json() == {"status": "ok"}
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "database": "ok", "schema": migrate.head_revision()}
+    assert ready.json() == {"status": "ok", "database": "ok", "schema": head_revision()}
 
 
 def test_not_ready_while_the_schema_is_behind(empty_database_url: str) -> None:
@@ -190,8 +191,6 @@ def test_not_ready_while_the_schema_is_behind(empty_database_url: str) -> None:
 
 
 def _app(settings: Settings) -> Any:
-    from heroapi.main import create_app
-
     return create_app(settings)
 
 

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from heroapi import __version__, crud, migrate
+from heroapi import __version__, crud
 from heroapi.config import Settings, get_settings
 from heroapi.db import Database, create_database
 from heroapi.docs import install_docs
@@ -17,6 +17,7 @@ from heroapi.errors import BodyLimit, install_error_handlers
 from heroapi.models import UserCreate
 from heroapi.observability import GzipIfAccepted, ObservabilityMiddleware, configure_logging
 from heroapi.openapi import document_statuses
+from heroapi.revisions import head_revision
 from heroapi.routes import health, heroes, items, login, users
 from heroapi.routes.deps import require_writer
 from heroapi.security import hash_password
@@ -45,6 +46,14 @@ async def create_superuser(database: Database, email: str, password: str) -> boo
     return True
 
 
+async def schema_at_head(database: Database) -> bool:
+    """Whether the database's schema is at the latest migration (False if it was never migrated)."""
+    try:
+        return await crud.schema_revision(database=database) == head_revision()
+    except Exception:  # no alembic_version table yet (each driver says so its own way)
+        return False
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The heroapi ASGI app for `settings` (by default, the environment's)."""
     settings = settings or get_settings()
@@ -59,14 +68,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.migrate_on_start:
+        database = create_database(settings)
+        await database.connect()
+        if settings.migrate_on_start and not await schema_at_head(database):
+            from heroapi import migrate  # Alembic: loaded only when there is something to do
+
             # Alembic is synchronous; under the lock, only one process migrates at a time.
             migrated = await asyncio.to_thread(
                 migrate.upgrade, settings.database, lock_timeout=settings.migration_lock_timeout
             )
             logger.info("database %s", migrated.describe())
-        database = create_database(settings)
-        await database.connect()
         app.state.database = database
         if settings.first_superuser_email and settings.first_superuser_password:
             created = await create_superuser(

@@ -7,7 +7,6 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +50,6 @@ def sqlalchemy_url(database: DatabaseURL) -> str:
     if database.backend == "mysql":
         url = url.update_query_dict({"charset": "utf8mb4"})
     return url.render_as_string(hide_password=False)
-
-
-@cache
-def head_revision() -> str:
-    """The latest migration's revision."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    return head or ""
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from heroapi import crud, migrate
+from heroapi import crud
 from heroapi.observability import metrics_text
+from heroapi.revisions import head_revision
 from heroapi.routes.deps import database_of
 
 router = APIRouter(tags=["health"])
@@ -28,7 +29,7 @@ async def ready(request: Request) -> JSONResponse:
     """The database answers in time and its schema is at the latest migration."""
     database = database_of(request)
     timeout = request.app.state.settings.health_timeout
-    head = migrate.head_revision()
+    head = head_revision()
     try:
         revision = await asyncio.wait_for(crud.schema_revision(database=database), timeout)
     except TimeoutError:

@@ -1,0 +1,197 @@
+"""The connection layer: one small async interface over each backend's fastest driver.
+
+Handlers reach the database through `Database.connection()` (autocommit, one statement at a time)
+or `Database.transaction()`. Statements are SQLAlchemy Core, compiled once per dialect and cached
+(see `Database.compile`); rows come back as dicts, or as their values in column order where a hot
+path renders them itself. Why not the ORM or an `AsyncSession`: see docs/performance.md.
+
+- SQLite (`sqlite.py`): the stdlib `sqlite3` module, one connection per process, called directly
+  from the event loop (a statement takes microseconds; a thread hop would cost more than the
+  query). Transactions take the write lock up front (`BEGIN IMMEDIATE`), so they wait in
+  `busy_timeout` instead of failing.
+- PostgreSQL (`postgres.py`): asyncpg, with a small pool of our own (`pool.py`) that does not
+  reset a connection on release.
+- MySQL/MariaDB (`mysql.py`): asyncmy, in the same pool.
+
+A backend's module is imported when a database of its kind is created.
+
+Driver errors are translated into `DatabaseUnavailable` (connection refused or lost, pool exhausted:
+the client may retry) and `IntegrityViolation` (a constraint said no).
+"""
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from heroapi.config import DatabaseURL, Settings
+
+Row = dict[str, Any]
+# A row's values in the statement's column order, as the driver gives them (a tuple, or an
+# asyncpg Record): what hot paths render straight to JSON, without a dict per row.
+Values = Sequence[Any]
+Params = Mapping[str, Any]
+
+
+class DatabaseError(Exception):
+    """Base of the errors this layer raises."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached now (refused, lost, or every connection busy): retry later."""
+
+
+class IntegrityViolation(DatabaseError):
+    """A constraint of the database refused the write (unique, foreign key, not null, check)."""
+
+
+class DataRejected(DatabaseError):
+    """The database refused a value (bad encoding, out of range, too long) that validation let
+    through: a client error, never a 500."""
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A statement compiled for one dialect: its SQL, the order of its positional parameters and
+    the names of its result columns.
+
+    `literals` holds the values written into the statement itself (`.values(age=0)`); the
+    caller's parameters fill the named `bindparam()`s and may override a literal.
+    """
+
+    sql: str
+    names: tuple[str, ...]
+    literals: Mapping[str, Any] = field(default_factory=dict)
+    columns: tuple[str, ...] = ()
+
+    def args(self, params: Params) -> tuple[Any, ...]:
+        if self.literals:
+            params = {**self.literals, **params}
+        return tuple([params[name] for name in self.names])
+
+
+def as_dicts(columns: tuple[str, ...], rows: Iterable[Values]) -> list[Row]:
+    return [dict(zip(columns, row)) for row in rows]  # noqa: B905 (strict=True costs 40% here)
+
+
+def compile_statement(clause: ClauseElement, dialect: Dialect) -> Statement:
+    compiled = cast(SQLCompiler, clause.compile(dialect=dialect))
+    names = tuple(compiled.positiontup or ())
+    literals = {
+        name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
+    }
+    # What a row's values are called (SELECT or RETURNING columns; labels as given).
+    columns = tuple(entry[0] for entry in compiled._result_columns)
+    return Statement(str(compiled), names, literals, columns)
+
+
+class Connection(ABC):
+    """One connection, as handlers and `crud` see it."""
+
+    def __init__(self, database: "Database") -> None:
+        self._database = database
+
+    async def fetch_one(self, clause: ClauseElement, params: Params) -> Row | None:
+        return await self._fetch_one(self._database.compile(clause), params)
+
+    async def fetch_all(self, clause: ClauseElement, params: Params) -> list[Row]:
+        return await self._fetch_all(self._database.compile(clause), params)
+
+    async def fetch_values(self, clause: ClauseElement, params: Params) -> Values | None:
+        """The first row's values in column order, or None: no dict is built."""
+        return await self._fetch_values(self._database.compile(clause), params)
+
+    async def fetch_all_values(self, clause: ClauseElement, params: Params) -> list[Values]:
+        """Every row's values in column order."""
+        return await self._fetch_all_values(self._database.compile(clause), params)
+
+    @abstractmethod
+    async def _fetch_one(self, statement: Statement, params: Params) -> Row | None: ...
+
+    @abstractmethod
+    async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]: ...
+
+    async def execute(self, clause: ClauseElement, params: Params) -> "ExecuteResult":
+        return await self._execute(self._database.compile(clause), params)
+
+    @abstractmethod
+    async def _fetch_values(self, statement: Statement, params: Params) -> Values | None: ...
+
+    @abstractmethod
+    async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]: ...
+
+    @abstractmethod
+    async def _execute(self, statement: Statement, params: Params) -> "ExecuteResult": ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteResult:
+    rowcount: int
+    lastrowid: int | None = None
+
+
+class Database(ABC):
+    """A backend's connections, opened in `connect()` and closed in `close()`."""
+
+    dialect: Dialect
+    # Whether INSERT/UPDATE ... RETURNING work (not on MySQL; MariaDB has no UPDATE ... RETURNING).
+    supports_returning: bool
+
+    def __init__(self, url: DatabaseURL, settings: Settings) -> None:
+        self.url = url
+        self.settings = settings
+        self._compiled: dict[ClauseElement, Statement] = {}
+        # Statements run so far by this process: how tests see that a page of users costs a
+        # constant number of queries.
+        self.statements_run = 0
+
+    def compile(self, clause: ClauseElement) -> Statement:
+        """The statement for this dialect (compiled the first time it is used), about to run."""
+        self.statements_run += 1
+        statement = self._compiled.get(clause)
+        if statement is None:
+            statement = self._compiled[clause] = compile_statement(clause, self.dialect)
+        return statement
+
+    @abstractmethod
+    async def connect(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    def connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A connection in autocommit mode: each statement is its own transaction."""
+
+    @abstractmethod
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A connection in a transaction, committed on exit, rolled back on an exception."""
+
+    async def ping(self) -> None:
+        async with self.connection() as connection:
+            await connection._fetch_one(Statement("SELECT 1 AS ok", ()), {})
+
+
+def create_database(settings: Settings) -> Database:
+    """The `Database` for `settings.database_url`; call `connect()` before use.
+
+    Each backend's module (and its driver) is imported here, when it is used: a process on
+    SQLite never loads asyncpg or asyncmy.
+    """
+    url = settings.database
+    if url.backend == "postgresql":
+        from heroapi.db.postgres import PostgresDatabase
+
+        return PostgresDatabase(url, settings)
+    if url.backend == "mysql":
+        from heroapi.db.mysql import MySQLDatabase
+
+        return MySQLDatabase(url, settings)
+    from heroapi.db.sqlite import SQLiteDatabase
+
+    return SQLiteDatabase(url, settings)
