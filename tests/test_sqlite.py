@@ -1,18 +1,21 @@
 """SQLite set up for a server: WAL, busy_timeout, foreign keys, and writes that cannot deadlock."""
 
 import asyncio
+import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
 from sqlalchemy import bindparam, select, text
 
 from heroapi import migrate
 from heroapi.config import Settings
 from heroapi.db import create_database
+from heroapi.db.sqlite import SQLiteDatabase
 from heroapi.models import hero_table
-from tests.conftest import make_settings
+from tests.conftest import make_settings, running_app
 
 
 def migrated_sqlite(tmp_path: Path, **overrides: Any) -> Settings:
@@ -36,6 +39,7 @@ def test_connection_pragmas(tmp_path: Path) -> None:
                     "busy_timeout",
                     "synchronous",
                     "cache_size",
+                    "wal_autocheckpoint",
                 )
                 for pragma in pragmas:
                     row = await connection.fetch_one(text(f"PRAGMA {pragma}"), {})
@@ -51,7 +55,34 @@ def test_connection_pragmas(tmp_path: Path) -> None:
         "busy_timeout": 7500,
         "synchronous": 1,  # NORMAL
         "cache_size": -32 * 1024,
+        # The serving connection leaves checkpoints to the background task (a backstop only).
+        "wal_autocheckpoint": 10_000,
     }
+
+
+def test_the_log_is_checkpointed_off_the_event_loop(tmp_path: Path) -> None:
+    settings = migrated_sqlite(tmp_path)
+    insert = hero_table.insert().values(name=bindparam("name"), secret_name="s")
+
+    async def write_then_wait() -> tuple[int, int]:
+        database = SQLiteDatabase(settings.database, settings)
+        await database.connect()
+        try:
+            async with database.connection() as connection:
+                for number in range(50):
+                    await connection.execute(insert, {"name": f"hero {number}"})
+            during = database.checkpointer.frames_copied
+            for _ in range(100):  # up to 5 s
+                if database.checkpointer.frames_copied >= 50:
+                    break
+                await asyncio.sleep(0.05)
+            return during, database.checkpointer.frames_copied
+        finally:
+            await database.close()
+
+    during, after = asyncio.run(write_then_wait())
+    assert during == 0  # the commits themselves copied nothing into the database file
+    assert after >= 50  # the background checkpointer did, within a fraction of a second
 
 
 def test_read_then_write_transactions_from_two_processes_never_fail(tmp_path: Path) -> None:
@@ -111,3 +142,69 @@ def test_read_then_write_transactions_from_two_processes_never_fail(tmp_path: Pa
         thread.join(30)
     assert errors == []
     assert asyncio.run(setup_and_read("read")) == 2  # no lost update either
+
+
+HEROES = 1500
+
+
+def _sqlite_client(tmp_path: Path) -> Any:
+    return running_app(make_settings(f"sqlite:///{tmp_path / 'pages.db'}", migrate_on_start=True))
+
+
+def _fill(path: Path) -> None:
+    with sqlite3.connect(path) as raw:
+        raw.executemany(
+            "INSERT INTO hero (id, name, secret_name) VALUES (?, ?, 's')",
+            [(number, f"hero {number}") for number in range(1, HEROES + 1)],
+        )
+
+
+def _ids(client: TestClient, offset: int, limit: int = 100) -> list[int]:
+    response = client.get("/heroes/", params={"offset": offset, "limit": limit})
+    assert response.status_code == 200
+    return [hero["id"] for hero in response.json()]
+
+
+def test_deep_pages_stay_right_whoever_changes_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "pages.db"
+    with _sqlite_client(tmp_path) as client:
+        _fill(path)
+        assert _ids(client, 1200, 3) == [1201, 1202, 1203]
+        assert _ids(client, 1250, 3) == [1251, 1252, 1253]  # from the page before
+        # This process deletes a hero before the pages: every later position moves down.
+        assert client.delete("/heroes/10").status_code == 200
+        assert _ids(client, 1200, 3) == [1202, 1203, 1204]
+        # Another process (another connection) deletes one, then puts an old id back.
+        with sqlite3.connect(path) as raw:
+            raw.execute("DELETE FROM hero WHERE id = 20")
+        assert _ids(client, 1200, 3) == [1203, 1204, 1205]
+        with sqlite3.connect(path) as raw:
+            raw.execute("INSERT INTO hero (id, name, secret_name) VALUES (10, 'back', 's')")
+        assert _ids(client, 1200, 3) == [1202, 1203, 1204]
+        # A new hero goes to the end: the pages before it stay as they were.
+        client.post("/heroes/", json={"name": "new", "secret_name": "s"})
+        assert _ids(client, 1200, 3) == [1202, 1203, 1204]
+        assert _ids(client, HEROES - 2, 5) == [HEROES, HEROES + 1]
+        assert _ids(client, 5000) == []
+
+
+def test_a_deep_page_read_again_does_not_step_over_its_offset(tmp_path: Path) -> None:
+    with _sqlite_client(tmp_path) as client:
+        _fill(tmp_path / "pages.db")
+        raw = client.app.state.database._raw
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        raw.set_progress_handler(count, 10)  # called every 10 virtual machine instructions
+        assert _ids(client, 1400, 2) == [1401, 1402]
+        first = steps
+        steps = 0
+        assert _ids(client, 1400, 2) == [1401, 1402]
+        assert _ids(client, 1410, 2) == [1411, 1412]
+        raw.set_progress_handler(None, 10)
+        assert first > 1400 / 10  # the first read stepped over every row before its page
+        assert steps < first / 10  # the next ones started where that page starts

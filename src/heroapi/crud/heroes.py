@@ -1,7 +1,10 @@
 """The heroes: the tutorial's Hero API."""
 
+import bisect
+import weakref
+from collections.abc import Hashable
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Delete, Update, bindparam, delete, insert, select, text
 
@@ -28,6 +31,15 @@ _SELECT_HEROES_DEFERRED = (
     .select_from(hero_table.join(_PAGE_IDS, hero_table.c.id == _PAGE_IDS.c.id))
     .order_by(hero_table.c.id)
 )
+# A deep page read from where an earlier page started (see PageAnchors).
+_SELECT_HEROES_FROM = (
+    select(*_PUBLIC)
+    .where(hero_table.c.id >= bindparam("from_id"))
+    .order_by(hero_table.c.id)
+    .offset(bindparam("offset"))
+    .limit(bindparam("limit"))
+)
+_ID = list(HeroPublic.model_fields).index("id")
 _INSERT_HERO = insert(hero_table).values(
     name=bindparam("name"), age=bindparam("age"), secret_name=bindparam("secret_name")
 )
@@ -61,11 +73,72 @@ async def create_hero(*, database: Database, hero: HeroCreate) -> Values:
     return (values["name"], values["age"], result.lastrowid)
 
 
+class PageAnchors:
+    """Where deep pages start: offset -> the id of the hero at that offset, learnt from pages
+    already read, and valid only for the state of the data they were read in.
+
+    `OFFSET n` makes a database step over n rows on every request (100,000 rows: milliseconds
+    of CPU per page, on SQLite with the event loop waiting). Given the id at an offset at or
+    before n, a page is `WHERE id >= that_id ... OFFSET (n - its_offset)` instead: a client
+    paging on, or many asking for the same page, costs the page's rows, not the offset's.
+    Every write (by any process) changes the snapshot token and forgets them all.
+    """
+
+    MIN_OFFSET: Final = 1000  # below this, stepping over the rows costs less than the bookkeeping
+    SIZE: Final = 1024
+
+    def __init__(self) -> None:
+        self._token: Hashable | None = None
+        self._offsets: list[int] = []  # sorted
+        self._ids: dict[int, int] = {}
+
+    def find(self, token: Hashable, offset: int) -> tuple[int, int] | None:
+        """The nearest known (offset, id) at or before `offset`, if the data are unchanged."""
+        if token != self._token:
+            self._token = token
+            self._offsets.clear()
+            self._ids.clear()
+            return None
+        index = bisect.bisect_right(self._offsets, offset)
+        if index == 0:
+            return None
+        start = self._offsets[index - 1]
+        return start, self._ids[start]
+
+    def learn(self, token: Hashable, offset: int, hero_id: int) -> None:
+        if token != self._token or offset in self._ids:
+            return
+        if len(self._offsets) >= self.SIZE:
+            self._offsets.clear()
+            self._ids.clear()
+        bisect.insort(self._offsets, offset)
+        self._ids[offset] = hero_id
+
+
+_anchors: "weakref.WeakKeyDictionary[Database, PageAnchors]" = weakref.WeakKeyDictionary()
+
+
 async def list_heroes(*, database: Database, offset: int, limit: int) -> list[Values]:
     """One page of heroes in id order, as `HeroPublic` values."""
-    async with database.connection() as connection:
-        statement = _SELECT_HEROES if database.url.backend == "sqlite" else _SELECT_HEROES_DEFERRED
-        return await connection.fetch_all_values(statement, {"offset": offset, "limit": limit})
+    plain = _SELECT_HEROES if database.url.backend == "sqlite" else _SELECT_HEROES_DEFERRED
+    params: dict[str, Any] = {"offset": offset, "limit": limit}
+    if offset < PageAnchors.MIN_OFFSET or limit == 0:
+        async with database.connection() as connection:
+            return await connection.fetch_all_values(plain, params)
+    anchors = _anchors.setdefault(database, PageAnchors())
+    async with database.snapshot() as (connection, token):
+        if token is None:  # the backend cannot tell whether the data changed
+            return await connection.fetch_all_values(plain, params)
+        anchor = anchors.find(token, offset)
+        if anchor is None:
+            rows = await connection.fetch_all_values(plain, params)
+        else:
+            start, from_id = anchor
+            params = {"from_id": from_id, "offset": offset - start, "limit": limit}
+            rows = await connection.fetch_all_values(_SELECT_HEROES_FROM, params)
+        if rows:
+            anchors.learn(token, offset, rows[0][_ID])
+        return rows
 
 
 async def get_hero(*, database: Database, hero_id: int) -> Values | None:

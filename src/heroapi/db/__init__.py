@@ -21,7 +21,7 @@ the client may retry) and `IntegrityViolation` (a constraint said no).
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -171,6 +171,14 @@ class Database(ABC):
     @abstractmethod
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]:
         """A connection in a transaction, committed on exit, rolled back on an exception."""
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[tuple[Connection, Hashable | None]]:
+        """A connection whose reads all see one state of the data, and a token for that state:
+        equal tokens mean nothing was written in between, by any process. None where the
+        backend cannot tell cheaply (then every caller must assume the data changed)."""
+        async with self.connection() as connection:
+            yield connection, None
 
     async def ping(self) -> None:
         async with self.connection() as connection:
