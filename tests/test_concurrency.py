@@ -102,13 +102,17 @@ def test_concurrent_items_under_one_user(empty_database_url: str, tmp_path: Path
 
         async def create_items() -> list[int]:
             limits = httpx.Limits(max_connections=CLIENTS)
+            # CLIENTS requests in flight at a time: each one's time is the server's, not a wait
+            # for one of the client's connections.
+            in_flight = asyncio.Semaphore(CLIENTS)
             async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
 
                 async def one(number: int) -> int:
                     body = {"title": f"item {number}", "description": str(number)}
-                    response = await burst.timed(
-                        client.post(f"/users/{user['id']}/items/", json=body)
-                    )
+                    async with in_flight:
+                        response = await burst.timed(
+                            client.post(f"/users/{user['id']}/items/", json=body)
+                        )
                     assert response is not None
                     return int(response.json()["id"]) if response.status_code == 200 else -1
 
