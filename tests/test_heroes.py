@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from heroapi.db import Database
 from heroapi.models import hero_table
@@ -282,3 +282,34 @@ def test_bodies_that_are_not_objects_are_422_without_echo(
     assert "Tony Stark" not in response.text
     assert response.json()["detail"]
     assert stored(run_in_app) == []
+
+
+def test_deep_pages_follow_every_change(client: TestClient, run_in_app: RunInApp) -> None:
+    """Past offset 1000, pages may start from where an earlier page started (PageAnchors):
+    whatever changes the table in between, a page is what OFFSET would give."""
+
+    async def fill(database: Database) -> None:
+        insert = hero_table.insert().values(name=bindparam("name"), secret_name="s")
+        async with database.transaction() as connection:
+            for number in range(1300):
+                await connection.execute(insert, {"name": f"hero {number}"})
+
+    run_in_app(fill)
+    every = [hero["id"] for hero in stored(run_in_app)]
+
+    def page(offset: int, limit: int = 3) -> list[int]:
+        response = client.get("/heroes/", params={"offset": offset, "limit": limit})
+        assert response.status_code == 200
+        return [hero["id"] for hero in response.json()]
+
+    assert page(1100) == every[1100:1103]
+    assert page(1100) == every[1100:1103]
+    assert page(1150) == every[1150:1153]
+    assert client.delete(f"/heroes/{every[5]}").status_code == 200
+    del every[5]
+    assert page(1100) == every[1100:1103]
+    assert page(1150) == every[1150:1153]
+    every.append(create(client)["id"])
+    assert page(1100) == every[1100:1103]
+    assert page(len(every) - 2, 5) == every[-2:]
+    assert page(5000) == []

@@ -1,7 +1,7 @@
 """PostgreSQL: asyncpg, in heroapi's own pool (no reset query when a connection comes back)."""
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from typing import Any, cast
 
 import asyncpg
@@ -103,6 +103,16 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
 
     def _begin(self, raw: asyncpg.Connection) -> contextlib.AbstractAsyncContextManager[None]:
         return _postgres_transaction(raw)
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[tuple[Connection, Hashable | None]]:
+        # REPEATABLE READ: every statement sees the snapshot the first one took. Two equal
+        # snapshots (xmin, xmax, running transactions) see the same committed data.
+        async with self._checked_out() as raw:
+            with _postgres_errors():
+                async with raw.transaction(isolation="repeatable_read", readonly=True):
+                    token = await raw.fetchval("SELECT pg_current_snapshot()::text")
+                    yield self._wrap(raw), token
 
 
 @contextlib.asynccontextmanager
