@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from heroapi.config import DatabaseURL, Settings
 from heroapi.db import Connection, Database, DatabaseError, DatabaseUnavailable, IntegrityViolation
@@ -38,10 +38,21 @@ class Pool(Generic[RawConnection]):
         self._in_use_gauge = POOL_CONNECTIONS.labels("in_use")
         self._idle_gauge = POOL_CONNECTIONS.labels("idle")
         self._reported = (0, 0)
+        self._report_due = False
+
+    REPORT_EVERY: Final = 0.1
 
     def _report(self) -> None:
+        # The gauges follow the pool within REPORT_EVERY seconds, not at every checkout (a gauge
+        # write is a shared-memory write in multiprocess mode: ~2% of a request).
+        if not self._report_due:
+            self._report_due = True
+            asyncio.get_running_loop().call_later(self.REPORT_EVERY, self._write_gauges)
+
+    def _write_gauges(self) -> None:
+        self._report_due = False
         state = (self._in_use, len(self._idle))
-        if state != self._reported:  # a gauge write is a shared-memory write per worker
+        if state != self._reported:
             self._reported = state
             self._in_use_gauge.set(state[0])
             self._idle_gauge.set(state[1])
@@ -141,28 +152,47 @@ class PooledDatabase(Database, Generic[RawConnection]):
         except Exception as error:  # refused, unknown database, bad password: all "unavailable"
             raise DatabaseUnavailable(f"cannot connect to the database: {error}") from error
 
-    @contextlib.asynccontextmanager
-    async def _checked_out(self) -> AsyncIterator[RawConnection]:
-        raw = await self._acquire()
-        try:
-            yield raw
-        except IntegrityViolation:
-            self._pool.release(raw)
-            raise
-        except BaseException as error:
-            # Lost, cancelled mid-statement, or in an unknown state: never hand it out again.
-            lost = isinstance(error, DatabaseUnavailable) or self._is_connection_error(error)
-            await self._pool.discard(raw, everything_idle=lost)
-            raise
-        else:
-            self._pool.release(raw)
+    def _checked_out(self) -> "_CheckedOut[RawConnection]":
+        return _CheckedOut(self)
 
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
-        async with self._checked_out() as raw:
-            yield self._wrap(raw)
+    async def _give_back(self, raw: RawConnection, error: BaseException | None) -> None:
+        if error is None or isinstance(error, IntegrityViolation):
+            self._pool.release(raw)
+            return
+        # Lost, cancelled mid-statement, or in an unknown state: never hand it out again.
+        lost = isinstance(error, DatabaseUnavailable) or self._is_connection_error(error)
+        await self._pool.discard(raw, everything_idle=lost)
+
+    def connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        return _Wrapped(self)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self._checked_out() as raw, self._begin(raw):
             yield self._wrap(raw)
+
+
+class _CheckedOut(Generic[RawConnection]):
+    """`async with`: a pooled connection, given back (or discarded) on exit. A class, not an
+    `asynccontextmanager`: this runs for every request."""
+
+    __slots__ = ("_database", "_raw")
+
+    def __init__(self, database: PooledDatabase[RawConnection]) -> None:
+        self._database = database
+
+    async def __aenter__(self) -> RawConnection:
+        self._raw = await self._database._acquire()
+        return self._raw
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> None:
+        await self._database._give_back(self._raw, error)
+
+
+class _Wrapped(_CheckedOut[Any]):
+    """`async with`: a pooled connection in autocommit mode, as a `Connection`."""
+
+    async def __aenter__(self) -> Connection:
+        return self._database._wrap(await super().__aenter__())
