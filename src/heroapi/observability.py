@@ -17,6 +17,7 @@ import random
 import re
 import sys
 import time
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, BinaryIO, Final
 
@@ -66,6 +67,8 @@ POOL_CONNECTIONS = Gauge(
 
 def metrics_text() -> tuple[bytes, str]:
     """The exposition text for /metrics: every worker's values in multiprocess mode."""
+    for records in list(_RECORDS):
+        records.flush()
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         registry = CollectorRegistry()
@@ -115,32 +118,30 @@ def configure_logging(level: str = "INFO") -> None:
     logger.propagate = False
 
 
-class AccessLog:
-    """One JSON line per request on stderr, written directly rather than through `logging`:
-    a `LogRecord` and its formatter cost more than the rest of a request's bookkeeping.
+class RequestRecords:
+    """What each request leaves behind: its metrics and, if enabled, its access-log line (one
+    JSON object, written directly rather than through `logging`, whose `LogRecord` and formatter
+    cost more than the rest of a request's bookkeeping).
 
-    Lines are gathered and written together at most `FLUSH_AFTER` seconds after the first of
-    them (one write for many requests, not a system call each); `flush()` at shutdown writes
-    what is left. A process killed outright loses at most that fraction of a second of lines.
+    A request only appends a tuple; every `FLUSH_AFTER` seconds the batch is counted into the
+    metrics and its lines written in one system call. `/metrics` flushes first, so a scrape sees
+    every request this process answered; shutdown flushes too. A process killed outright loses
+    at most that fraction of a second of lines.
     """
 
     FLUSH_AFTER: Final = 0.05
 
-    def __init__(self, stream: BinaryIO | None = None) -> None:
+    def __init__(self, *, access_log: bool, stream: BinaryIO | None = None) -> None:
+        self.access_log = access_log
+        self._stream = stream
+        self._pending: list[tuple[Any, ...]] = []
+        # Metric children by (route, method, status): `labels()` takes a lock and builds keys.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._second = -1
         self._stamp = ""
-        self._stream = stream
-        self._pending: list[bytes] = []
+        _RECORDS.add(self)
 
-    def _time(self) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self._second:  # formatted once a second, not once a request
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
-
-    def write(
+    def add(
         self,
         method: str,
         route: str,
@@ -150,36 +151,63 @@ class AccessLog:
         request_id: str,
         client: str,
     ) -> None:
-        line = orjson.dumps(
-            {
-                "time": self._time(),
-                "logger": "heroapi.access",
-                "method": method,
-                "route": route,
-                "path": path,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-                "request_id": request_id,
-                "client": client,
-            }
-        )
         if not self._pending:
             try:
                 asyncio.get_running_loop().call_later(self.FLUSH_AFTER, self.flush)
             except RuntimeError:  # no event loop: nothing would flush later
-                self._pending.append(line)
+                self._pending.append(
+                    (time.time(), method, route, path, status, seconds, request_id, client)
+                )
                 self.flush()
                 return
-        self._pending.append(line)
+        self._pending.append(
+            (time.time(), method, route, path, status, seconds, request_id, client)
+        )
+
+    def _time(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:  # formatted once a second, not once a request
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
 
     def flush(self) -> None:
         if not self._pending:
             return
-        lines, self._pending = self._pending, []
-        stream = self._stream or sys.stderr.buffer
-        sys.stderr.flush()  # what `logging` wrote first comes first
-        stream.write(b"\n".join(lines) + b"\n")
-        stream.flush()
+        records, self._pending = self._pending, []
+        lines: list[bytes] = []
+        for now, method, route, path, status, seconds, request_id, client in records:
+            key = (route, method, status)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (
+                    REQUESTS.labels(route, method, str(status)),
+                    LATENCY.labels(route, method),
+                )
+            children[0].inc()
+            children[1].observe(seconds)
+            if self.access_log:
+                line = {
+                    "time": self._time(now),
+                    "logger": "heroapi.access",
+                    "method": method,
+                    "route": route,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "request_id": request_id,
+                    "client": client,
+                }
+                lines.append(orjson.dumps(line))
+        if lines:
+            stream = self._stream or sys.stderr.buffer
+            sys.stderr.flush()  # what `logging` wrote first comes first
+            stream.write(b"\n".join(lines) + b"\n")
+            stream.flush()
+
+
+# Every process's records, flushed before /metrics answers.
+_RECORDS: "weakref.WeakSet[RequestRecords]" = weakref.WeakSet()
 
 
 class ObservabilityMiddleware:
@@ -187,17 +215,15 @@ class ObservabilityMiddleware:
 
     def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
         self.app = app
-        self.access_log = AccessLog() if access_log else None
-        # Metric children by (route, method, status): `labels()` takes a lock and builds keys.
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.records = RequestRecords(access_log=access_log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             try:
                 await self.app(scope, receive, send)
             finally:
-                if scope["type"] == "lifespan" and self.access_log is not None:
-                    self.access_log.flush()  # the last requests' lines, before the process ends
+                if scope["type"] == "lifespan":
+                    self.records.flush()  # the last requests' lines, before the process ends
             return
         started = time.perf_counter()
         method = scope["method"]
@@ -229,26 +255,16 @@ class ObservabilityMiddleware:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED_ROUTE
-            key = (template, method, status)
-            children = self._children.get(key)
-            if children is None:
-                children = self._children[key] = (
-                    REQUESTS.labels(template, method, str(status)),
-                    LATENCY.labels(template, method),
-                )
-            children[0].inc()
-            children[1].observe(elapsed)
-            if self.access_log is not None:
-                client = scope.get("client")
-                self.access_log.write(
-                    method,
-                    template,
-                    scope.get("path", ""),
-                    status,
-                    elapsed,
-                    request_id,
-                    client[0] if client else "-",
-                )
+            client = scope.get("client")
+            self.records.add(
+                method,
+                template,
+                scope.get("path", ""),
+                status,
+                elapsed,
+                request_id,
+                client[0] if client else "-",
+            )
             request_id_var.reset(token)
 
 
