@@ -144,12 +144,20 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        streamed = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit() or int(value) > self.max_body_size:
                     await self._too_large()(scope, receive, send)
                     return
-                break
+                # The server reads no more than the declared length: nothing to watch.
+                await self.app(scope, receive, send)
+                return
+            if name == b"transfer-encoding":
+                streamed = True
+        if not streamed:  # no Content-Length, no Transfer-Encoding: HTTP/1.1 says no body
+            await self.app(scope, receive, send)
+            return
         received = 0
         too_large = False
         response_started = False
