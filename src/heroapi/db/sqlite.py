@@ -126,7 +126,7 @@ class _Checkpointer:
     readers or writers, and a checkpoint another process is running just makes this one skip.
     """
 
-    INTERVAL: Final = 0.2
+    INTERVAL: Final = 0.05
     BACKSTOP_PAGES: Final = 10_000  # ~40 MB of log
 
     def __init__(self, path: str, settings: Settings) -> None:
