@@ -4,6 +4,7 @@ users create-superuser, version."""
 import asyncio
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 from typing import Annotated, NoReturn
@@ -81,7 +82,10 @@ def serve(
     if port_problem:
         fail(port_problem)
     if settings.migrate_on_start:
-        run_migrations(settings)
+        # In a child process: the server (this process, with one worker) never loads Alembic.
+        migrated = subprocess.run([sys.executable, "-m", "heroapi", "db", "upgrade"], check=False)
+        if migrated.returncode != 0:
+            raise typer.Exit(migrated.returncode)
     else:
         check_database(settings)
     typer.echo(f"serving on http://{host}:{port} (docs at http://{host}:{port}/docs)", err=True)
