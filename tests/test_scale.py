@@ -71,7 +71,7 @@ def test_workers_and_replicas_on_one_database(servers: list[LiveServer]) -> None
         assert httpx.get(f"{server.url}/health/ready").json()["status"] == "ok"
         assert len(httpx.get(f"{server.url}/users/").json()) == 1
     logs = "\n".join(server.log_text() for server in servers)
-    # The first process to take the migration lock migrated; every other one found it done.
+    # The first process to take the migration lock migrated; every other one found it done
+    # (under the lock, or already at head when it started: then it does not even load Alembic).
     assert len(re.findall(r"database migrated base -> \w+", logs)) == 1
-    assert len(re.findall(r"database already at \w+", logs)) >= 4
     assert "Traceback" not in logs
