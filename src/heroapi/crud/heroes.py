@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from sqlalchemy import Delete, Update, bindparam, delete, insert, select, text
 
+from heroapi.crud.paging import page_start
 from heroapi.db import Connection, Database, Values
 from heroapi.models import HeroCreate, HeroPublic, hero_table
 
@@ -21,21 +22,12 @@ _SELECT_HERO = select(*_PUBLIC).where(_BY_ID)
 _SELECT_HEROES = (
     select(*_PUBLIC).order_by(hero_table.c.id).offset(bindparam("offset")).limit(bindparam("limit"))
 )
-# On a server database, a deep page skips its offset in the primary key's index alone (an
-# index-only scan for the first id), then reads just the page's rows from there. A scalar
-# subquery, not a join to a derived table: PostgreSQL's generic plan for a prepared join (asyncpg
-# prepares every statement) hashed the whole table, twice the time. In SQLite the table itself
-# is the id index, so the plain query is already that.
-_FIRST_ID = (
-    select(hero_table.c.id)
-    .order_by(hero_table.c.id)
-    .offset(bindparam("offset"))
-    .limit(1)
-    .scalar_subquery()
-)
+# On a server database, a deep page skips its offset in the primary key's index alone, then
+# reads just the page's rows from there. In SQLite the table itself is the id index, so the
+# plain query is already that.
 _SELECT_HEROES_DEFERRED = (
     select(*_PUBLIC)
-    .where(hero_table.c.id >= _FIRST_ID)
+    .where(hero_table.c.id >= page_start(hero_table))
     .order_by(hero_table.c.id)
     .limit(bindparam("limit"))
 )

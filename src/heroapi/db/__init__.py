@@ -110,14 +110,14 @@ class Connection(ABC):
         """Every row's values in column order."""
         return await self._fetch_all_values(self._database.compile(clause), params)
 
+    async def execute(self, clause: ClauseElement, params: Params) -> "ExecuteResult":
+        return await self._execute(self._database.compile(clause), params)
+
     @abstractmethod
     async def _fetch_one(self, statement: Statement, params: Params) -> Row | None: ...
 
     @abstractmethod
     async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]: ...
-
-    async def execute(self, clause: ClauseElement, params: Params) -> "ExecuteResult":
-        return await self._execute(self._database.compile(clause), params)
 
     @abstractmethod
     async def _fetch_values(self, statement: Statement, params: Params) -> Values | None: ...

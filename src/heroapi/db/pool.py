@@ -109,7 +109,7 @@ class Pool(Generic[RawConnection]):
 
 
 class PooledDatabase(Database, Generic[RawConnection]):
-    """A backend whose connections come from a `_Pool`."""
+    """A backend whose connections come from a `Pool`."""
 
     def __init__(self, url: DatabaseURL, settings: Settings) -> None:
         super().__init__(url, settings)

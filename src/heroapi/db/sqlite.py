@@ -42,7 +42,7 @@ class _SQLiteConnection(Connection):
         except (OverflowError, UnicodeEncodeError) as error:
             raise DataRejected(str(error)) from error
 
-    def _read(self, cursor: sqlite3.Cursor, read: Callable[[], Any]) -> Any:
+    def _read(self, read: Callable[[], Any]) -> Any:
         try:
             return read()
         except sqlite3.Error as error:
@@ -53,35 +53,35 @@ class _SQLiteConnection(Connection):
 
     async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
         cursor = self._run(statement, params)
-        row: Values | None = self._read(cursor, cursor.fetchone)
+        row: Values | None = self._read(cursor.fetchone)
         cursor.close()  # a RETURNING statement's cursor must be closed for it to finish
         return row
 
     async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
         cursor = self._run(statement, params)
-        rows: list[Values] = self._read(cursor, cursor.fetchall)
+        rows: list[Values] = self._read(cursor.fetchall)
         return rows
 
     async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
         cursor = self._run(statement, params)
-        row = self._read(cursor, cursor.fetchone)
+        row = self._read(cursor.fetchone)
         cursor.close()
         return None if row is None else as_dicts(self._names(statement, cursor), (row,))[0]
 
     async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
         cursor = self._run(statement, params)
-        rows = self._read(cursor, cursor.fetchall)
+        rows = self._read(cursor.fetchall)
         return as_dicts(self._names(statement, cursor), rows)
 
     async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
         cursor = self._run(statement, params)
         # A RETURNING statement's rows must be read for it to finish.
-        self._read(cursor, cursor.fetchall)
+        self._read(cursor.fetchall)
         return ExecuteResult(cursor.rowcount, cursor.lastrowid)
 
 
 def _sqlite_error(error: sqlite3.Error) -> Exception:
-    """What a sqlite3 error means for the client (anything unexpected stays as it is)."""
+    """What a sqlite3 error means for the client (anything unexpected is a server error)."""
     if isinstance(error, sqlite3.IntegrityError):
         return IntegrityViolation(str(error))
     if isinstance(error, sqlite3.DataError):
