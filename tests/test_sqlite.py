@@ -7,11 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import bindparam, select, text
 
 from heroapi import migrate
-from heroapi.config import Settings
+from heroapi.config import Settings, get_settings
 from heroapi.db import create_database
 from heroapi.db.sqlite import SQLiteDatabase
 from heroapi.models import hero_table
@@ -58,6 +60,46 @@ def test_connection_pragmas(tmp_path: Path) -> None:
         # The serving connection leaves checkpoints to the background task (a backstop only).
         "wal_autocheckpoint": 10_000,
     }
+
+
+def page_size(path: Path) -> int:
+    with sqlite3.connect(path) as raw:
+        (size,) = raw.execute("PRAGMA page_size").fetchone()
+    return int(size)
+
+
+def test_new_database_files_take_the_configured_page_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Made by the migrations (`heroapi db upgrade`, which reads the environment)...
+    monkeypatch.setenv("HEROAPI_SQLITE_PAGE_SIZE", "1024")
+    get_settings.cache_clear()
+    try:
+        migrated_sqlite(tmp_path)
+    finally:
+        get_settings.cache_clear()
+    assert page_size(tmp_path / "server.db") == 1024
+
+    # ... or by the server's own connection, before anything migrated it.
+    async def connect(settings: Settings) -> None:
+        database = SQLiteDatabase(settings.database, settings)
+        await database.connect()
+        await database.close()
+
+    fresh = tmp_path / "fresh.db"
+    asyncio.run(connect(make_settings(f"sqlite:///{fresh}", sqlite_page_size=8192)))
+    assert page_size(fresh) == 8192
+
+    # A file that has pages keeps its size, and its data.
+    asyncio.run(connect(make_settings(f"sqlite:///{fresh}", sqlite_page_size=2048)))
+    assert page_size(fresh) == 8192
+    assert Settings.model_fields["sqlite_page_size"].default == 2048
+
+
+def test_page_size_must_be_a_power_of_two() -> None:
+    for size in (1000, 256, 131072):
+        with pytest.raises(ValidationError):
+            make_settings("sqlite:///x.db", sqlite_page_size=size)
 
 
 def test_the_log_is_checkpointed_off_the_event_loop(tmp_path: Path) -> None:

@@ -100,6 +100,12 @@ def _sqlite_errors() -> Any:
         raise _sqlite_error(error) from error
 
 
+def set_page_size(raw: Any, settings: Settings) -> None:
+    """The page size a new database file is made with (a file with pages keeps its own; the
+    pragma is then a no-op). Called on each connection before anything is written."""
+    raw.execute(f"PRAGMA page_size={settings.sqlite_page_size}")
+
+
 class _SQLiteSession:
     """`async with`: the connection, alone (plain methods: this runs once per request)."""
 
@@ -194,6 +200,7 @@ class SQLiteDatabase(Database):
                 check_same_thread=False,
                 cached_statements=256,
             )
+            set_page_size(raw, self.settings)  # before WAL mode writes the file's first page
             raw.execute("PRAGMA journal_mode=WAL")
             raw.execute(f"PRAGMA synchronous={self.settings.sqlite_synchronous}")
             raw.execute("PRAGMA foreign_keys=ON")

@@ -3,7 +3,7 @@
 import asyncio
 
 from alembic import context
-from sqlalchemy import Connection, create_engine, pool
+from sqlalchemy import Connection, create_engine, event, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from heroapi.config import DatabaseURL, get_settings
@@ -50,7 +50,11 @@ async def run_async() -> None:
 
 def run_online() -> None:
     if database.backend == "sqlite":
+        from heroapi.db.sqlite import set_page_size
+
         engine = create_engine(sqlalchemy_url(database), poolclass=pool.NullPool)
+        settings = get_settings()
+        event.listen(engine, "connect", lambda raw, _record: set_page_size(raw, settings))
         try:
             with engine.connect() as connection:
                 run_on(connection)
