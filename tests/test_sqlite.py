@@ -1,6 +1,7 @@
 """SQLite set up for a server: WAL, busy_timeout, foreign keys, and writes that cannot deadlock."""
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
@@ -14,7 +15,7 @@ from sqlalchemy import bindparam, select, text
 
 from heroapi import migrate
 from heroapi.config import Settings, get_settings
-from heroapi.db import create_database
+from heroapi.db import IntegrityViolation, create_database
 from heroapi.db.sqlite import SQLiteDatabase
 from heroapi.models import hero_table
 from tests.conftest import make_settings, running_app
@@ -252,3 +253,117 @@ def test_a_deep_page_read_again_does_not_step_over_its_offset(tmp_path: Path) ->
         raw.set_progress_handler(None, 10)
         assert first > 1400 / 10  # the first read stepped over every row before its page
         assert steps < first / 10  # the next ones started where that page starts
+
+
+# Group commit: writes that arrive together share one transaction, each still on its own.
+
+_INSERT_NAMED = hero_table.insert().values(name=bindparam("name"), secret_name="s")
+
+
+def stored_names(path: Path) -> set[str]:
+    with sqlite3.connect(path) as raw:  # another connection: sees committed rows only
+        return {name for (name,) in raw.execute("SELECT name FROM hero")}
+
+
+async def connected(settings: Settings) -> SQLiteDatabase:
+    database = SQLiteDatabase(settings.database, settings)
+    await database.connect()
+    return database
+
+
+def test_writes_that_arrive_together_are_committed_together(tmp_path: Path) -> None:
+    settings = migrated_sqlite(tmp_path)
+
+    async def write_together() -> tuple[list[Any], int]:
+        database = await connected(settings)
+        try:
+            names = [f"hero {number}" for number in range(20)]
+            results = await asyncio.gather(
+                *(database.write(_INSERT_NAMED, {"name": name}) for name in names)
+            )
+            assert database.group_commit is not None
+            return [result.lastrowid for result in results], database.group_commit.batches
+        finally:
+            await database.close()
+
+    ids, batches = asyncio.run(write_together())
+    assert batches == 1  # one transaction for all twenty
+    assert len(set(ids)) == 20
+    assert stored_names(tmp_path / "server.db") == {f"hero {number}" for number in range(20)}
+
+
+def test_a_refused_write_fails_alone_in_its_batch(tmp_path: Path) -> None:
+    settings = migrated_sqlite(tmp_path)
+
+    async def write_together() -> list[Any]:
+        database = await connected(settings)
+        try:
+            results = await asyncio.gather(
+                database.write(_INSERT_NAMED, {"name": "first"}),
+                database.write(_INSERT_NAMED, {"name": None}),  # NOT NULL
+                database.write(_INSERT_NAMED, {"name": "third"}),
+                return_exceptions=True,
+            )
+            return list(results)
+        finally:
+            await database.close()
+
+    first, refused, third = asyncio.run(write_together())
+    assert isinstance(refused, IntegrityViolation)
+    assert first.rowcount == third.rowcount == 1
+    assert stored_names(tmp_path / "server.db") == {"first", "third"}
+
+
+def test_an_error_that_ends_the_transaction_fails_the_whole_batch(tmp_path: Path) -> None:
+    settings = migrated_sqlite(tmp_path)
+
+    async def write_together() -> list[Any]:
+        database = await connected(settings)
+        try:
+            async with database.connection() as connection:
+                # RAISE(ROLLBACK) ends the whole transaction, as a full disk or an I/O error can.
+                await connection.execute(
+                    text(
+                        "CREATE TEMP TRIGGER doom BEFORE INSERT ON hero WHEN NEW.name = 'doom' "
+                        "BEGIN SELECT RAISE(ROLLBACK, 'doomed'); END"
+                    ),
+                    {},
+                )
+            return await asyncio.gather(
+                *(database.write(_INSERT_NAMED, {"name": name}) for name in ("a", "doom", "b")),
+                return_exceptions=True,
+            )
+        finally:
+            await database.close()
+
+    results = asyncio.run(write_together())
+    assert all(isinstance(result, IntegrityViolation) for result in results)
+    assert stored_names(tmp_path / "server.db") == set()
+
+
+def test_a_write_waits_for_an_open_transaction_and_stays_out_of_it(tmp_path: Path) -> None:
+    settings = migrated_sqlite(tmp_path)
+
+    class Abandon(Exception):
+        pass
+
+    async def transaction_then_write() -> None:
+        database = await connected(settings)
+        try:
+
+            async def abandoned_transaction() -> None:
+                with contextlib.suppress(Abandon):
+                    async with database.transaction() as connection:
+                        await connection.execute(_INSERT_NAMED, {"name": "rolled back"})
+                        await asyncio.sleep(0.2)  # e.g. hashing a password
+                        raise Abandon
+
+            transaction = asyncio.create_task(abandoned_transaction())
+            await asyncio.sleep(0.05)
+            await database.write(_INSERT_NAMED, {"name": "kept"})
+            assert transaction.done()  # the write waited for the transaction to end
+        finally:
+            await database.close()
+
+    asyncio.run(transaction_then_write())
+    assert stored_names(tmp_path / "server.db") == {"kept"}

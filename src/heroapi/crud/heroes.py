@@ -56,20 +56,19 @@ def _update_hero(fields: tuple[str, ...], returning: bool) -> Update:
     return statement.returning(*_PUBLIC) if returning else statement
 
 
-# Writes of one statement run in autocommit mode: the statement is its own transaction on every
-# backend (on SQLite it takes the write lock before reading, waiting in busy_timeout), and there
-# is no BEGIN/COMMIT to send, which on a server database are two more round trips.
+# Writes of one statement go through `Database.write`: the statement is its own transaction on
+# every backend (no BEGIN/COMMIT to send, which on a server database are two more round trips);
+# SQLite commits the writes that arrive together in one transaction (group commit).
 
 
 async def create_hero(*, database: Database, hero: HeroCreate) -> Values:
     """Store a new hero; the database assigns its id. Returns the `HeroPublic` values."""
     values = hero.model_dump(include={"name", "age", "secret_name"})
-    async with database.connection() as connection:
-        if database.supports_returning:
-            row = await connection.fetch_values(_INSERT_HERO_RETURNING, values)
-            assert row is not None  # an INSERT ... RETURNING returns its row
-            return row
-        result = await connection.execute(_INSERT_HERO, values)
+    if database.supports_returning:
+        row = (await database.write(_INSERT_HERO_RETURNING, values)).row
+        assert row is not None  # an INSERT ... RETURNING returns its row
+        return row
+    result = await database.write(_INSERT_HERO, values)
     return (values["name"], values["age"], result.lastrowid)
 
 
@@ -160,8 +159,7 @@ async def update_hero(
     statement = _update_hero(tuple(sorted(changes)), database.supports_returning)
     params = {**changes, "hero_id": hero_id}
     if database.supports_returning:
-        async with database.connection() as connection:
-            return await connection.fetch_values(statement, params)
+        return (await database.write(statement, params)).row
     async with database.transaction() as connection:
         # The UPDATE holds the row's lock until commit, so this reads what it wrote.
         await connection.execute(statement, params)
@@ -170,8 +168,7 @@ async def update_hero(
 
 async def delete_hero(*, database: Database, hero_id: int) -> bool:
     """Delete a hero; False if there was none."""
-    async with database.connection() as connection:
-        result = await connection.execute(_DELETE_HERO, {"hero_id": hero_id})
+    result = await database.write(_DELETE_HERO, {"hero_id": hero_id})
     return result.rowcount > 0
 
 

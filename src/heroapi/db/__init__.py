@@ -113,6 +113,17 @@ class Connection(ABC):
     async def execute(self, clause: ClauseElement, params: Params) -> "ExecuteResult":
         return await self._execute(self._database.compile(clause), params)
 
+    async def write(self, clause: ClauseElement, params: Params) -> "ExecuteResult":
+        """An INSERT, UPDATE or DELETE of one row: the rows it changed, the id it inserted and,
+        if it has a RETURNING clause, the row it returned."""
+        return await self._write(self._database.compile(clause), params)
+
+    async def _write(self, statement: Statement, params: Params) -> "ExecuteResult":
+        if not statement.columns:
+            return await self._execute(statement, params)
+        row = await self._fetch_values(statement, params)
+        return ExecuteResult(0 if row is None else 1, row=row)
+
     @abstractmethod
     async def _fetch_one(self, statement: Statement, params: Params) -> Row | None: ...
 
@@ -133,6 +144,8 @@ class Connection(ABC):
 class ExecuteResult:
     rowcount: int
     lastrowid: int | None = None
+    # The first row a RETURNING clause gave back, as values in its column order.
+    row: Values | None = None
 
 
 class Database(ABC):
@@ -171,6 +184,16 @@ class Database(ABC):
     @abstractmethod
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]:
         """A connection in a transaction, committed on exit, rolled back on an exception."""
+
+    async def write(self, clause: ClauseElement, params: Params) -> ExecuteResult:
+        """One row's INSERT, UPDATE or DELETE (as `Connection.write`), committed on its own.
+
+        A backend may commit writes that arrive together in one transaction (SQLite does: one
+        commit, one lock, one set of log frames for all of them); each still succeeds or fails
+        alone, and none is answered before its commit.
+        """
+        async with self.connection() as connection:
+            return await connection.write(clause, params)
 
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[tuple[Connection, Hashable | None]]:
