@@ -108,10 +108,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(heroes.reads)
     # Open mode: hero writes carry no dependency at all (the tutorial's hot path stays flat).
-    writer = [Depends(require_writer)] if settings.auth_mode == "required" else []
-    app.include_router(heroes.writes, dependencies=writer)
+    heroes.install(
+        app, writer=[Depends(require_writer)] if settings.auth_mode == "required" else []
+    )
     app.include_router(users.router)
     app.include_router(items.router)
     app.include_router(login.router)
