@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry import trace
 
 from heroapi import migrate
 from heroapi.config import Settings
@@ -248,3 +249,42 @@ def test_not_ready_when_the_database_is_gone(empty_database_url: str) -> None:
         down = client.get("/heroes/")
         assert down.status_code == 503
         assert down.headers["retry-after"]
+
+
+class RecordingTracer(trace.NoOpTracer):
+    """A tracer that remembers the names of the spans it was asked to start."""
+
+    def __init__(self) -> None:
+        self.spans: list[str] = []
+
+    def start_span(self, name: str, *args: Any, **kwargs: Any) -> trace.Span:
+        self.spans.append(name)
+        return super().start_span(name, *args, **kwargs)
+
+
+class RecordingTracerProvider(trace.TracerProvider):
+    """What an OpenTelemetry SDK set up for the process would be, as FastAPI sees it."""
+
+    def __init__(self) -> None:
+        self.tracer = RecordingTracer()
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return self.tracer
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_opentelemetry_spans_are_a_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> None:
+    provider = RecordingTracerProvider()
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'otel.db'}", migrate_on_start=True, opentelemetry=enabled
+    )
+    with running_app(settings) as client:
+        assert client.get("/heroes/").status_code == 200
+    # Off (the default), FastAPI does not even look for a tracer on a request.
+    if enabled:
+        assert provider.tracer.spans[0] == "GET"  # the request's span, then its operation's
+    else:
+        assert provider.tracer.spans == []

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.telemetry import TelemetryConfig
 
 from heroapi import __version__, crud
 from heroapi.config import Settings, get_settings
@@ -23,6 +24,9 @@ from heroapi.routes.deps import require_writer
 from heroapi.security import hash_password
 
 logger = logging.getLogger("heroapi")
+
+# heroapi's own metrics and access log (observability.py) need no OpenTelemetry.
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 class ConfigurationError(RuntimeError):
@@ -99,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await database.close()
 
     app = FastAPI(
+        # None: FastAPI's defaults (spans and metrics when OpenTelemetry providers are set up).
+        telemetry=None if settings.opentelemetry else NO_TELEMETRY,
         title="heroapi",
         version=__version__,
         summary="The FastAPI SQL tutorial's Hero and Users/Items APIs, built for real use.",
