@@ -216,6 +216,50 @@ def test_metrics(client: TestClient) -> None:
     assert "heroapi_database_connections" in text
 
 
+def requests_counted(text: str, method: str, route: str, status: int) -> float:
+    labels = f'method="{method}",route="{route}",status="{status}"'
+    match = re.search(rf"^heroapi_requests_total\{{{re.escape(labels)}\}} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_metrics_count_every_request_and_no_invented_method(client: TestClient) -> None:
+    before = client.get("/metrics").text
+    for _ in range(7):  # answered within one batch of records
+        client.get("/heroes/999999")
+    for number in range(5):
+        client.request(f"BREW{number}", "/heroes/")
+    after = client.get("/metrics").text
+    counts = [
+        requests_counted(text, method, route, status)
+        for method, route, status in [
+            ("GET", "/heroes/{hero_id}", 404),
+            ("_OTHER", "/heroes/", 405),
+        ]
+        for text in (after, before)
+    ]
+    assert (counts[0] - counts[1], counts[2] - counts[3]) == (7, 5)
+    # Whatever a client sends as its method, the metrics keep one series for it.
+    assert "BREW" not in after
+
+
+def test_access_lines_are_json_whatever_the_path(
+    sqlite_client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    path = '/heroes/"quoted"\\back%0Aslash-é-%09'
+    sqlite_client.get(path, headers={"X-Request-ID": "abc:1.2-3_4"})
+    sqlite_client.request("BREW", "/heroes/")
+    first, second = (json.loads(line) for line in read_lines(capsys, 2))
+    assert first["path"] == '/heroes/"quoted"\\back\nslash-é-\t'
+    assert (first["status"], first["route"], first["request_id"]) == (
+        422,
+        "/heroes/{hero_id}",
+        "abc:1.2-3_4",
+    )
+    assert first["duration_ms"] > 0
+    assert (second["method"], second["status"]) == ("BREW", 405)
+
+
 def test_env_example_lists_every_setting() -> None:
     example = Path(__file__).parent.parent / ".env.example"
     names = {

@@ -118,6 +118,19 @@ def configure_logging(level: str = "INFO") -> None:
     logger.propagate = False
 
 
+# Methods counted under their own name; any other (a client may send anything) is counted as
+# `_OTHER`, so clients cannot grow the metrics without bound.
+_METHODS: Final = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+)
+# An access-log line, written without building a dict per request. Every %s is JSON already:
+# strings that may hold anything are encoded with orjson, the request id is a plain token.
+_ACCESS_LINE: Final = (
+    b'{"time":"%s.%03dZ","logger":"heroapi.access","method":%s,"route":%s,"path":%s,'
+    b'"status":%d,"duration_ms":%.3f,"request_id":"%s","client":%s}'
+)
+
+
 class RequestRecords:
     """What each request leaves behind: its metrics and, if enabled, its access-log line (one
     JSON object, written directly rather than through `logging`, whose `LogRecord` and formatter
@@ -135,10 +148,12 @@ class RequestRecords:
         self.access_log = access_log
         self._stream = stream
         self._pending: list[tuple[Any, ...]] = []
-        # Metric children by (route, method, status): `labels()` takes a lock and builds keys.
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # Metric children and JSON fragments, made once: `labels()` takes a lock and builds keys.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._latencies: dict[tuple[str, str], Any] = {}
+        self._json: dict[str, bytes] = {}
         self._second = -1
-        self._stamp = ""
+        self._stamp = b""
         _RECORDS.add(self)
 
     def add(
@@ -148,7 +163,7 @@ class RequestRecords:
         path: str,
         status: int,
         seconds: float,
-        request_id: str,
+        request_id: bytes,
         client: str,
     ) -> None:
         if not self._pending:
@@ -164,45 +179,63 @@ class RequestRecords:
             (time.time(), method, route, path, status, seconds, request_id, client)
         )
 
-    def _time(self, now: float) -> str:
-        second = int(now)
-        if second != self._second:  # formatted once a second, not once a request
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
+    def _encoded(self, text: str) -> bytes:
+        """`text` as a JSON string: route templates, methods and clients repeat, paths rarely."""
+        encoded = self._json.get(text)
+        if encoded is None:
+            encoded = orjson.dumps(text)
+            if len(self._json) < 1024:
+                self._json[text] = encoded
+        return encoded
+
+    def _latency(self, route: str, method: str) -> Any:
+        latency = self._latencies.get((route, method))
+        if latency is None:
+            latency = self._latencies[route, method] = LATENCY.labels(route, method)
+        return latency
 
     def flush(self) -> None:
         if not self._pending:
             return
         records, self._pending = self._pending, []
+        answered: dict[tuple[str, str, int], int] = {}
         lines: list[bytes] = []
+        encoded = self._encoded
         for now, method, route, path, status, seconds, request_id, client in records:
-            key = (route, method, status)
-            children = self._children.get(key)
-            if children is None:
-                children = self._children[key] = (
-                    REQUESTS.labels(route, method, str(status)),
-                    LATENCY.labels(route, method),
-                )
-            children[0].inc()
-            children[1].observe(seconds)
+            counted = method if method in _METHODS else "_OTHER"
+            key = (route, counted, status)
+            answered[key] = answered.get(key, 0) + 1
+            self._latency(route, counted).observe(seconds)
             if self.access_log:
-                line = {
-                    "time": self._time(now),
-                    "logger": "heroapi.access",
-                    "method": method,
-                    "route": route,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 3),
-                    "request_id": request_id,
-                    "client": client,
-                }
-                lines.append(orjson.dumps(line))
+                second = int(now)
+                if second != self._second:  # formatted once a second, not once a request
+                    self._second = second
+                    self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+                lines.append(
+                    _ACCESS_LINE
+                    % (
+                        self._stamp,
+                        int((now - second) * 1000),
+                        encoded(method),
+                        encoded(route),
+                        orjson.dumps(path),
+                        status,
+                        seconds * 1000,
+                        request_id,
+                        encoded(client),
+                    )
+                )
+        for key, count in answered.items():
+            counter = self._counters.get(key)
+            if counter is None:
+                route, method, status = key
+                counter = self._counters[key] = REQUESTS.labels(route, method, str(status))
+            counter.inc(count)
         if lines:
             stream = self._stream or sys.stderr.buffer
             sys.stderr.flush()  # what `logging` wrote first comes first
-            stream.write(b"\n".join(lines) + b"\n")
+            lines.append(b"")
+            stream.write(b"\n".join(lines))
             stream.flush()
 
 
@@ -235,7 +268,8 @@ class ObservabilityMiddleware:
         token = request_id_var.set(request_id)
         status = 500
         body_ended = False
-        header = (b"x-request-id", request_id.encode("ascii"))
+        request_id_bytes = request_id.encode("ascii")
+        header = (b"x-request-id", request_id_bytes)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, body_ended
@@ -262,7 +296,7 @@ class ObservabilityMiddleware:
                 scope.get("path", ""),
                 status,
                 elapsed,
-                request_id,
+                request_id_bytes,
                 client[0] if client else "-",
             )
             request_id_var.reset(token)
