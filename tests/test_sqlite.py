@@ -341,24 +341,26 @@ def test_an_error_that_ends_the_transaction_fails_the_whole_batch(tmp_path: Path
     assert stored_names(tmp_path / "server.db") == set()
 
 
+class Abandon(Exception):
+    pass
+
+
+async def abandoned_transaction(database: SQLiteDatabase) -> None:
+    """A request's transaction that writes, awaits something, then fails (rolled back)."""
+    with contextlib.suppress(Abandon):
+        async with database.transaction() as connection:
+            await connection.execute(_INSERT_NAMED, {"name": "rolled back"})
+            await asyncio.sleep(0.2)  # e.g. hashing a password
+            raise Abandon
+
+
 def test_a_write_waits_for_an_open_transaction_and_stays_out_of_it(tmp_path: Path) -> None:
     settings = migrated_sqlite(tmp_path)
-
-    class Abandon(Exception):
-        pass
 
     async def transaction_then_write() -> None:
         database = await connected(settings)
         try:
-
-            async def abandoned_transaction() -> None:
-                with contextlib.suppress(Abandon):
-                    async with database.transaction() as connection:
-                        await connection.execute(_INSERT_NAMED, {"name": "rolled back"})
-                        await asyncio.sleep(0.2)  # e.g. hashing a password
-                        raise Abandon
-
-            transaction = asyncio.create_task(abandoned_transaction())
+            transaction = asyncio.create_task(abandoned_transaction(database))
             await asyncio.sleep(0.05)
             await database.write(_INSERT_NAMED, {"name": "kept"})
             assert transaction.done()  # the write waited for the transaction to end
@@ -367,3 +369,34 @@ def test_a_write_waits_for_an_open_transaction_and_stays_out_of_it(tmp_path: Pat
 
     asyncio.run(transaction_then_write())
     assert stored_names(tmp_path / "server.db") == {"kept"}
+
+
+def test_a_read_never_sees_another_requests_open_transaction(tmp_path: Path) -> None:
+    settings = migrated_sqlite(tmp_path)
+    names = select(hero_table.c.name).order_by(hero_table.c.name)
+
+    async def transaction_then_reads() -> list[Any]:
+        database = await connected(settings)
+        try:
+            await database.write(_INSERT_NAMED, {"name": "committed"})
+            transaction = asyncio.create_task(abandoned_transaction(database))
+            await asyncio.sleep(0.05)
+            # Same connection, but these wait for the transaction's end: no uncommitted row.
+            seen = [
+                await database.fetch_values(names, {}),
+                await database.fetch_all_values(names, {}),
+                await database.fetch_one(names, {}),
+                await database.fetch_all(names, {}),
+            ]
+            assert transaction.done()
+            # With no transaction open, they run at once.
+            seen.append(await database.fetch_all_values(names, {}))
+            return seen
+        finally:
+            await database.close()
+
+    one, every, row, rows, later = asyncio.run(transaction_then_reads())
+    assert one == ("committed",)
+    assert every == later == [("committed",)]
+    assert row == {"name": "committed"}
+    assert rows == [{"name": "committed"}]

@@ -122,8 +122,7 @@ async def list_heroes(*, database: Database, offset: int, limit: int) -> list[Va
     plain = _SELECT_HEROES if database.url.backend == "sqlite" else _SELECT_HEROES_DEFERRED
     params: dict[str, Any] = {"offset": offset, "limit": limit}
     if offset < PageAnchors.MIN_OFFSET or limit == 0:
-        async with database.connection() as connection:
-            return await connection.fetch_all_values(plain, params)
+        return await database.fetch_all_values(plain, params)
     anchors = _anchors.setdefault(database, PageAnchors())
     async with database.snapshot() as (connection, token):
         if token is None:  # the backend cannot tell whether the data changed
@@ -142,8 +141,7 @@ async def list_heroes(*, database: Database, offset: int, limit: int) -> list[Va
 
 async def get_hero(*, database: Database, hero_id: int) -> Values | None:
     """One hero's `HeroPublic` values, or None."""
-    async with database.connection() as connection:
-        return await _get_hero(connection, hero_id)
+    return await database.fetch_values(_SELECT_HERO, {"hero_id": hero_id})
 
 
 async def _get_hero(connection: Connection, hero_id: int) -> Values | None:
@@ -177,6 +175,5 @@ _SCHEMA_REVISION = text("SELECT version_num FROM alembic_version")
 
 async def schema_revision(*, database: Database) -> str | None:
     """The Alembic revision the database's schema is at (None if it was never migrated)."""
-    async with database.connection() as connection:
-        row = await connection.fetch_one(_SCHEMA_REVISION, {})
+    row = await database.fetch_one(_SCHEMA_REVISION, {})
     return None if row is None else str(row["version_num"])

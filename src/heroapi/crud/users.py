@@ -110,8 +110,7 @@ def _insert_returning(statement: Insert, columns: str) -> Insert:
 
 async def get_user(*, database: Database, user_id: int) -> Row | None:
     """A user's account (without items or password hash)."""
-    async with database.connection() as connection:
-        return await connection.fetch_one(_SELECT_USER, {"user_id": user_id})
+    return await database.fetch_one(_SELECT_USER, {"user_id": user_id})
 
 
 async def get_user_with_items(*, database: Database, user_id: int) -> Row | None:
@@ -126,8 +125,7 @@ async def get_login(*, database: Database, email: str) -> Row | None:
     """The account `email` logs in to, with its password hash; None if there is none."""
     if len(email) > EMAIL_MAX_LENGTH or not storable(email):
         return None  # no account can have it (and no database should be asked)
-    async with database.connection() as connection:
-        return await connection.fetch_one(_SELECT_LOGIN, {"email_key": email_key(email)})
+    return await database.fetch_one(_SELECT_LOGIN, {"email_key": email_key(email)})
 
 
 async def email_registered(*, database: Database, email: str) -> bool:
@@ -240,8 +238,7 @@ async def _insert_item(
 async def get_item(*, database: Database, item_id: int, owner_id: int | None = None) -> Row | None:
     """An item; with `owner_id`, only if that user owns it."""
     params = {"item_id": item_id, "owner_id": owner_id}
-    async with database.connection() as connection:
-        return await connection.fetch_one(_select_item(owner_id is not None), params)
+    return await database.fetch_one(_select_item(owner_id is not None), params)
 
 
 async def list_items(
@@ -249,5 +246,4 @@ async def list_items(
 ) -> list[Row]:
     """One page of items in id order; with `owner_id`, only that user's."""
     params = {"offset": offset, "limit": limit, "owner_id": owner_id}
-    async with database.connection() as connection:
-        return await connection.fetch_all(_select_items(owner_id is not None), params)
+    return await database.fetch_all(_select_items(owner_id is not None), params)

@@ -185,6 +185,25 @@ class Database(ABC):
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]:
         """A connection in a transaction, committed on exit, rolled back on an exception."""
 
+    # One statement on its own, in autocommit: what most reads are. A backend may run it
+    # without checking a connection out (SQLite does, when no transaction is open on its one).
+
+    async def fetch_one(self, clause: ClauseElement, params: Params) -> Row | None:
+        async with self.connection() as connection:
+            return await connection.fetch_one(clause, params)
+
+    async def fetch_all(self, clause: ClauseElement, params: Params) -> list[Row]:
+        async with self.connection() as connection:
+            return await connection.fetch_all(clause, params)
+
+    async def fetch_values(self, clause: ClauseElement, params: Params) -> Values | None:
+        async with self.connection() as connection:
+            return await connection.fetch_values(clause, params)
+
+    async def fetch_all_values(self, clause: ClauseElement, params: Params) -> list[Values]:
+        async with self.connection() as connection:
+            return await connection.fetch_all_values(clause, params)
+
     async def write(self, clause: ClauseElement, params: Params) -> ExecuteResult:
         """One row's INSERT, UPDATE or DELETE (as `Connection.write`), committed on its own.
 

@@ -37,45 +37,69 @@ class _PostgresConnection(Connection):
         super().__init__(database)
         self._raw = raw
 
+    # Errors are translated inline, not in a `with` block: these run for every statement.
+
     async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
-        with _postgres_errors():
+        try:
             record = await self._raw.fetchrow(statement.sql, *statement.args(params))
+        except _PG_ERRORS as error:
+            raise _postgres_error(error) from error
         return None if record is None else dict(record)
 
     async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
-        with _postgres_errors():
+        try:
             records = await self._raw.fetch(statement.sql, *statement.args(params))
+        except _PG_ERRORS as error:
+            raise _postgres_error(error) from error
         return [dict(record) for record in records]
 
     # asyncpg's Records are sequences already: they are the values.
     async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
-        with _postgres_errors():
+        try:
             record = await self._raw.fetchrow(statement.sql, *statement.args(params))
+        except _PG_ERRORS as error:
+            raise _postgres_error(error) from error
         return cast("Values | None", record)
 
     async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
-        with _postgres_errors():
+        try:
             records = await self._raw.fetch(statement.sql, *statement.args(params))
+        except _PG_ERRORS as error:
+            raise _postgres_error(error) from error
         return cast("list[Values]", records)
 
     async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
-        with _postgres_errors():
+        try:
             status = await self._raw.execute(statement.sql, *statement.args(params))
+        except _PG_ERRORS as error:
+            raise _postgres_error(error) from error
         # "DELETE 3", "UPDATE 1", "INSERT 0 1": the count is the last word.
         count = status.rsplit(" ", 1)[-1]
         return ExecuteResult(int(count) if count.isdigit() else 0)
+
+
+# What asyncpg raises that means something to the client: anything else is a server error.
+_PG_ERRORS = (
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.DataError,
+    *_PG_CONNECTION_ERRORS,
+)
+
+
+def _postgres_error(error: BaseException) -> Exception:
+    if isinstance(error, asyncpg.IntegrityConstraintViolationError):
+        return IntegrityViolation(str(error))
+    if isinstance(error, asyncpg.DataError):
+        return DataRejected(str(error))
+    return DatabaseUnavailable(f"lost the database connection: {error}")
 
 
 @contextlib.contextmanager
 def _postgres_errors() -> Any:
     try:
         yield
-    except asyncpg.IntegrityConstraintViolationError as error:
-        raise IntegrityViolation(str(error)) from error
-    except asyncpg.DataError as error:
-        raise DataRejected(str(error)) from error
-    except _PG_CONNECTION_ERRORS as error:
-        raise DatabaseUnavailable(f"lost the database connection: {error}") from error
+    except _PG_ERRORS as error:
+        raise _postgres_error(error) from error
 
 
 class PostgresDatabase(PooledDatabase[asyncpg.Connection]):

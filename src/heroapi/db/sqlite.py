@@ -52,27 +52,42 @@ class _SQLiteConnection(Connection):
     def _names(self, statement: Statement, cursor: sqlite3.Cursor) -> tuple[str, ...]:
         return statement.columns or tuple(column[0] for column in cursor.description)
 
-    async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
-        cursor = self._run(statement, params)
-        row: Values | None = self._read(cursor.fetchone)
-        cursor.close()  # a RETURNING statement's cursor must be closed for it to finish
-        return row
+    # Each statement runs to its end without awaiting: these are plain methods, and the async
+    # ones `Connection` asks for just return what they give.
 
-    async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
-        cursor = self._run(statement, params)
-        rows: list[Values] = self._read(cursor.fetchall)
-        return rows
-
-    async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
+    def one(self, statement: Statement, params: Params) -> Row | None:
         cursor = self._run(statement, params)
         row = self._read(cursor.fetchone)
         cursor.close()
         return None if row is None else as_dicts(self._names(statement, cursor), (row,))[0]
 
-    async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
+    def all(self, statement: Statement, params: Params) -> list[Row]:
         cursor = self._run(statement, params)
         rows = self._read(cursor.fetchall)
         return as_dicts(self._names(statement, cursor), rows)
+
+    def values(self, statement: Statement, params: Params) -> Values | None:
+        cursor = self._run(statement, params)
+        row: Values | None = self._read(cursor.fetchone)
+        cursor.close()  # a RETURNING statement's cursor must be closed for it to finish
+        return row
+
+    def all_values(self, statement: Statement, params: Params) -> list[Values]:
+        cursor = self._run(statement, params)
+        rows: list[Values] = self._read(cursor.fetchall)
+        return rows
+
+    async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
+        return self.one(statement, params)
+
+    async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
+        return self.all(statement, params)
+
+    async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
+        return self.values(statement, params)
+
+    async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
+        return self.all_values(statement, params)
 
     async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
         return self.write_now(statement, params)
@@ -116,15 +131,15 @@ def set_page_size(raw: Any, settings: Settings) -> None:
 class _SQLiteSession:
     """`async with`: the connection, alone (plain methods: this runs once per request)."""
 
-    __slots__ = ("_connection", "_lock")
+    __slots__ = ("_lock", "connection")
 
     def __init__(self, lock: asyncio.Lock, connection: _SQLiteConnection) -> None:
         self._lock = lock
-        self._connection = connection
+        self.connection = connection
 
     async def __aenter__(self) -> Connection:
         await self._lock.acquire()
-        return self._connection
+        return self.connection
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._lock.release()
@@ -341,6 +356,37 @@ class SQLiteDatabase(Database):
         if self._session is None:
             raise DatabaseUnavailable("the database is not connected")
         return self._session
+
+    def _free(self) -> _SQLiteConnection | None:
+        """The connection, if no transaction is open on it: a statement then runs at once, with
+        no await before it ends (so nothing else runs on it meanwhile), and no `async with`."""
+        if self._lock.locked() or self._session is None:
+            return None
+        return self._session.connection
+
+    async def fetch_one(self, clause: ClauseElement, params: Params) -> Row | None:
+        connection = self._free()
+        if connection is None:
+            return await super().fetch_one(clause, params)
+        return connection.one(self.compile(clause), params)
+
+    async def fetch_all(self, clause: ClauseElement, params: Params) -> list[Row]:
+        connection = self._free()
+        if connection is None:
+            return await super().fetch_all(clause, params)
+        return connection.all(self.compile(clause), params)
+
+    async def fetch_values(self, clause: ClauseElement, params: Params) -> Values | None:
+        connection = self._free()
+        if connection is None:
+            return await super().fetch_values(clause, params)
+        return connection.values(self.compile(clause), params)
+
+    async def fetch_all_values(self, clause: ClauseElement, params: Params) -> list[Values]:
+        connection = self._free()
+        if connection is None:
+            return await super().fetch_all_values(clause, params)
+        return connection.all_values(self.compile(clause), params)
 
     async def write(self, clause: ClauseElement, params: Params) -> ExecuteResult:
         if self.group_commit is None:
