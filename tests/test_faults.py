@@ -13,8 +13,11 @@ from typing import Any, Literal
 
 import httpx2 as httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from heroapi.db import DatabaseUnavailable, create_database
+from tests.conftest import make_settings
 from tests.proxy import proxy_to
 from tests.server import LiveServer, free_port, live_server
 from tests.test_concurrency import read_all
@@ -128,6 +131,33 @@ def test_database_outage_is_503_and_heroapi_recovers(
                 assert [hero["name"] for hero in client.get("/heroes/").json()] == ["before"]
             log = server.log_text()
         assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_statement_with_no_answer_fails_after_the_command_timeout(
+    empty_database_url: str,
+) -> None:
+    settings = make_settings(empty_database_url, database_command_timeout=1)
+
+    async def wait_for_nothing() -> float:
+        database = create_database(settings)
+        await database.connect()
+        try:
+            started = time.monotonic()
+            with pytest.raises(DatabaseUnavailable, match="did not answer within 1 s"):
+                await database.fetch_values(text("SELECT pg_sleep(10)"), {})
+            waited = time.monotonic() - started
+            # Its connection was closed; the next statement gets another one.
+            assert await database.fetch_values(text("SELECT 1"), {}) == (1,)
+            with pytest.raises(DatabaseUnavailable, match="did not answer within 1 s"):
+                async with database.transaction() as connection:
+                    await connection.fetch_values(text("SELECT pg_sleep(10)"), {})
+            assert await database.fetch_values(text("SELECT 2"), {}) == (2,)
+            return waited
+        finally:
+            await database.close()
+
+    assert 1 <= asyncio.run(wait_for_nothing()) < 2.5
 
 
 def test_sigterm_lets_requests_in_flight_finish(empty_database_url: str, tmp_path: Path) -> None:

@@ -1,15 +1,19 @@
 """PostgreSQL: asyncpg, in heroapi's own pool (no reset query when a connection comes back)."""
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Hashable
-from typing import Any, cast
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
+from heroapi.config import DatabaseURL, Settings
 from heroapi.db import (
     Connection,
-    Database,
     DatabaseUnavailable,
     DataRejected,
     ExecuteResult,
@@ -20,6 +24,9 @@ from heroapi.db import (
     Values,
 )
 from heroapi.db.pool import PooledDatabase
+
+logger = logging.getLogger("heroapi")
+_T = TypeVar("_T")
 
 _PG_CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
@@ -33,46 +40,55 @@ _PG_CONNECTION_ERRORS = (
 
 
 class _PostgresConnection(Connection):
-    def __init__(self, database: Database, raw: asyncpg.Connection) -> None:
+    """Each statement is marked as waiting for an answer while it runs (the watchdog's list),
+    inline: this runs for every statement, and a helper coroutine cost more than the mark."""
+
+    def __init__(self, database: "PostgresDatabase", raw: asyncpg.Connection) -> None:
         super().__init__(database)
         self._raw = raw
-
-    # Errors are translated inline, not in a `with` block: these run for every statement.
+        self._waiting = database.waiting
+        self._failure = database.failure
 
     async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
-        try:
-            record = await self._raw.fetchrow(statement.sql, *statement.args(params))
-        except _PG_ERRORS as error:
-            raise _postgres_error(error) from error
-        return None if record is None else dict(record)
+        record = await self._fetch_values(statement, params)
+        return None if record is None else dict(cast(asyncpg.Record, record))
 
     async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
-        try:
-            records = await self._raw.fetch(statement.sql, *statement.args(params))
-        except _PG_ERRORS as error:
-            raise _postgres_error(error) from error
-        return [dict(record) for record in records]
+        records = await self._fetch_all_values(statement, params)
+        return [dict(cast(asyncpg.Record, record)) for record in records]
 
     # asyncpg's Records are sequences already: they are the values.
     async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
+        raw = self._raw
+        self._waiting[raw] = time.monotonic()
         try:
-            record = await self._raw.fetchrow(statement.sql, *statement.args(params))
+            record = await raw.fetchrow(statement.sql, *statement.args(params))
         except _PG_ERRORS as error:
-            raise _postgres_error(error) from error
+            raise self._failure(raw, error) from error
+        finally:
+            self._waiting.pop(raw, None)
         return cast("Values | None", record)
 
     async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
+        raw = self._raw
+        self._waiting[raw] = time.monotonic()
         try:
-            records = await self._raw.fetch(statement.sql, *statement.args(params))
+            records = await raw.fetch(statement.sql, *statement.args(params))
         except _PG_ERRORS as error:
-            raise _postgres_error(error) from error
+            raise self._failure(raw, error) from error
+        finally:
+            self._waiting.pop(raw, None)
         return cast("list[Values]", records)
 
     async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
+        raw = self._raw
+        self._waiting[raw] = time.monotonic()
         try:
-            status = await self._raw.execute(statement.sql, *statement.args(params))
+            status = await raw.execute(statement.sql, *statement.args(params))
         except _PG_ERRORS as error:
-            raise _postgres_error(error) from error
+            raise self._failure(raw, error) from error
+        finally:
+            self._waiting.pop(raw, None)
         # "DELETE 3", "UPDATE 1", "INSERT 0 1": the count is the last word.
         count = status.rsplit(" ", 1)[-1]
         return ExecuteResult(int(count) if count.isdigit() else 0)
@@ -94,25 +110,73 @@ def _postgres_error(error: BaseException) -> Exception:
     return DatabaseUnavailable(f"lost the database connection: {error}")
 
 
-@contextlib.contextmanager
-def _postgres_errors() -> Any:
-    try:
-        yield
-    except _PG_ERRORS as error:
-        raise _postgres_error(error) from error
-
-
 class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
+    """PostgreSQL through asyncpg.
+
+    A statement that gets no answer (server hung, network cut) fails after
+    `database_command_timeout` seconds, never hangs: a watchdog task closes its connection.
+    asyncpg's own `command_timeout` does the same with a timer per statement, which cost
+    ~11 us of CPU each (~2.5% of a `GET /heroes/{id}`); the watchdog costs a clock read.
+    """
+
     dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
     supports_returning = True
+
+    def __init__(self, url: DatabaseURL, settings: Settings) -> None:
+        super().__init__(url, settings)
+        # Connections waiting for an answer, and since when (time.monotonic()).
+        self.waiting: dict[asyncpg.Connection, float] = {}
+        self._timed_out: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        await super().connect()
+        self._watchdog = asyncio.create_task(self._watch(), name="statement-timeouts")
+
+    async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+        await super().close()
+
+    async def _wait_for(self, raw: asyncpg.Connection, call: Callable[[], Awaitable[_T]]) -> _T:
+        """`call()`'s answer from `raw`, under the watchdog."""
+        self.waiting[raw] = time.monotonic()
+        try:
+            return await call()
+        except _PG_ERRORS as error:
+            raise self.failure(raw, error) from error
+        finally:
+            self.waiting.pop(raw, None)
+
+    def failure(self, raw: asyncpg.Connection, error: BaseException) -> Exception:
+        if raw in self._timed_out:
+            timeout = self.settings.database_command_timeout
+            return DatabaseUnavailable(f"the database did not answer within {timeout:g} s")
+        return _postgres_error(error)
+
+    async def _watch(self) -> None:
+        timeout = self.settings.database_command_timeout
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = time.monotonic()
+            for raw, since in list(self.waiting.items()):
+                if now - since > timeout:
+                    logger.warning(
+                        "no answer from the database within %g s: closing the connection",
+                        timeout,
+                    )
+                    self._timed_out.add(raw)
+                    raw.terminate()  # what waits on it fails at once
 
     async def _open(self) -> asyncpg.Connection:
         url = self.url.url
         return await asyncpg.connect(
             url.set(drivername="postgresql").render_as_string(hide_password=False),
             timeout=self.settings.database_connect_timeout,
-            # A statement that gets no answer (server hung, network cut) fails, never hangs.
-            command_timeout=self.settings.database_command_timeout,
+            command_timeout=None,  # the watchdog's job (see the class)
             server_settings={"application_name": "heroapi"},
         )
 
@@ -126,21 +190,29 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
         return isinstance(error, _PG_CONNECTION_ERRORS)
 
     def _begin(self, raw: asyncpg.Connection) -> contextlib.AbstractAsyncContextManager[None]:
-        return _postgres_transaction(raw)
+        return self._transaction(raw)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, raw: asyncpg.Connection, **options: Any) -> AsyncIterator[None]:
+        transaction = raw.transaction(**options)
+        await self._wait_for(raw, transaction.start)
+        try:
+            yield
+        except BaseException:
+            if not raw.is_closed():
+                await self._wait_for(raw, transaction.rollback)
+            raise
+        await self._wait_for(raw, transaction.commit)
 
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[tuple[Connection, Hashable | None]]:
         # REPEATABLE READ: every statement sees the snapshot the first one took. Two equal
         # snapshots (xmin, xmax, running transactions) see the same committed data.
-        async with self._checked_out() as raw:
-            with _postgres_errors():
-                async with raw.transaction(isolation="repeatable_read", readonly=True):
-                    token = await raw.fetchval("SELECT pg_current_snapshot()::text")
-                    yield self._wrap(raw), token
-
-
-@contextlib.asynccontextmanager
-async def _postgres_transaction(raw: asyncpg.Connection) -> AsyncIterator[None]:
-    with _postgres_errors():
-        async with raw.transaction():
-            yield
+        async with (
+            self._checked_out() as raw,
+            self._transaction(raw, isolation="repeatable_read", readonly=True),
+        ):
+            token = await self._wait_for(
+                raw, lambda: raw.fetchval("SELECT pg_current_snapshot()::text")
+            )
+            yield self._wrap(raw), token
