@@ -19,6 +19,7 @@ Driver errors are translated into `DatabaseUnavailable` (connection refused or l
 the client may retry) and `IntegrityViolation` (a constraint said no).
 """
 
+import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Hashable, Iterable, Mapping, Sequence
@@ -225,6 +226,13 @@ class Database(ABC):
     async def ping(self) -> None:
         async with self.connection() as connection:
             await connection._fetch_one(Statement("SELECT 1 AS ok", ()), {})
+
+
+async def stop(task: "asyncio.Task[None]") -> None:
+    """Cancel a backend's background task (checkpoints, timeouts) and wait for it to end."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_database(settings: Settings) -> Database:

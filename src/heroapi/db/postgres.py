@@ -22,6 +22,7 @@ from heroapi.db import (
     Row,
     Statement,
     Values,
+    stop,
 )
 from heroapi.db.pool import PooledDatabase
 
@@ -135,9 +136,7 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
 
     async def close(self) -> None:
         if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+            await stop(self._watchdog)
             self._watchdog = None
         await super().close()
 

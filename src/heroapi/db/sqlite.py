@@ -24,6 +24,7 @@ from heroapi.db import (
     Statement,
     Values,
     as_dicts,
+    stop,
 )
 
 logger = logging.getLogger("heroapi")
@@ -339,9 +340,7 @@ class SQLiteDatabase(Database):
 
     async def close(self) -> None:
         if self._checkpoints is not None:
-            self._checkpoints.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpoints
+            await stop(self._checkpoints)
             self._checkpoints = None
             await asyncio.to_thread(self.checkpointer.close)
         if self.group_commit is not None:
