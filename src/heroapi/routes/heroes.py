@@ -7,22 +7,22 @@ These are the hot paths (docs/performance.md):
 - the routes are registered on the app itself (`install`), not through `include_router`: FastAPI
   answers an included router's requests through a wrapper that matches the path a second time
   (~10% of a `GET /heroes/{id}`).
-- heroes come from `crud` as values in `HeroPublic`'s field order and are rendered to JSON here
-  (orjson), the bytes `HeroPublic` itself would give: FastAPI's response validation would build
-  a model per row of data that the columns' types already guarantee. `response_model` still
-  documents the answers.
+- heroes come from `crud` as values in `HeroPublic`'s field order, or a page as JSON already,
+  rendered to the bytes `HeroPublic` itself would give (`rendering.py`): FastAPI's response
+  validation would build a model per row of data that the columns' types already guarantee.
+  `response_model` still documents the answers.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, HTTPException, Request, Response, params, status
 
 from heroapi import crud
 from heroapi.db import Values
 from heroapi.errors import ErrorDetail
 from heroapi.models import HeroCreate, HeroPublic, HeroUpdate
+from heroapi.rendering import hero_json
 from heroapi.routes.deps import PageSize, PageStart, database_of, in_id_range
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -34,23 +34,11 @@ def hero_not_found() -> HTTPException:
     return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Hero not found")
 
 
-def hero_json(values: Values) -> dict[str, Any]:
-    """A hero as `HeroPublic` serializes it (tests compare the two byte for byte)."""
-    name, age, hero_id = values
-    return {"name": name, "age": age, "id": hero_id}
-
-
 def hero_response(values: Values | None) -> Response:
     """The hero as JSON, or the tutorial's 404."""
     if values is None:
         raise hero_not_found()
-    return Response(orjson.dumps(hero_json(values)), media_type="application/json")
-
-
-def heroes_response(rows: Iterable[Values]) -> Response:
-    # hero_json's dict, written out: a call per row would cost ~10% of a 100-row page.
-    body = orjson.dumps([{"name": name, "age": age, "id": hero_id} for name, age, hero_id in rows])
-    return Response(body, media_type="application/json")
+    return Response(hero_json(values), media_type="application/json")
 
 
 async def create_hero(hero: HeroCreate, request: Request) -> Response:
@@ -60,8 +48,8 @@ async def create_hero(hero: HeroCreate, request: Request) -> Response:
 
 async def read_heroes(request: Request, offset: PageStart = 0, limit: PageSize = 100) -> Response:
     """List heroes in id order, `limit` (at most 100) from `offset`."""
-    database = database_of(request)
-    return heroes_response(await crud.list_heroes(database=database, offset=offset, limit=limit))
+    page = await crud.list_heroes_json(database=database_of(request), offset=offset, limit=limit)
+    return Response(page, media_type="application/json")
 
 
 async def read_hero(hero_id: int, request: Request) -> Response:
