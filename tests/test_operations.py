@@ -2,6 +2,7 @@
 metrics and settings."""
 
 import asyncio
+import gc
 import gzip
 import json
 import logging
@@ -17,7 +18,7 @@ from opentelemetry import trace
 
 from heroapi import migrate
 from heroapi.config import Settings
-from heroapi.main import create_app
+from heroapi.main import GC_YOUNG_THRESHOLD, create_app
 from heroapi.observability import JSONFormatter, RequestIdFilter
 from heroapi.revisions import head_revision
 from tests.conftest import make_settings, running_app
@@ -332,3 +333,18 @@ def test_opentelemetry_spans_are_a_setting(
         assert provider.tracer.spans[0] == "GET"  # the request's span, then its operation's
     else:
         assert provider.tracer.spans == []
+
+
+def test_a_serving_app_collects_young_objects_less_often(settings: Settings) -> None:
+    """Requests in flight swing the allocation count: while serving, young collections wait
+    for GC_YOUNG_THRESHOLD allocations (docs/performance.md); afterwards, the process's own."""
+    before = gc.get_threshold()
+    gc.set_threshold(700, *before[1:])
+    try:
+        with running_app(settings) as client:
+            assert client.get("/health/live").status_code == 200
+            assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+            assert gc.get_freeze_count() > 0  # start-up's objects are out of the collector's way
+        assert gc.get_threshold() == (700, *before[1:])
+    finally:
+        gc.set_threshold(*before)
