@@ -1,0 +1,148 @@
+"""The server databases' connection pool: who gets a connection when, and what a wait costs."""
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from heroapi.db import DatabaseUnavailable
+from heroapi.db.pool import Pool
+
+
+class Connections:
+    """Stand-ins for a driver's connections: numbered, counted, and refusable."""
+
+    def __init__(self) -> None:
+        self.numbers = itertools.count(1)
+        self.closed: list[int] = []
+        self.refuse = False
+
+    async def open(self) -> int:
+        refuse = self.refuse
+        await asyncio.sleep(0)  # a real connect yields to the loop
+        if refuse:
+            raise ConnectionRefusedError("refused")
+        return next(self.numbers)
+
+    async def close(self, connection: int) -> None:
+        self.closed.append(connection)
+
+
+def run(
+    test: Callable[[Pool[int], Connections], Coroutine[Any, Any, None]], *, size: int = 1
+) -> None:
+    connections = Connections()
+    pool = Pool(connections.open, connections.close, size=size, timeout=0.5)
+    asyncio.run(test(pool, connections))
+
+
+def test_a_connection_coming_back_goes_to_the_first_in_line() -> None:
+    async def scenario(pool: Pool[int], connections: Connections) -> None:
+        held = await pool.acquire()
+        served: list[str] = []
+
+        async def request(name: str) -> None:
+            connection = await pool.acquire()
+            served.append(name)
+            await asyncio.sleep(0.01)
+            pool.release(connection)
+
+        tasks = [asyncio.create_task(request(name)) for name in "abcd"]
+        await asyncio.sleep(0.01)
+        assert served == []  # all four wait: the pool's one connection is held
+        pool.release(held)
+        await asyncio.gather(*tasks)
+        assert served == ["a", "b", "c", "d"]
+        assert await pool.acquire() == held  # still one connection, never a second one
+
+    run(scenario)
+
+
+def test_a_wait_ends_in_unavailable_after_the_timeout_and_the_line_goes_on() -> None:
+    async def scenario(pool: Pool[int], connections: Connections) -> None:
+        held = await pool.acquire()
+        started = time.monotonic()
+        first = asyncio.create_task(pool.acquire())
+        await asyncio.sleep(0.3)
+        second = asyncio.create_task(pool.acquire())
+        with pytest.raises(DatabaseUnavailable, match="no database connection free within"):
+            await first
+        assert 0.45 < time.monotonic() - started < 0.7
+        assert not second.done()  # its own 0.5 s have not passed
+        pool.release(held)
+        assert await second == held
+
+    run(scenario)
+
+
+def test_every_waiter_times_out_on_its_own_deadline() -> None:
+    async def scenario(pool: Pool[int], connections: Connections) -> None:
+        await pool.acquire()
+        started = time.monotonic()
+        waited: list[float] = []
+
+        async def wait() -> None:
+            with pytest.raises(DatabaseUnavailable):
+                await pool.acquire()
+            waited.append(time.monotonic() - started)
+
+        tasks = []
+        for _ in range(3):
+            tasks.append(asyncio.create_task(wait()))
+            await asyncio.sleep(0.1)
+        await asyncio.gather(*tasks)
+        for number, seconds in enumerate(waited):
+            assert 0.5 + 0.1 * number - 0.05 < seconds < 0.5 + 0.1 * number + 0.15
+
+    run(scenario)
+
+
+def test_a_cancelled_waiter_takes_nothing_with_it() -> None:
+    async def scenario(pool: Pool[int], connections: Connections) -> None:
+        held = await pool.acquire()
+        gone = asyncio.create_task(pool.acquire())
+        after = asyncio.create_task(pool.acquire())
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        await asyncio.sleep(0.01)
+        pool.release(held)
+        assert await after == held
+        # Cancelled in the same turn its connection was handed over: it passes it on.
+        late = asyncio.create_task(pool.acquire())
+        last = asyncio.create_task(pool.acquire())
+        await asyncio.sleep(0.01)
+        pool.release(held)
+        late.cancel()
+        assert await last == held
+        assert late.cancelled()
+
+    run(scenario)
+
+
+def test_a_closed_connection_lets_the_next_in_line_open_another() -> None:
+    async def scenario(pool: Pool[int], connections: Connections) -> None:
+        broken = await pool.acquire()
+        waiting = asyncio.create_task(pool.acquire())
+        await asyncio.sleep(0.01)
+        await pool.discard(broken)
+        assert await waiting == 2
+        assert connections.closed == [broken]
+
+    run(scenario)
+
+
+def test_a_failed_connect_lets_the_next_in_line_try() -> None:
+    async def scenario(pool: Pool[int], connections: Connections) -> None:
+        connections.refuse = True
+        first = asyncio.create_task(pool.acquire())
+        second = asyncio.create_task(pool.acquire())  # waits: the one slot is being opened
+        await asyncio.sleep(0)
+        connections.refuse = False
+        with pytest.raises(ConnectionRefusedError):
+            await first
+        assert await second == 1
+
+    run(scenario)
