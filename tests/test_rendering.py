@@ -1,5 +1,4 @@
-"""Heroes are rendered to JSON without HeroPublic instances (and on PostgreSQL, a page by the
-database itself): the bytes must be the model's."""
+"""Heroes are rendered to JSON without HeroPublic instances: the bytes must be the model's."""
 
 from typing import Any
 
@@ -47,7 +46,7 @@ def test_the_rendered_fields_are_heropublics_fields() -> None:
 
 
 def test_pages_from_the_database_are_heropublics_bytes(client: TestClient) -> None:
-    """On every backend (PostgreSQL renders pages itself), whatever the names hold."""
+    """On every backend, whatever the names hold and whatever each driver gives back."""
     names = [name for name, _, _ in AWKWARD] + [EVERY_CONTROL, "x" * 255, "🦸" * 255]
     ages: list[int | None] = [None, 0, 2**31 - 1, 42, 7, None, 1, 2, 3]
     for name, age in zip(names, ages, strict=True):

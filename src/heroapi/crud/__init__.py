@@ -10,7 +10,6 @@ from heroapi.crud.heroes import (
     delete_hero,
     get_hero,
     list_heroes,
-    list_heroes_json,
     schema_revision,
     update_hero,
 )
@@ -44,7 +43,6 @@ __all__ = [
     "get_user",
     "get_user_with_items",
     "list_heroes",
-    "list_heroes_json",
     "list_items",
     "list_users",
     "schema_revision",

@@ -1,36 +1,16 @@
 """The heroes: the tutorial's Hero API."""
 
 import bisect
-import functools
-import operator
 import weakref
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Hashable
+from functools import cache
 from typing import Any, Final
 
-import orjson
-from sqlalchemy import (
-    ClauseElement,
-    ColumnElement,
-    Delete,
-    Select,
-    Text,
-    Update,
-    bindparam,
-    cast,
-    delete,
-    func,
-    insert,
-    literal_column,
-    select,
-    text,
-)
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy import Delete, Update, bindparam, delete, insert, select, text
 
 from heroapi.crud.paging import page_start
 from heroapi.db import Connection, Database, Values
 from heroapi.models import HeroCreate, HeroPublic, hero_table
-from heroapi.rendering import heroes_json
 
 # Heroes are read as values in `HeroPublic`'s field order (name, age, id), which the routes
 # render straight to JSON: no dict, no model instance per row.
@@ -67,7 +47,7 @@ _INSERT_HERO_RETURNING = _INSERT_HERO.returning(*_PUBLIC)
 _DELETE_HERO: Delete = delete(hero_table).where(_BY_ID)
 
 
-@functools.cache
+@cache
 def _update_hero(fields: tuple[str, ...], returning: bool) -> Update:
     """The UPDATE for one set of changed columns (at most 2^3 of them, each built once)."""
     statement: Update = (
@@ -137,110 +117,26 @@ class PageAnchors:
 _anchors: "weakref.WeakKeyDictionary[Database, PageAnchors]" = weakref.WeakKeyDictionary()
 
 
-@dataclass(frozen=True, slots=True)
-class _PageReads:
-    """The statements that read one page: `plain` from its offset, `from_anchor` from where an
-    earlier page started (bind parameters `from_id`, `offset`, `limit`); `first_id` finds the
-    page's first id in what they return."""
-
-    plain: ClauseElement
-    from_anchor: ClauseElement
-    first_id: Callable[[list[Values]], int | None]
-
-
-def _first_row_id(rows: list[Values]) -> int | None:
-    return int(rows[0][_ID]) if rows else None
-
-
-def _rendered_first_id(rows: list[Values]) -> int | None:
-    first_id = rows[0][0]
-    return None if first_id is None else int(first_id)
-
-
-def _sql_string(text: str) -> ColumnElement[str]:
-    """A string constant written into the statement (no bind parameter to send each time)."""
-    return literal_column("'" + text.replace("'", "''") + "'", Text)
-
-
-def _json_value(column: ColumnElement[Any]) -> ColumnElement[str]:
-    """A column's value as JSON text: strings through `to_json` (which escapes them as orjson
-    does), numbers as PostgreSQL writes them (`to_json` on every column doubled the cost of a
-    page in the database, looking up each value's type again), NULL as `null`."""
-    python_type = column.type.python_type
-    if python_type is str:
-        value: ColumnElement[str] = cast(func.to_json(column), Text)
-    elif python_type is int:
-        value = cast(column, Text)
-    else:
-        raise TypeError(f"no JSON rendering for {column}: {python_type.__name__}")
-    if getattr(column, "nullable", True):
-        value = func.coalesce(value, _sql_string("null"))
-    return value
-
-
-def _rendered(page: Select[Any, Any, Any]) -> Select[Any, str]:
-    """`page`, rendered to JSON by PostgreSQL: the bytes `list[HeroPublic]` gives (no spaces,
-    fields in its order), and the page's first id.
-
-    A 100-row page costs the server far less this way: no Record per row, no dict per row, no
-    serializing (docs/performance.md).
-    """
-    rows = page.subquery("page")
-    pieces: list[ColumnElement[str]] = []
-    for index, field in enumerate(HeroPublic.model_fields):
-        key = ("{" if index == 0 else ",") + orjson.dumps(field).decode() + ":"
-        pieces += [_sql_string(key), _json_value(rows.c[field])]
-    pieces.append(_sql_string("}"))
-    hero = functools.reduce(operator.add, pieces)
-    heroes = func.string_agg(hero, aggregate_order_by(_sql_string(","), rows.c.id))
-    array = _sql_string("[") + func.coalesce(heroes, _sql_string("")) + _sql_string("]")
-    return select(func.min(rows.c.id).label("first_id"), array.label("heroes"))
-
-
-# SQLite reads pages as they are; a server database skips a page's offset in the id index.
-_SQLITE_PAGE = _PageReads(_SELECT_HEROES, _SELECT_HEROES_FROM, _first_row_id)
-_SERVER_PAGE = _PageReads(_SELECT_HEROES_DEFERRED, _SELECT_HEROES_FROM, _first_row_id)
-_RENDERED_PAGE = _PageReads(
-    _rendered(_SELECT_HEROES_DEFERRED), _rendered(_SELECT_HEROES_FROM), _rendered_first_id
-)
-
-
-async def _read_page(
-    database: Database, reads: _PageReads, offset: int, limit: int
-) -> list[Values]:
+async def list_heroes(*, database: Database, offset: int, limit: int) -> list[Values]:
+    """One page of heroes in id order, as `HeroPublic` values."""
+    plain = _SELECT_HEROES if database.url.backend == "sqlite" else _SELECT_HEROES_DEFERRED
     params: dict[str, Any] = {"offset": offset, "limit": limit}
     if offset < PageAnchors.MIN_OFFSET or limit == 0:
-        return await database.fetch_all_values(reads.plain, params)
+        return await database.fetch_all_values(plain, params)
     anchors = _anchors.setdefault(database, PageAnchors())
     async with database.snapshot() as (connection, token):
         if token is None:  # the backend cannot tell whether the data changed
-            return await connection.fetch_all_values(reads.plain, params)
+            return await connection.fetch_all_values(plain, params)
         anchor = anchors.find(token, offset)
         if anchor is None:
-            rows = await connection.fetch_all_values(reads.plain, params)
+            rows = await connection.fetch_all_values(plain, params)
         else:
             start, from_id = anchor
             params = {"from_id": from_id, "offset": offset - start, "limit": limit}
-            rows = await connection.fetch_all_values(reads.from_anchor, params)
-        first_id = reads.first_id(rows)
-        if first_id is not None:
-            anchors.learn(token, offset, first_id)
+            rows = await connection.fetch_all_values(_SELECT_HEROES_FROM, params)
+        if rows:
+            anchors.learn(token, offset, rows[0][_ID])
         return rows
-
-
-async def list_heroes(*, database: Database, offset: int, limit: int) -> list[Values]:
-    """One page of heroes in id order, as `HeroPublic` values."""
-    reads = _SQLITE_PAGE if database.url.backend == "sqlite" else _SERVER_PAGE
-    return await _read_page(database, reads, offset, limit)
-
-
-async def list_heroes_json(*, database: Database, offset: int, limit: int) -> bytes:
-    """One page of heroes in id order, as the JSON `list[HeroPublic]` gives: rendered by the
-    database on PostgreSQL, here on the others."""
-    if database.url.backend != "postgresql":
-        return heroes_json(await list_heroes(database=database, offset=offset, limit=limit))
-    rows = await _read_page(database, _RENDERED_PAGE, offset, limit)
-    return str(rows[0][1]).encode()
 
 
 async def get_hero(*, database: Database, hero_id: int) -> Values | None:

@@ -7,10 +7,10 @@ These are the hot paths (docs/performance.md):
 - the routes are registered on the app itself (`install`), not through `include_router`: FastAPI
   answers an included router's requests through a wrapper that matches the path a second time
   (~10% of a `GET /heroes/{id}`).
-- heroes come from `crud` as values in `HeroPublic`'s field order, or a page as JSON already,
-  rendered to the bytes `HeroPublic` itself would give (`rendering.py`): FastAPI's response
-  validation would build a model per row of data that the columns' types already guarantee.
-  `response_model` still documents the answers.
+- heroes come from `crud` as values in `HeroPublic`'s field order and are rendered to the bytes
+  `HeroPublic` itself would give (`rendering.py`): FastAPI's response validation would build a
+  model per row of data that the columns' types already guarantee. `response_model` still
+  documents the answers.
 """
 
 from collections.abc import Sequence
@@ -22,7 +22,7 @@ from heroapi import crud
 from heroapi.db import Values
 from heroapi.errors import ErrorDetail
 from heroapi.models import HeroCreate, HeroPublic, HeroUpdate
-from heroapi.rendering import hero_json
+from heroapi.rendering import hero_json, heroes_json
 from heroapi.routes.deps import PageSize, PageStart, database_of, in_id_range
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -48,8 +48,9 @@ async def create_hero(hero: HeroCreate, request: Request) -> Response:
 
 async def read_heroes(request: Request, offset: PageStart = 0, limit: PageSize = 100) -> Response:
     """List heroes in id order, `limit` (at most 100) from `offset`."""
-    page = await crud.list_heroes_json(database=database_of(request), offset=offset, limit=limit)
-    return Response(page, media_type="application/json")
+    database = database_of(request)
+    page = await crud.list_heroes(database=database, offset=offset, limit=limit)
+    return Response(heroes_json(page), media_type="application/json")
 
 
 async def read_hero(hero_id: int, request: Request) -> Response:
