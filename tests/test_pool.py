@@ -19,13 +19,17 @@ class Connections:
         self.numbers = itertools.count(1)
         self.closed: list[int] = []
         self.refuse = False
+        self.most_open = 0  # the most connections open (or being opened) at once
 
     async def open(self) -> int:
         refuse = self.refuse
+        number = next(self.numbers)
+        self.most_open = max(self.most_open, number - len(self.closed))
         await asyncio.sleep(0)  # a real connect yields to the loop
         if refuse:
+            self.closed.append(number)
             raise ConnectionRefusedError("refused")
-        return next(self.numbers)
+        return number
 
     async def close(self, connection: int) -> None:
         self.closed.append(connection)
@@ -134,6 +138,24 @@ def test_a_closed_connection_lets_the_next_in_line_open_another() -> None:
     run(scenario)
 
 
+def test_a_freed_slot_is_kept_for_the_first_in_line() -> None:
+    async def scenario(pool: Pool[int], connections: Connections) -> None:
+        broken = await pool.acquire()
+        waiting = asyncio.create_task(pool.acquire())
+        await asyncio.sleep(0.01)
+        # A request the loop runs before the waiter wakes up: it must not take the slot.
+        newcomer = asyncio.create_task(pool.acquire())
+        await pool.discard(broken)
+        assert await waiting == 2
+        await asyncio.sleep(0.01)
+        assert not newcomer.done()
+        pool.release(2)
+        assert await newcomer == 2
+        assert connections.most_open == 1
+
+    run(scenario)
+
+
 def test_a_failed_connect_lets_the_next_in_line_try() -> None:
     async def scenario(pool: Pool[int], connections: Connections) -> None:
         connections.refuse = True
@@ -143,6 +165,7 @@ def test_a_failed_connect_lets_the_next_in_line_try() -> None:
         connections.refuse = False
         with pytest.raises(ConnectionRefusedError):
             await first
-        assert await second == 1
+        assert await second == 2  # the refused attempt was number 1
+        assert connections.most_open == 1
 
     run(scenario)

@@ -72,22 +72,23 @@ class Pool(Generic[RawConnection]):
     async def acquire(self) -> RawConnection:
         if self._idle:
             connection = self._idle.pop()
-        elif self._opened < self._size:
-            connection = await self._open_one()
         else:
-            handed = await self._wait()
-            connection = await self._open_one() if handed is None else handed
+            handed: RawConnection | None = None
+            if self._opened < self._size:
+                self._opened += 1  # a free slot: ours to open a connection in
+            else:
+                handed = await self._wait()  # a connection, or a slot kept for us
+            connection = await self._open_in_slot() if handed is None else handed
         self._in_use += 1
         self._report()
         return connection
 
-    async def _open_one(self) -> RawConnection:
-        self._opened += 1
+    async def _open_in_slot(self) -> RawConnection:
+        """A new connection, in a slot already counted in `_opened`."""
         try:
             return await self._open()
         except BaseException:
-            self._opened -= 1
-            self._free_slot()
+            self._slot_freed()
             raise
 
     async def _wait(self) -> RawConnection | None:
@@ -104,7 +105,7 @@ class Pool(Generic[RawConnection]):
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 handed = waiter.result()
                 if handed is None:
-                    self._free_slot()
+                    self._slot_freed()
                 else:
                     self._hand_over(handed)
             raise
@@ -123,9 +124,13 @@ class Pool(Generic[RawConnection]):
         else:
             waiter.set_result(connection)
 
-    def _free_slot(self) -> None:
+    def _slot_freed(self) -> None:
+        """One connection fewer: the first in line gets its slot, counted for it at once (a
+        request that comes first to the loop must not open one in it meanwhile)."""
+        self._opened -= 1
         waiter = self._next_waiter()
         if waiter is not None:
+            self._opened += 1
             waiter.set_result(None)
 
     def _expire(self) -> None:
@@ -156,9 +161,8 @@ class Pool(Generic[RawConnection]):
             doomed += self._idle
             self._idle.clear()
         self._in_use -= 1
-        self._opened -= len(doomed)
         for _ in doomed:
-            self._free_slot()
+            self._slot_freed()
         self._report()
         for each in doomed:
             with contextlib.suppress(Exception):
