@@ -36,7 +36,10 @@ async def get_settings(request: Request) -> Settings:
 
 # Paging, as in the tutorials (`offset` for heroes, `skip` for users and items).
 PageStart = Annotated[int, Query(ge=0, le=ID_MAX, description="Rows to skip, in id order.")]
-PageSize = Annotated[int, Query(ge=0, le=100, description="Rows to return, at most 100.")]
+MAX_PAGE_SIZE: Final = 100
+PageSize = Annotated[
+    int, Query(ge=0, le=MAX_PAGE_SIZE, description=f"Rows to return, at most {MAX_PAGE_SIZE}.")
+]
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

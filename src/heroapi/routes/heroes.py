@@ -11,23 +11,38 @@ These are the hot paths (docs/performance.md):
   `HeroPublic` itself would give (`rendering.py`): FastAPI's response validation would build a
   model per row of data that the columns' types already guarantee. `response_model` still
   documents the answers.
+- the reads are `DirectRoute`s (`direct.py`): a plain `GET /heroes/7` or `GET /heroes/?limit=10`
+  is answered without FastAPI's per-request machinery; anything else goes through the handlers
+  below, which are also what the docs describe.
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, HTTPException, Request, Response, params, status
+from starlette.types import Scope
 
 from heroapi import crud
 from heroapi.db import Values
 from heroapi.errors import ErrorDetail
-from heroapi.models import HeroCreate, HeroPublic, HeroUpdate
+from heroapi.models import ID_MAX, HeroCreate, HeroPublic, HeroUpdate
 from heroapi.rendering import hero_json, heroes_json
-from heroapi.routes.deps import PageSize, PageStart, database_of, in_id_range
+from heroapi.routes.deps import (
+    MAX_PAGE_SIZE,
+    PageSize,
+    PageStart,
+    database_of,
+    in_id_range,
+)
+from heroapi.routes.direct import DirectRoute, database_in, plain_int, plain_query
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Hero not found"}
 }
+
+# read_heroes' parameters, for HeroesRoute.
+PAGE_DEFAULTS: Final = {"offset": 0, "limit": MAX_PAGE_SIZE}
+PAGE_MAXIMA: Final = {"offset": ID_MAX, "limit": MAX_PAGE_SIZE}
 
 
 def hero_not_found() -> HTTPException:
@@ -81,15 +96,50 @@ async def delete_hero(hero_id: int, request: Request) -> dict[str, Any]:
     return {"ok": True}
 
 
+class HeroRoute(DirectRoute):
+    """`GET /heroes/{hero_id}` for an id in plain digits of a hero that exists."""
+
+    async def answer(self, scope: Scope) -> bytes | None:
+        hero_id = plain_int(scope["path_params"]["hero_id"], ID_MAX)
+        if hero_id is None or not in_id_range(hero_id):
+            return None
+        values = await crud.get_hero(database=database_in(scope), hero_id=hero_id)
+        return None if values is None else hero_json(values)
+
+
+class HeroesRoute(DirectRoute):
+    """`GET /heroes/` with no query, or plain `offset` and `limit` in range."""
+
+    async def answer(self, scope: Scope) -> bytes | None:
+        page = plain_query(scope["query_string"], PAGE_DEFAULTS, PAGE_MAXIMA)
+        if page is None:
+            return None
+        database = database_in(scope)
+        return heroes_json(
+            await crud.list_heroes(database=database, offset=page["offset"], limit=page["limit"])
+        )
+
+
 def install(app: FastAPI, *, writer: Sequence[params.Depends]) -> None:
     """The Hero API's routes, on `app`; `writer` guards the writes (auth mode `required`)."""
     one = "/heroes/{hero_id}"
     app.add_api_route(
         "/heroes/", create_hero, methods=["POST"], response_model=HeroPublic, dependencies=writer
     )
-    app.add_api_route("/heroes/", read_heroes, methods=["GET"], response_model=list[HeroPublic])
-    app.add_api_route(
-        one, read_hero, methods=["GET"], response_model=HeroPublic, responses=NOT_FOUND
+    app.router.add_api_route(
+        "/heroes/",
+        read_heroes,
+        methods=["GET"],
+        response_model=list[HeroPublic],
+        route_class_override=HeroesRoute,
+    )
+    app.router.add_api_route(
+        one,
+        read_hero,
+        methods=["GET"],
+        response_model=HeroPublic,
+        responses=NOT_FOUND,
+        route_class_override=HeroRoute,
     )
     app.add_api_route(
         one,

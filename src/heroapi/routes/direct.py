@@ -1,0 +1,91 @@
+"""Routes that answer their everyday request without FastAPI's per-request machinery.
+
+After a route matches, FastAPI builds a `Request`, opens two exit stacks, solves the endpoint's
+parameters and dependencies, calls it, and renders its `Response`: ~50 us of the ~130 us of
+server CPU a `GET /heroes/{id}` took on SQLite, more than the database read and the JSON
+together (docs/performance.md). A `DirectRoute` is still FastAPI's route, matched, documented and
+wrapped in the app's middleware like any other; only its `handle` first asks `answer()` for the
+body of a 200. `answer()` takes only what it can read unambiguously (plain decimal numbers in
+range, the parameters it knows, each once) and returns None for anything else, a miss included,
+which FastAPI then handles as it always did: same validation, same 404 and 422 bodies, same error
+handlers. tests/test_direct.py holds the two ways to the same bytes.
+"""
+
+from typing import Any, Final
+
+from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
+
+from heroapi.db import Database
+
+_JSON: Final = (b"content-type", b"application/json")
+
+
+class DirectRoute(APIRoute):
+    """An `APIRoute` whose GETs `answer()` may answer with a 200 and a JSON body.
+
+    It refuses dependencies (a route's own, or its router's or app's): answering before FastAPI
+    solves them would skip them.
+    """
+
+    def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if self.dependant.dependencies:
+            raise TypeError(f"{path}: a DirectRoute answers before dependencies could run")
+
+    async def answer(self, scope: Scope) -> bytes | None:
+        """The JSON body of this request's 200, or None to let FastAPI handle the request."""
+        raise NotImplementedError
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "GET":
+            body = await self.answer(scope)
+            if body is not None:
+                # The headers Starlette's Response(body, media_type="application/json") sends.
+                length = (b"content-length", b"%d" % len(body))
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": [length, _JSON]}
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await super().handle(scope, receive, send)
+
+
+def database_in(scope: Scope) -> Database:
+    """The app's `Database`, from the ASGI scope."""
+    database: Database = scope["app"].state.database
+    return database
+
+
+def plain_int(text: str | bytes, maximum: int) -> int | None:
+    """`text` as an int if it is plain decimal digits for a number in 0..`maximum` with no
+    leading zero (what any parser reads the same way); None otherwise."""
+    if not text.isdigit() or not text.isascii() or (text[:1] in ("0", b"0") and len(text) > 1):
+        return None
+    if len(text) > len(str(maximum)):
+        return None
+    value = int(text)
+    return value if value <= maximum else None
+
+
+def plain_query(
+    query_string: bytes, defaults: dict[str, int], maxima: dict[str, int]
+) -> dict[str, int] | None:
+    """The query's integer parameters over `defaults`, if it holds only names of `maxima`, each
+    at most once, with plain values in range (`plain_int`); None otherwise."""
+    values = dict(defaults)
+    if not query_string:
+        return values
+    seen: set[str] = set()
+    for part in query_string.split(b"&"):
+        name_bytes, equals, raw = part.partition(b"=")
+        name = name_bytes.decode("latin-1")
+        maximum = maxima.get(name)
+        if maximum is None or not equals or name in seen:
+            return None
+        value = plain_int(raw, maximum)
+        if value is None:
+            return None
+        seen.add(name)
+        values[name] = value
+    return values

@@ -1,0 +1,219 @@
+"""The hero reads answer plain requests directly (routes/direct.py): the same bytes as FastAPI's
+own handling, which still gets everything else."""
+
+import inspect
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+from starlette.types import Receive, Scope, Send
+
+from heroapi import crud
+from heroapi.db import DatabaseUnavailable
+from heroapi.models import ID_MAX
+from heroapi.routes.direct import DirectRoute, plain_int, plain_query
+from heroapi.routes.heroes import (
+    PAGE_DEFAULTS,
+    PAGE_MAXIMA,
+    HeroesRoute,
+    HeroRoute,
+    read_hero,
+    read_heroes,
+)
+
+# Plain requests (answered directly) and their awkward neighbours (handled by FastAPI).
+ONE_HERO = [
+    "/heroes/{first}",
+    "/heroes/{last}",
+    "/heroes/{missing}",
+    "/heroes/0",
+    "/heroes/-1",
+    "/heroes/0{first}",
+    "/heroes/+{first}",
+    "/heroes/{first}.0",
+    "/heroes/{first}_0",
+    "/heroes/%20{first}",
+    "/heroes/%D9%A1",  # ARABIC-INDIC DIGIT ONE: a digit to str.isdigit(), not to an id
+    "/heroes/1e3",
+    f"/heroes/{ID_MAX}",
+    f"/heroes/{ID_MAX + 1}",
+    "/heroes/99999999999999999999999",
+    "/heroes/abc",
+]
+PAGES = [
+    "/heroes/",
+    "/heroes/?offset=1&limit=2",
+    "/heroes/?limit=2&offset=1",
+    "/heroes/?limit=0",
+    "/heroes/?limit=100",
+    "/heroes/?limit=101",
+    "/heroes/?offset=-1",
+    "/heroes/?offset=01",
+    f"/heroes/?offset={ID_MAX}",
+    f"/heroes/?offset={ID_MAX + 1}",
+    "/heroes/?limit=2&limit=1",
+    "/heroes/?offset=1&unknown=2",
+    "/heroes/?limit=",
+    "/heroes/?limit",
+    "/heroes/?offset=1&",
+    "/heroes/?OFFSET=1",
+    "/heroes/?limit=%31",
+    "/heroes/?limit=1%26offset=2",
+]
+
+
+@pytest.fixture
+def heroes(client: TestClient) -> dict[str, int]:
+    ids = [
+        client.post("/heroes/", json={"name": f"Hero {n}", "secret_name": "s", "age": n}).json()[
+            "id"
+        ]
+        for n in range(3)
+    ]
+    return {"first": ids[0], "last": ids[-1], "missing": ids[-1] + 1000}
+
+
+async def _decline(self: DirectRoute, scope: Scope) -> bytes | None:
+    return None
+
+
+def _seen(response: httpx.Response) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    headers = [(name, value) for name, value in response.headers.raw if name != b"x-request-id"]
+    return response.status_code, headers, response.content
+
+
+@pytest.fixture
+def fastapi_calls(client: TestClient) -> list[str]:
+    """Paths of the requests that reached FastAPI's own handling of a direct route."""
+    calls: list[str] = []
+    app: FastAPI = client.app  # type: ignore[assignment]
+    routes = [route for route in app.router.routes if isinstance(route, DirectRoute)]
+    assert {type(route) for route in routes} == {HeroRoute, HeroesRoute}
+    for route in routes:
+
+        def counted(handled: Any) -> Any:
+            async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+                calls.append(scope["path"] + "?" + scope["query_string"].decode())
+                await handled(scope, receive, send)
+
+            return asgi
+
+        route.app = counted(route.app)
+    return calls
+
+
+def test_plain_reads_skip_fastapis_handling_and_the_rest_do_not(
+    client: TestClient, heroes: dict[str, int], fastapi_calls: list[str]
+) -> None:
+    first = heroes["first"]
+    for path in (f"/heroes/{first}", "/heroes/", "/heroes/?offset=1&limit=2", "/heroes/?limit=0"):
+        assert client.get(path).status_code == 200, path
+        assert client.head(path).status_code == 200, path
+    assert fastapi_calls == []
+    assert client.get(f"/heroes/0{first}").json()["id"] == first
+    assert client.get(f"/heroes/{heroes['missing']}").status_code == 404
+    assert client.get("/heroes/?limit=101").status_code == 422
+    assert client.delete(f"/heroes/{first}").status_code == 200  # another route, same path
+    assert fastapi_calls == [
+        f"/heroes/0{first}?",
+        f"/heroes/{heroes['missing']}?",
+        "/heroes/?limit=101",
+    ]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_every_read_answers_as_fastapi_itself_would(
+    client: TestClient, heroes: dict[str, int], monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """On every backend: status, headers (in order) and body, whichever way a request goes."""
+    paths = [path.format(**heroes) for path in ONE_HERO] + PAGES
+    direct = [_seen(client.request(method, path)) for path in paths]
+    monkeypatch.setattr(HeroRoute, "answer", _decline)
+    monkeypatch.setattr(HeroesRoute, "answer", _decline)
+    for path, seen in zip(paths, direct, strict=True):
+        assert seen == _seen(client.request(method, path)), path
+    assert {status for status, _, _ in direct} == {200, 404, 422}
+
+
+def test_a_database_failure_is_answered_as_fastapi_would(
+    client: TestClient, heroes: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def unavailable(**_: Any) -> None:
+        raise DatabaseUnavailable("connection refused")
+
+    monkeypatch.setattr(crud, "get_hero", unavailable)
+    monkeypatch.setattr(crud, "list_heroes", unavailable)
+    paths = [f"/heroes/{heroes['first']}", "/heroes/"]
+    direct = [_seen(client.get(path)) for path in paths]
+    monkeypatch.setattr(HeroRoute, "answer", _decline)
+    monkeypatch.setattr(HeroesRoute, "answer", _decline)
+    assert direct == [_seen(client.get(path)) for path in paths]
+    assert {status for status, _, _ in direct} == {503}
+
+
+def test_a_direct_route_refuses_dependencies() -> None:
+    async def dependency() -> None:
+        return None
+
+    app = FastAPI()
+    with pytest.raises(TypeError, match="dependencies"):
+        app.router.add_api_route(
+            "/heroes/{hero_id}",
+            read_hero,
+            dependencies=[Depends(dependency)],
+            route_class_override=HeroRoute,
+        )
+
+
+def test_the_page_rules_are_read_heroes_own() -> None:
+    parameters = inspect.signature(read_heroes).parameters
+    assert {name: parameters[name].default for name in PAGE_DEFAULTS} == PAGE_DEFAULTS
+    assert set(PAGE_MAXIMA) == set(PAGE_DEFAULTS)
+
+
+@pytest.mark.parametrize(
+    ("text", "maximum", "expected"),
+    [
+        ("0", 10, 0),
+        ("7", 10, 7),
+        ("10", 10, 10),
+        ("11", 10, None),
+        (b"10", 10, 10),
+        ("07", 10, None),
+        ("", 10, None),
+        ("-1", 10, None),
+        ("+1", 10, None),
+        (" 1", 10, None),
+        ("1_0", 10, None),
+        ("\u0661", 10, None),
+        ("²", 10, None),
+        (str(ID_MAX), ID_MAX, ID_MAX),
+        (str(ID_MAX + 1), ID_MAX, None),
+        ("1" * 4000, ID_MAX, None),  # refused before int() is asked to read it
+    ],
+)
+def test_plain_int(text: str | bytes, maximum: int, expected: int | None) -> None:
+    assert plain_int(text, maximum) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (b"", {"offset": 0, "limit": 100}),
+        (b"limit=5", {"offset": 0, "limit": 5}),
+        (b"offset=3&limit=5", {"offset": 3, "limit": 5}),
+        (b"limit=5&limit=5", None),
+        (b"limit=5&", None),
+        (b"&limit=5", None),
+        (b"limit", None),
+        (b"limit=", None),
+        (b"limit=101", None),
+        (b"page=1", None),
+        (b"limit=%35", None),
+        (b"li%6Dit=5", None),
+    ],
+)
+def test_plain_query(query: bytes, expected: dict[str, int] | None) -> None:
+    assert plain_query(query, PAGE_DEFAULTS, PAGE_MAXIMA) == expected
