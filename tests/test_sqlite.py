@@ -42,6 +42,7 @@ def test_connection_pragmas(tmp_path: Path) -> None:
                     "busy_timeout",
                     "synchronous",
                     "cache_size",
+                    "mmap_size",
                     "wal_autocheckpoint",
                 )
                 for pragma in pragmas:
@@ -57,7 +58,8 @@ def test_connection_pragmas(tmp_path: Path) -> None:
         "foreign_keys": 1,
         "busy_timeout": 7500,
         "synchronous": 1,  # NORMAL
-        "cache_size": -32 * 1024,
+        "cache_size": -8 * 1024,
+        "mmap_size": 0,
         # The serving connection leaves checkpoints to the background task (a backstop only).
         "wal_autocheckpoint": 10_000,
     }

@@ -106,8 +106,11 @@ class Settings(BaseSettings):
     database_command_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
     sqlite_busy_timeout: Annotated[float, Field(ge=0, le=600)] = 10.0
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
-    sqlite_cache_size_mb: Annotated[int, Field(ge=1, le=65536)] = 32
-    sqlite_mmap_size_mb: Annotated[int, Field(ge=0, le=65536)] = 256
+    # The page cache holds every page the process touched, up to its size: a write-heavy load
+    # grew the process by its full size, and memory-mapped pages count as the process's too,
+    # for no measured gain in speed (docs/performance.md).
+    sqlite_cache_size_mb: Annotated[int, Field(ge=1, le=65536)] = 8
+    sqlite_mmap_size_mb: Annotated[int, Field(ge=0, le=65536)] = 0
     # Small rows (a hero is ~50 bytes): a write copies fewer bytes into the log and the
     # database file than with SQLite's default 4096 (docs/performance.md). Only a new
     # database file takes it; an existing one keeps the size it was made with.

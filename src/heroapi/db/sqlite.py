@@ -325,7 +325,7 @@ class SQLiteDatabase(Database):
             raw.execute("PRAGMA journal_mode=WAL")
             raw.execute(f"PRAGMA synchronous={self.settings.sqlite_synchronous}")
             raw.execute("PRAGMA foreign_keys=ON")
-            # Deep pages read many rows: keep them in memory (the default cache is 2 MiB).
+            # Deep pages read many rows: keep more of them in memory than the default 2 MiB.
             raw.execute(f"PRAGMA cache_size=-{self.settings.sqlite_cache_size_mb * 1024}")
             raw.execute(f"PRAGMA mmap_size={self.settings.sqlite_mmap_size_mb * 1024 * 1024}")
             raw.execute(f"PRAGMA busy_timeout={int(self.settings.sqlite_busy_timeout * 1000)}")
