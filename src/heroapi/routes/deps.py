@@ -8,6 +8,7 @@ from typing import Annotated, Final
 
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import OAuth2PasswordBearer
+from starlette.types import Scope
 
 from heroapi import crud
 from heroapi.config import Settings
@@ -21,7 +22,12 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 def database_of(request: Request) -> Database:
     """The app's `Database` (for handlers that take `Request` to keep their dependencies flat)."""
-    database: Database = request.app.state.database
+    return database_in(request.scope)
+
+
+def database_in(scope: Scope) -> Database:
+    """The app's `Database`, from the ASGI scope (for routes that answer without a `Request`)."""
+    database: Database = scope["app"].state.database
     return database
 
 

@@ -16,8 +16,6 @@ from typing import Any, Final
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
-from heroapi.db import Database
-
 _JSON: Final = (b"content-type", b"application/json")
 
 
@@ -49,12 +47,6 @@ class DirectRoute(APIRoute):
                 await send({"type": "http.response.body", "body": body})
                 return
         await super().handle(scope, receive, send)
-
-
-def database_in(scope: Scope) -> Database:
-    """The app's `Database`, from the ASGI scope."""
-    database: Database = scope["app"].state.database
-    return database
 
 
 def plain_int(text: str | bytes, maximum: int) -> int | None:

@@ -31,10 +31,11 @@ from heroapi.routes.deps import (
     MAX_PAGE_SIZE,
     PageSize,
     PageStart,
+    database_in,
     database_of,
     in_id_range,
 )
-from heroapi.routes.direct import DirectRoute, database_in, plain_int, plain_query
+from heroapi.routes.direct import DirectRoute, plain_int, plain_query
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Hero not found"}
