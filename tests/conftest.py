@@ -18,7 +18,13 @@ from heroapi import migrate
 from heroapi.config import Settings, parse_database_url
 from heroapi.db import Database
 from heroapi.main import create_app
-from heroapi.models import hero_table, items_table, users_table
+from heroapi.models import (
+    hero_table,
+    items_table,
+    rate_limits_table,
+    refresh_tokens_table,
+    users_table,
+)
 from tests.databases import BACKENDS, ServerStatus, ensure_server, throwaway_database
 
 T = TypeVar("T")
@@ -93,7 +99,13 @@ def settings(database_url: str) -> Settings:
 
 async def _empty_tables(database: Database) -> None:
     async with database.transaction() as connection:
-        for table in (items_table, users_table, hero_table):
+        for table in (
+            refresh_tokens_table,
+            items_table,
+            users_table,
+            hero_table,
+            rate_limits_table,
+        ):
             await connection.execute(delete(table), {})
 
 

@@ -16,9 +16,8 @@ from pwdlib.hashers.bcrypt import BcryptHasher
 from pydantic import ValidationError
 
 from heroapi import crud
-from heroapi.config import DEFAULT_SECRET_KEY
 from heroapi.db import Database
-from heroapi.main import ConfigurationError, create_app
+from heroapi.main import create_app
 from heroapi.models import users_table
 from heroapi.security import UNKNOWN_USER_HASH, password_hash
 from tests.conftest import app_database, make_settings, running_app
@@ -48,7 +47,7 @@ def make_superuser(client: TestClient, email: str) -> dict[str, str]:
     async def create(database: Database) -> None:
         from heroapi.main import create_superuser
 
-        assert await create_superuser(database, email, PASSWORD)
+        assert await create_superuser(database, email, PASSWORD, client.app.state.passwords)  # type: ignore[attr-defined]
 
     app_database(client, create)
     return login(client, email)
@@ -67,7 +66,10 @@ def test_login_gives_a_bearer_token_for_users_me(client: TestClient) -> None:
     assert body["token_type"] == "bearer"
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert claims["sub"] == str(user["id"])
-    assert claims["exp"] - claims["iat"] == 60 * 60
+    assert claims["exp"] - claims["iat"] == 15 * 60 == body["expires_in"]
+    assert (claims["iss"], claims["aud"]) == ("heroapi", "heroapi")
+    assert jwt.get_unverified_header(body["access_token"])["typ"] == "at+jwt"
+    assert len(body["refresh_token"]) >= 43
     me = client.get("/users/me", headers=bearer(body["access_token"]))
     assert me.status_code == 200
     assert me.json() == user
@@ -118,16 +120,35 @@ def test_missing_or_malformed_tokens_are_401(client: TestClient, headers: dict[s
     assert_401(client.get("/users/me", headers=headers))
 
 
-def test_expired_and_forged_tokens_are_401(client: TestClient) -> None:
-    user = create_user(client, "deadpool@example.com")
-    now = int(time.time())
-    claims = {"sub": str(user["id"]), "gen": 0, "iat": now - 7200, "exp": now - 3600}
-    expired = jwt.encode(claims, DEFAULT_SECRET_KEY, algorithm="HS256")
-    assert_401(client.get("/users/me", headers=bearer(expired)))
-    forged = jwt.encode(claims | {"exp": now + 3600}, "not our key" * 4, algorithm="HS256")
-    assert_401(client.get("/users/me", headers=bearer(forged)))
-    unsigned = jwt.encode(claims | {"exp": now + 3600}, None, algorithm="none")
-    assert_401(client.get("/users/me", headers=bearer(unsigned)))
+def test_expired_and_forged_tokens_are_401(database_url: str) -> None:
+    key = "a key of this test's own, long enough" * 2
+    with running_app(make_settings(database_url, secret_key=key)) as client:
+        user = create_user(client, "deadpool@example.com")
+        token = client.post(
+            "/login/access-token", data={"username": "deadpool@example.com", "password": PASSWORD}
+        ).json()["access_token"]
+        claims = jwt.decode(token, key, algorithms=["HS256"], audience="heroapi")
+        assert claims["sub"] == str(user["id"])
+        header = {"typ": "at+jwt"}
+        now = int(time.time())
+        expired = jwt.encode(
+            claims | {"iat": now - 7200, "exp": now - 3600}, key, "HS256", headers=header
+        )
+        assert_401(client.get("/users/me", headers=bearer(expired)))
+        forged = jwt.encode(claims, "not our key" * 4, algorithm="HS256", headers=header)
+        assert_401(client.get("/users/me", headers=bearer(forged)))
+        unsigned = jwt.encode(claims, None, algorithm="none", headers=header)
+        assert_401(client.get("/users/me", headers=bearer(unsigned)))
+        # Signed with our key but not an access token of ours: wrong type, issuer or audience.
+        for changed_header, changed_claims in [
+            ({"typ": "JWT"}, {}),
+            (header, {"iss": "someone else"}),
+            (header, {"aud": "another-api"}),
+            (header, {"stamp": "0" * 32}),
+        ]:
+            other = jwt.encode(claims | changed_claims, key, "HS256", headers=changed_header)
+            assert_401(client.get("/users/me", headers=bearer(other)))
+        assert client.get("/users/me", headers=bearer(token)).status_code == 200
 
 
 def test_password_change_revokes_older_tokens(client: TestClient) -> None:
@@ -201,11 +222,10 @@ def test_weaker_hashes_are_upgraded_at_login(client: TestClient, old_hasher: Any
     user = create_user(client, "deadpool@example.com")
 
     async def downgrade(database: Database) -> None:
-        await crud.set_password_hash(
+        await crud.update_user(
             database=database,
             user_id=user["id"],
-            hashed_password=old_hasher.hash(PASSWORD),
-            revoke_tokens=False,
+            changes={"hashed_password": old_hasher.hash(PASSWORD)},
         )
 
     app_database(client, downgrade)
@@ -268,20 +288,15 @@ def test_first_superuser_from_settings(database_url: str) -> None:
         assert len(table_rows(client, users_table)) == 1
 
 
-def test_production_refuses_the_default_secret_key(database_url: str, caplog: Any) -> None:
-    with pytest.raises(ConfigurationError, match="HEROAPI_SECRET_KEY"):
-        create_app(make_settings(database_url, env="production"))
+def test_production_warns_about_open_mode(database_url: str, caplog: Any) -> None:
     with pytest.raises(ValidationError, match="at least 32 characters"):
         make_settings(database_url, env="production", secret_key="short")
-    key = "k" * 40
     with caplog.at_level(logging.WARNING, logger="heroapi"):
-        create_app(make_settings(database_url, env="production", secret_key=key))
+        create_app(make_settings(database_url, env="production"))
     assert "HEROAPI_AUTH_MODE is 'open'" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="heroapi"):
-        create_app(
-            make_settings(database_url, env="production", secret_key=key, auth_mode="required")
-        )
+        create_app(make_settings(database_url, env="production", auth_mode="required"))
     assert "HEROAPI_AUTH_MODE" not in caplog.text
 
 

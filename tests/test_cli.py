@@ -99,13 +99,6 @@ def test_bad_settings_are_one_line_naming_the_setting(
     assert "tooshort-secret" not in result.stderr
 
 
-def test_production_with_the_default_secret_key_refuses_to_serve(tmp_path: Path) -> None:
-    result = heroapi(
-        "serve", cwd=tmp_path, HEROAPI_ENV="production", DATABASE_URL=f"sqlite:///{tmp_path}/x.db"
-    )
-    assert_one_line_error(result, "HEROAPI_SECRET_KEY")
-
-
 def test_serve_without_migrations_checks_the_database_first(tmp_path: Path) -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))

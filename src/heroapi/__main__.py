@@ -75,9 +75,6 @@ def serve(
     import uvicorn
 
     settings = load_settings()
-    problems = settings.production_problems()
-    if problems:
-        fail("refusing to serve in production: " + "; ".join(problems))
     port_problem = _cannot_listen(host, port)
     if port_problem:
         fail(port_problem)
@@ -191,26 +188,31 @@ def create_superuser(
     """Create a superuser; the password is asked for (or read from stdin), never an argument."""
     from heroapi.db import DatabaseError, create_database
     from heroapi.main import create_superuser as create
+    from heroapi.main import password_hasher
     from heroapi.models import UserCreate
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    settings = load_settings()
     try:
         UserCreate(email=email, password=password)
     except ValidationError as error:
         fail(describe(error))
-    settings = load_settings()
+    if len(password) < settings.password_min_length:
+        fail(f"the password must be at least {settings.password_min_length} characters long")
     if settings.migrate_on_start:
         run_migrations(settings)
 
     async def run() -> bool:
         database = create_database(settings)
         await database.connect()
+        passwords = password_hasher(settings)
         try:
-            return await create(database, email, password)
+            return await create(database, email, password, passwords)
         finally:
+            passwords.close()
             await database.close()
 
     try:

@@ -1,5 +1,6 @@
 """Settings: the one place that reads the environment."""
 
+import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Literal
@@ -10,8 +11,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite:///heroapi.db"
-# Signs tokens in development only: production refuses to start with it.
-DEFAULT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105
 MIN_SECRET_KEY_LENGTH = 32
 
 Backend = Literal["sqlite", "postgresql", "mysql"]
@@ -131,10 +130,30 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     auth_mode: Literal["open", "required"] = "open"
-    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
-    access_token_expire_minutes: Annotated[int, Field(ge=1, le=60 * 24 * 366)] = 60
+    # None: a random key made once and kept in the database (`app_secrets`), shared by every
+    # worker and replica. No key written in the source ever signs a token.
+    secret_key: SecretStr | None = None
+    access_token_expire_minutes: Annotated[int, Field(ge=1, le=60 * 24)] = 15
+    refresh_token_expire_days: Annotated[int, Field(ge=1, le=366)] = 14
+    token_issuer: Annotated[str, Field(min_length=1, max_length=255)] = "heroapi"  # noqa: S105 (a name, not a secret)
+    token_audience: Annotated[str, Field(min_length=1, max_length=255)] = "heroapi"  # noqa: S105 (a name, not a secret)
+    password_min_length: Annotated[int, Field(ge=1, le=128)] = 8
     first_superuser_email: str | None = None
     first_superuser_password: SecretStr | None = None
+
+    # Throttling (counted in the database: every worker and replica sees the same counts).
+    throttle_window: Annotated[int, Field(ge=1, le=86400)] = 900
+    login_failures_per_account: Annotated[int, Field(ge=1)] = 10
+    login_failures_per_address: Annotated[int, Field(ge=1)] = 30
+    registrations_per_address: Annotated[int, Field(ge=1)] = 20
+    # Addresses (or networks, CIDR) of the reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+    # Password hashing: Argon2 holds 64 MiB per hash; this many at once, this many waiting.
+    password_hash_workers: Annotated[int, Field(ge=1, le=64)] = 2
+    password_hash_queue: Annotated[int, Field(ge=0, le=1024)] = 8
+
+    # When set, /metrics answers only requests bearing it (`Authorization: Bearer ...`).
+    metrics_token: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -149,7 +168,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a power of two from 512 to 65536")
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """`HEROAPI_CORS_ORIGINS=https://a.example,https://b.example`."""
@@ -157,10 +176,17 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("secret_key")
+    @field_validator("trusted_proxies")
     @classmethod
-    def _secret_key_is_long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # a ValueError names a bad entry
+        return value
+
+    @field_validator("secret_key", "metrics_token")
+    @classmethod
+    def _secret_key_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
             raise ValueError(f"must be at least {MIN_SECRET_KEY_LENGTH} characters long")
         return value
 
@@ -172,15 +198,6 @@ class Settings(BaseSettings):
                 "or neither"
             )
         return self
-
-    def production_problems(self) -> list[str]:
-        """What stops this configuration from serving in production (`HEROAPI_ENV=production`)."""
-        if self.env != "production":
-            return []
-        problems = []
-        if self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
-            problems.append("HEROAPI_SECRET_KEY is the default, known to everyone: set your own")
-        return problems
 
     @property
     def database(self) -> DatabaseURL:

@@ -21,7 +21,8 @@ from heroapi.openapi import document_statuses
 from heroapi.revisions import head_revision
 from heroapi.routes import health, heroes, items, login, users
 from heroapi.routes.deps import require_writer
-from heroapi.security import hash_password
+from heroapi.security import PasswordHasher
+from heroapi.throttle import Throttle, install_throttle_errors
 
 logger = logging.getLogger("heroapi")
 
@@ -31,20 +32,27 @@ GC_YOUNG_THRESHOLD = 7000
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
-class ConfigurationError(RuntimeError):
-    """The settings do not allow serving (e.g. production with the default secret key)."""
+def password_hasher(settings: Settings) -> PasswordHasher:
+    return PasswordHasher(
+        workers=settings.password_hash_workers, queue=settings.password_hash_queue
+    )
 
 
-async def create_superuser(database: Database, email: str, password: str) -> bool:
+async def create_superuser(
+    database: Database, email: str, password: str, passwords: PasswordHasher
+) -> bool:
     """Create an active superuser; False if the email is already registered (nothing changes)."""
     account = UserCreate(email=email, password=password)  # the same rules as the API's
+    minimum = database.settings.password_min_length
+    if len(account.password) < minimum:
+        raise ValueError(f"the password must be at least {minimum} characters long")
     if await crud.email_registered(database=database, email=account.email):
         return False
     try:
         await crud.create_user(
             database=database,
             email=account.email,
-            hashed_password=await hash_password(account.password),
+            hashed_password=await passwords.hash(account.password),
             is_superuser=True,
         )
     except crud.EmailAlreadyRegistered:  # another process made it first
@@ -63,9 +71,6 @@ async def schema_at_head(database: Database) -> bool:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The heroapi ASGI app for `settings` (by default, the environment's)."""
     settings = settings or get_settings()
-    problems = settings.production_problems()
-    if problems:
-        raise ConfigurationError("refusing to serve in production: " + "; ".join(problems))
     if settings.env == "production" and settings.auth_mode == "open":
         logger.warning(
             "HEROAPI_AUTH_MODE is 'open': anyone can create, change and delete heroes, users "
@@ -85,11 +90,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             logger.info("database %s", migrated.describe())
         app.state.database = database
+        passwords = app.state.passwords = password_hasher(settings)
+        app.state.throttle = Throttle(database, settings)
+        app.state.tokens = None  # the signing key is read (or made) at the first use
         if settings.first_superuser_email and settings.first_superuser_password:
             created = await create_superuser(
                 database,
                 settings.first_superuser_email,
                 settings.first_superuser_password.get_secret_value(),
+                passwords,
             )
             if created:
                 logger.info("created the first superuser %s", settings.first_superuser_email)
@@ -109,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             gc.set_threshold(*thresholds)
+            passwords.close()
             await database.close()
 
     app = FastAPI(
@@ -123,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_throttle_errors(app)
     # Open mode: hero writes carry no dependency at all (the tutorial's hot path stays flat).
     heroes.install(
         app, writer=[Depends(require_writer)] if settings.auth_mode == "required" else []

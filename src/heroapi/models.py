@@ -9,6 +9,7 @@ SQLModel runs a Python `__init__` for every instance, which doubled the cost of 
 nothing.
 """
 
+import unicodedata
 from typing import Annotated, Final, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
@@ -25,6 +26,7 @@ from sqlalchemy import (
     false,
     true,
 )
+from sqlalchemy.dialects.mysql import VARBINARY
 
 # Constraint names Alembic can find again on every backend.
 metadata = MetaData(
@@ -46,8 +48,8 @@ NAME_MAX_LENGTH: Final = 255
 EMAIL_MAX_LENGTH: Final = 254  # RFC 5321's limit on a forward path
 HASH_MAX_LENGTH: Final = 255
 DESCRIPTION_MAX_LENGTH: Final = 2000
-PASSWORD_MIN_LENGTH: Final = 8
 PASSWORD_MAX_LENGTH: Final = 128
+REFRESH_TOKEN_MAX_LENGTH: Final = 128
 
 
 def storable(value: str) -> bool:
@@ -89,8 +91,18 @@ def _email_address(value: str) -> str:
 
 
 def email_key(email: str) -> str:
-    """What makes two addresses the same account: compared case-insensitively."""
-    return email.lower()
+    """What makes two addresses the same account: the normalized address (NFC, as registration
+    stores it), compared case-insensitively and otherwise exactly, on every backend."""
+    return unicodedata.normalize("NFC", email).lower()
+
+
+def normalized_email(value: str) -> str | None:
+    """The address as registration would store it, or None if no account can have it (what a
+    login form's `username` is looked up by)."""
+    try:
+        return _email_address(value)
+    except ValueError:
+        return None
 
 
 Age = Annotated[int, Field(ge=0, le=AGE_MAX)]
@@ -99,15 +111,26 @@ EmailAddress = Annotated[
     Field(max_length=EMAIL_MAX_LENGTH, json_schema_extra={"format": "email"}),
     AfterValidator(_email_address),
 ]
+# The minimum length is a setting (HEROAPI_PASSWORD_MIN_LENGTH), checked by the routes and
+# written into the OpenAPI document by heroapi.openapi.
 Password = Annotated[
     str,
-    Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH),
+    Field(max_length=PASSWORD_MAX_LENGTH),
     AfterValidator(_storable_text),
 ]
 
 
 # 64-bit ids; SQLite only auto-assigns ids to a column declared exactly INTEGER PRIMARY KEY.
 IdType: Final = BigInteger().with_variant(Integer, "sqlite")
+# No id is ever handed out twice, on any backend: PostgreSQL's sequences and InnoDB's counter
+# never go back; SQLite needs AUTOINCREMENT (`sqlite_autoincrement=True` on each table with an
+# id), without which it reuses the largest id once its row is deleted (a deleted account's id
+# would go to the next one registered).
+# MySQL/MariaDB compare strings by the column's collation: accent- and case-insensitive, with
+# trailing spaces ignored. A key that must compare exactly is stored as bytes there (4 per
+# character at most in UTF-8).
+ExactText = String(EMAIL_MAX_LENGTH).with_variant(VARBINARY(4 * EMAIL_MAX_LENGTH), "mysql")
+SECURITY_STAMP_LENGTH: Final = 32
 
 hero_table = Table(
     "hero",
@@ -119,6 +142,7 @@ hero_table = Table(
     # MySQL/MariaDB: 4-byte UTF-8 (emoji) and transactions, whatever the server's defaults.
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
+    sqlite_autoincrement=True,
 )
 
 
@@ -130,14 +154,18 @@ users_table = Table(
     Column("email", String(EMAIL_MAX_LENGTH), nullable=False),
     # email_key(email): the database refuses a second account for the same address, whatever
     # its case, even when two requests race.
-    Column("email_key", String(EMAIL_MAX_LENGTH), nullable=False, unique=True),
+    Column("email_key", ExactText, nullable=False, unique=True),
     Column("hashed_password", String(HASH_MAX_LENGTH), nullable=False),
     Column("is_active", Boolean, nullable=False, server_default=true()),
     Column("is_superuser", Boolean, nullable=False, server_default=false()),
-    # Bumped when the password changes: tokens carry it, so older tokens stop working.
-    Column("token_generation", Integer, nullable=False, server_default="0"),
+    # A random value of this account's, carried by its tokens and checked on every request: new
+    # whenever the password, `is_active` or `is_superuser` changes, so every earlier token stops
+    # working; and no other row (a new account given a reused id, a restored backup, a row
+    # inserted by hand) can ever match a token that was not issued for it.
+    Column("security_stamp", String(SECURITY_STAMP_LENGTH), nullable=False),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
+    sqlite_autoincrement=True,
 )
 
 items_table = Table(
@@ -156,6 +184,55 @@ items_table = Table(
     ),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
+    sqlite_autoincrement=True,
+)
+
+# The key that signs tokens when HEROAPI_SECRET_KEY is not set: made once, at random, by the
+# first process that needs it, and read by every other (workers, replicas, restarts).
+app_secrets_table = Table(
+    "app_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+# Throttling counters (logins, registrations, password changes), one row per key and window.
+rate_limits_table = Table(
+    "rate_limits",
+    metadata,
+    Column("key", ExactText, primary_key=True),
+    Column("hits", Integer, nullable=False),
+    # Unix seconds: when this window ends (and the row may be deleted).
+    Column("reset_at", BigInteger, nullable=False, index=True),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+)
+
+# Refresh tokens: only their SHA-256 is stored. Each is used once and replaced by the next of
+# its family; a spent one presented again revokes the whole family (it was stolen).
+refresh_tokens_table = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", IdType, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("family", String(32), nullable=False, index=True),
+    Column(
+        "user_id",
+        IdType,
+        ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    # The account's security stamp when issued: a password or role change ends the family.
+    Column("security_stamp", String(SECURITY_STAMP_LENGTH), nullable=False),
+    Column("expires_at", BigInteger, nullable=False, index=True),
+    Column("used", Boolean, nullable=False, server_default=false()),
+    Column("revoked", Boolean, nullable=False, server_default=false()),
+    mysql_engine="InnoDB",
+    mysql_charset="utf8mb4",
+    sqlite_autoincrement=True,
 )
 
 
@@ -241,8 +318,16 @@ class UpdatePassword(BaseModel):
 
 
 class Token(BaseModel):
+    """The tutorial's token answer, with OAuth2's `expires_in` and `refresh_token` added."""
+
     access_token: str
     token_type: str = "bearer"  # noqa: S105
+    expires_in: int | None = None
+    refresh_token: str | None = None
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: str = Field(max_length=REFRESH_TOKEN_MAX_LENGTH)
 
 
 class Message(BaseModel):

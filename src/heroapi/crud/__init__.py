@@ -25,7 +25,7 @@ from heroapi.crud.users import (
     get_user_with_items,
     list_items,
     list_users,
-    set_password_hash,
+    replace_password_hash,
     update_user,
 )
 
@@ -45,8 +45,8 @@ __all__ = [
     "list_heroes",
     "list_items",
     "list_users",
+    "replace_password_hash",
     "schema_revision",
-    "set_password_hash",
     "update_hero",
     "update_user",
 ]

@@ -1,20 +1,20 @@
 """Users and their items: the older tutorial's `sql_app`, with accounts that can log in."""
 
 from functools import cache
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Insert, Select, Update, bindparam, delete, insert, select
 
 from heroapi.crud.paging import id_page
 from heroapi.db import Connection, Database, IntegrityViolation, Row
 from heroapi.models import (
-    EMAIL_MAX_LENGTH,
     ItemCreate,
     email_key,
     items_table,
-    storable,
+    normalized_email,
     users_table,
 )
+from heroapi.security import new_security_stamp
 
 
 class EmailAlreadyRegistered(Exception):
@@ -26,7 +26,7 @@ _USER = (
     users_table.c.email,
     users_table.c.is_active,
     users_table.c.is_superuser,
-    users_table.c.token_generation,
+    users_table.c.security_stamp,
 )
 _ITEM = (items_table.c.id, items_table.c.title, items_table.c.description, items_table.c.owner_id)
 _USER_BY_ID = users_table.c.id == bindparam("user_id")
@@ -54,6 +54,14 @@ _INSERT_USER = insert(users_table).values(
     email_key=bindparam("email_key"),
     hashed_password=bindparam("hashed_password"),
     is_superuser=bindparam("is_superuser"),
+    security_stamp=bindparam("security_stamp"),
+)
+# Replaces a hash only if it is still the one that was verified: a password change that landed
+# in between is never undone.
+_REPLACE_HASH = (
+    users_table.update()
+    .where(_USER_BY_ID, users_table.c.hashed_password == bindparam("verified_hash"))
+    .values(hashed_password=bindparam("hashed_password"))
 )
 _DELETE_USER = delete(users_table).where(_USER_BY_ID)
 
@@ -89,13 +97,18 @@ def _select_items(owner: bool) -> Select[Any]:
     )
 
 
+# Changing any of these gives the account a new security stamp: every earlier token stops working.
+REVOKING_CHANGES: Final = frozenset({"hashed_password", "is_active", "is_superuser"})
+
+
 @cache
-def _update_user(fields: tuple[str, ...], revoke_tokens: bool, returning: bool) -> Update:
-    """The UPDATE for one set of changed columns, built once per set."""
+def _update_user(fields: tuple[str, ...], expected_hash: bool, returning: bool) -> Update:
+    """The UPDATE for one set of changed columns, built once per set (with `expected_hash`, only
+    while the stored hash is still the one the caller verified)."""
     values: dict[str, Any] = {name: bindparam(name) for name in fields}
-    if revoke_tokens:
-        values["token_generation"] = users_table.c.token_generation + 1
     statement = users_table.update().where(_USER_BY_ID).values(values)
+    if expected_hash:
+        statement = statement.where(users_table.c.hashed_password == bindparam("verified_hash"))
     return statement.returning(*_USER) if returning else statement
 
 
@@ -122,10 +135,14 @@ async def get_user_with_items(*, database: Database, user_id: int) -> Row | None
 
 
 async def get_login(*, database: Database, email: str) -> Row | None:
-    """The account `email` logs in to, with its password hash; None if there is none."""
-    if len(email) > EMAIL_MAX_LENGTH or not storable(email):
+    """The account `email` logs in to, with its password hash; None if there is none.
+
+    The address is normalized as registration normalizes it (Unicode NFC, the domain's IDNA
+    form), so whatever form the user types, it finds the account it registered."""
+    normalized = normalized_email(email)
+    if normalized is None:
         return None  # no account can have it (and no database should be asked)
-    return await database.fetch_one(_SELECT_LOGIN, {"email_key": email_key(email)})
+    return await database.fetch_one(_SELECT_LOGIN, {"email_key": email_key(normalized)})
 
 
 async def email_registered(*, database: Database, email: str) -> bool:
@@ -157,6 +174,7 @@ async def create_user(
         "email_key": email_key(email),
         "hashed_password": hashed_password,
         "is_superuser": is_superuser,
+        "security_stamp": new_security_stamp(),
     }
     try:
         async with database.transaction() as connection:
@@ -172,36 +190,52 @@ async def create_user(
 
 
 async def update_user(
-    *, database: Database, user_id: int, changes: dict[str, Any], revoke_tokens: bool = False
+    *,
+    database: Database,
+    user_id: int,
+    changes: dict[str, Any],
+    verified_hash: str | None = None,
 ) -> Row | None:
-    """Change an account's columns (`email`, `hashed_password`, `is_active`, `is_superuser`);
-    with `revoke_tokens`, every token issued before stops working. None if no such user."""
+    """Change an account's columns (`email`, `hashed_password`, `is_active`, `is_superuser`).
+
+    A change of the password, `is_active` or `is_superuser` gives the account a new security
+    stamp, so every token issued before stops working. With `verified_hash`, nothing changes
+    unless the stored hash is still that one. None if no such user (or the hash has changed)."""
     values = dict(changes)
     if "email" in values:
         values["email_key"] = email_key(values["email"])
-    if not values and not revoke_tokens:
+    if REVOKING_CHANGES.intersection(values):
+        values["security_stamp"] = new_security_stamp()
+    if not values:
         return await get_user(database=database, user_id=user_id)
-    statement = _update_user(tuple(sorted(values)), revoke_tokens, database.supports_returning)
-    params = values | {"user_id": user_id}
+    expected = verified_hash is not None
+    statement = _update_user(tuple(sorted(values)), expected, database.supports_returning)
+    params = values | {"user_id": user_id, "verified_hash": verified_hash}
     try:
         async with database.transaction() as connection:
             if database.supports_returning:
                 return await connection.fetch_one(statement, params)
-            await connection.execute(statement, params)
+            result = await connection.execute(statement, params)
+            if expected and result.rowcount == 0:
+                return None
             return await connection.fetch_one(_SELECT_USER, {"user_id": user_id})
     except IntegrityViolation as error:
         raise EmailAlreadyRegistered(values.get("email", "")) from error
 
 
-async def set_password_hash(
-    *, database: Database, user_id: int, hashed_password: str, revoke_tokens: bool
-) -> Row | None:
-    return await update_user(
-        database=database,
-        user_id=user_id,
-        changes={"hashed_password": hashed_password},
-        revoke_tokens=revoke_tokens,
-    )
+async def replace_password_hash(
+    *, database: Database, user_id: int, verified_hash: str, hashed_password: str
+) -> bool:
+    """Store a stronger hash of the same password (tokens stay valid), only if the stored hash
+    is still `verified_hash`; False if it changed meanwhile (then nothing is written)."""
+    params = {
+        "user_id": user_id,
+        "verified_hash": verified_hash,
+        "hashed_password": hashed_password,
+    }
+    async with database.transaction() as connection:
+        result = await connection.execute(_REPLACE_HASH, params)
+    return result.rowcount > 0
 
 
 async def delete_user(*, database: Database, user_id: int) -> bool:

@@ -4,6 +4,7 @@ Every dependency is `async def`: FastAPI runs a plain `def` dependency in its th
 that costs more than the work these do.
 """
 
+import hmac
 from typing import Annotated, Final
 
 from fastapi import Depends, HTTPException, Query, Request, status
@@ -12,9 +13,11 @@ from starlette.types import Scope
 
 from heroapi import crud
 from heroapi.config import Settings
+from heroapi.crud.auth import SIGNING_KEY, stored_secret
 from heroapi.db import Database, Row
 from heroapi.models import ID_MAX
-from heroapi.security import decode_access_token
+from heroapi.security import AccessTokens, PasswordHasher, new_secret_key
+from heroapi.throttle import Throttle
 
 TOKEN_URL: Final = "/login/access-token"  # noqa: S105
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
@@ -47,8 +50,38 @@ PageSize = Annotated[
     int, Query(ge=0, le=MAX_PAGE_SIZE, description=f"Rows to return, at most {MAX_PAGE_SIZE}.")
 ]
 
+
+async def get_tokens(request: Request) -> AccessTokens:
+    """The app's access tokens, signed with HEROAPI_SECRET_KEY or, without it, with the key kept
+    in the database (made at random by the first process that needs one)."""
+    tokens: AccessTokens | None = request.app.state.tokens
+    if tokens is None:
+        settings: Settings = request.app.state.settings
+        if settings.secret_key is not None:
+            key = settings.secret_key.get_secret_value()
+        else:
+            key = await stored_secret(
+                database=database_of(request), name=SIGNING_KEY, candidate=new_secret_key()
+            )
+        tokens = request.app.state.tokens = AccessTokens(key, settings)
+    return tokens
+
+
+async def get_passwords(request: Request) -> PasswordHasher:
+    passwords: PasswordHasher = request.app.state.passwords
+    return passwords
+
+
+async def get_throttle(request: Request) -> Throttle:
+    throttle: Throttle = request.app.state.throttle
+    return throttle
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+TokensDep = Annotated[AccessTokens, Depends(get_tokens)]
+PasswordsDep = Annotated[PasswordHasher, Depends(get_passwords)]
+ThrottleDep = Annotated[Throttle, Depends(get_throttle)]
 TokenDep = Annotated[str | None, Depends(oauth2_scheme)]
 
 
@@ -65,16 +98,21 @@ def in_id_range(value: int) -> bool:
     return 1 <= value <= ID_MAX
 
 
-async def get_current_user(database: DatabaseDep, settings: SettingsDep, token: TokenDep) -> Row:
+async def get_current_user(database: DatabaseDep, tokens: TokensDep, token: TokenDep) -> Row:
     """The user whose bearer token came with the request: 401 if there is none, or if it is
-    malformed, expired, revoked (password changed since), or its user is gone or inactive."""
+    malformed, expired, or revoked (the account's security stamp changed since: password, role
+    or activation), or its account is gone or inactive."""
     if token is None:
         raise not_authenticated()
-    claims = decode_access_token(token, settings)
+    claims = tokens.check(token)
     if claims is None or not in_id_range(claims.user_id):
         raise not_authenticated("Could not validate credentials")
     user = await crud.get_user(database=database, user_id=claims.user_id)
-    if user is None or not user["is_active"] or user["token_generation"] != claims.generation:
+    if (
+        user is None
+        or not user["is_active"]
+        or not hmac.compare_digest(user["security_stamp"], claims.stamp)
+    ):
         raise not_authenticated("Could not validate credentials")
     return user
 
@@ -92,13 +130,13 @@ Superuser = Annotated[Row, Depends(get_current_superuser)]
 
 
 async def get_requester(
-    database: DatabaseDep, settings: SettingsDep, token: TokenDep
+    database: DatabaseDep, settings: SettingsDep, tokens: TokensDep, token: TokenDep
 ) -> Row | None:
     """Who asks, where the auth mode decides: with `HEROAPI_AUTH_MODE=required`, the token's user
     (401 without a valid one); in `open` mode, nobody (None), as in the tutorial."""
     if settings.auth_mode == "open":
         return None
-    return await get_current_user(database, settings, token)
+    return await get_current_user(database, tokens, token)
 
 
 Requester = Annotated[Row | None, Depends(get_requester)]

@@ -2,7 +2,8 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 
 from heroapi import crud
 from heroapi.db import Database, Row
@@ -22,12 +23,15 @@ from heroapi.routes.deps import (
     DatabaseDep,
     PageSize,
     PageStart,
+    PasswordsDep,
     Requester,
+    SettingsDep,
     Superuser,
+    ThrottleDep,
     in_id_range,
     may_act_for,
 )
-from heroapi.security import hash_password, verify_password
+from heroapi.routes.login import THROTTLED
 
 router = APIRouter(prefix="/users")
 
@@ -38,6 +42,22 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 EMAIL_CONFLICT: dict[int | str, dict[str, Any]] = {
     status.HTTP_400_BAD_REQUEST: {"model": ErrorDetail, "description": EMAIL_TAKEN}
 }
+
+
+def check_password_length(password: str, minimum: int, field: str) -> None:
+    """HEROAPI_PASSWORD_MIN_LENGTH, as a 422 in the shape pydantic's own `min_length` gives."""
+    if len(password) < minimum:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "string_too_short",
+                    "loc": ("body", field),
+                    "msg": f"String should have at least {minimum} characters",
+                    "input": password,  # never echoed: the error handler redacts passwords
+                    "ctx": {"min_length": minimum},
+                }
+            ]
+        )
 
 
 def user_not_found() -> HTTPException:
@@ -70,15 +90,24 @@ SuperuserIfRequired = Depends(require_superuser_if_auth_required)
 @router.post(
     "/",
     response_model=User,
-    responses=EMAIL_CONFLICT,
+    responses=EMAIL_CONFLICT | THROTTLED,
     dependencies=[SuperuserIfRequired],
 )
-async def create_user(user: UserCreate, database: DatabaseDep) -> Row:
+async def create_user(
+    request: Request,
+    user: UserCreate,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    passwords: PasswordsDep,
+    throttle: ThrottleDep,
+) -> Row:
     """Register an account (with `HEROAPI_AUTH_MODE=required`, superusers only)."""
+    check_password_length(user.password, settings.password_min_length, "password")
+    await throttle.count((throttle.register_address, throttle.client_address(request.scope)))
     # A cheap early answer for the common case; the unique index decides when requests race.
     if await crud.email_registered(database=database, email=user.email):
         raise email_taken()
-    hashed = await hash_password(user.password)
+    hashed = await passwords.hash(user.password)
     try:
         return await crud.create_user(database=database, email=user.email, hashed_password=hashed)
     except crud.EmailAlreadyRegistered:
@@ -110,26 +139,40 @@ async def update_user_me(body: UserUpdateMe, user: CurrentUser, database: Databa
     return await _update(database, user["id"], body.model_dump(exclude_unset=True))
 
 
-@router.post("/me/password", response_model=Message)
+@router.post("/me/password", response_model=Message, responses=THROTTLED)
 async def update_password_me(
-    body: UpdatePassword, user: CurrentUser, database: DatabaseDep
+    request: Request,
+    body: UpdatePassword,
+    user: CurrentUser,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    passwords: PasswordsDep,
+    throttle: ThrottleDep,
 ) -> Message:
     """Change your password (the current one is required); tokens issued before stop working."""
+    check_password_length(body.new_password, settings.password_min_length, "new_password")
+    counted = await throttle.count(
+        (throttle.login_account, throttle.account_key(user["email"])),
+        (throttle.login_address, throttle.client_address(request.scope)),
+    )
     login = await crud.get_login(database=database, email=user["email"])
     hashed = None if login is None else login["hashed_password"]
-    valid, _ = await verify_password(body.current_password, hashed)
-    if not valid:
+    valid, _ = await passwords.verify(body.current_password, hashed)
+    if not valid or hashed is None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "Incorrect password")
+    await throttle.take_back(counted)
     if body.new_password == body.current_password:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, "New password cannot be the same as the current one"
         )
-    await crud.set_password_hash(
+    changed = await crud.update_user(
         database=database,
         user_id=user["id"],
-        hashed_password=await hash_password(body.new_password),
-        revoke_tokens=True,
+        changes={"hashed_password": await passwords.hash(body.new_password)},
+        verified_hash=hashed,  # a change that landed meanwhile is not overwritten
     )
+    if changed is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Incorrect password")
     return Message(message="Password updated; log in again")
 
 
@@ -144,16 +187,23 @@ async def read_user(user_id: VisibleUserId, database: DatabaseDep) -> Row:
 
 @router.patch("/{user_id}", response_model=User, responses=NOT_FOUND | EMAIL_CONFLICT)
 async def update_user(
-    _superuser: Superuser, user_id: int, body: UserUpdate, database: DatabaseDep
+    _superuser: Superuser,
+    user_id: int,
+    body: UserUpdate,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    passwords: PasswordsDep,
 ) -> Row:
-    """Change any account (superusers only); a new password revokes the account's tokens."""
+    """Change any account (superusers only); a new password, role or activation revokes every
+    token the account had."""
     if not in_id_range(user_id):
         raise user_not_found()
     changes = body.model_dump(exclude_unset=True)
     password = changes.pop("password", None)
     if password is not None:
-        changes["hashed_password"] = await hash_password(password)
-    return await _update(database, user_id, changes, revoke_tokens=password is not None)
+        check_password_length(password, settings.password_min_length, "password")
+        changes["hashed_password"] = await passwords.hash(password)
+    return await _update(database, user_id, changes)
 
 
 @router.delete("/{user_id}", response_model=Message, responses=NOT_FOUND)
@@ -177,13 +227,9 @@ async def create_item_for_user(
     return created
 
 
-async def _update(
-    database: Database, user_id: int, changes: dict[str, Any], *, revoke_tokens: bool = False
-) -> Row:
+async def _update(database: Database, user_id: int, changes: dict[str, Any]) -> Row:
     try:
-        user = await crud.update_user(
-            database=database, user_id=user_id, changes=changes, revoke_tokens=revoke_tokens
-        )
+        user = await crud.update_user(database=database, user_id=user_id, changes=changes)
     except crud.EmailAlreadyRegistered:
         raise email_taken() from None
     if user is None:

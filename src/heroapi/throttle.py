@@ -1,0 +1,187 @@
+"""Throttling of what costs a password hash: logins, registrations and password changes.
+
+Every attempt is counted *before* any hashing, per account and per client address, in the
+database (`crud.auth.count_hit`), so every worker and replica sees the same counts with no other
+server. An attempt that succeeds is taken back, so what the limits count is failures (and, for
+registrations, every registration). Past a limit the answer is 429 with `Retry-After` and the
+IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers):
+`RateLimit-Policy: "login-address";q=30;w=900` and `RateLimit: "login-address";r=0;t=540`.
+
+The client address is the connection's peer, unless that peer is one of
+`HEROAPI_TRUSTED_PROXIES`: then it is the right-most `X-Forwarded-For` entry that is not a
+trusted proxy (entries further left are whatever the client wrote). IPv6 clients are counted by
+their /64, which one client commonly holds whole.
+"""
+
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from starlette.types import Scope
+
+from heroapi.config import Settings
+from heroapi.crud import auth
+from heroapi.db import Database
+from heroapi.models import email_key, normalized_email
+from heroapi.security import HashingBusy
+
+logger = logging.getLogger("heroapi")
+
+IPV6_PREFIX: Final = 64
+# Expired counters and refresh tokens are deleted at most this often per process.
+CLEANUP_INTERVAL: Final = 60
+HASHING_RETRY_AFTER: Final = 1
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `quota` counted attempts per key in a window of `window` seconds."""
+
+    name: str
+    quota: int
+    window: int
+
+
+@dataclass(frozen=True)
+class Counted:
+    limit: Limit
+    key: str
+    hits: auth.Hits
+
+
+class Throttled(Exception):
+    """A limit is used up: answered 429."""
+
+    def __init__(self, counted: Counted, now: int) -> None:
+        super().__init__(counted.limit.name)
+        self.counted = counted
+        self.retry_after = max(1, counted.hits.reset_at - now)
+
+
+def _networks(settings: Settings) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in settings.trusted_proxies)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+class Throttle:
+    """The limits of one app, and the counting of attempts against them."""
+
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self._database = database
+        window = settings.throttle_window
+        self.login_account = Limit("login-account", settings.login_failures_per_account, window)
+        self.login_address = Limit("login-address", settings.login_failures_per_address, window)
+        self.register_address = Limit(
+            "register-address", settings.registrations_per_address, window
+        )
+        self._trusted = _networks(settings)
+        self._next_cleanup = 0.0
+
+    # ---------------------------------------------------------------- who is asking
+
+    def _trusted_proxy(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(address in network for network in self._trusted)
+
+    def client_address(self, scope: Scope) -> str:
+        """The address limits count the request against (see the module's docstring)."""
+        client = scope.get("client")
+        peer = _address(client[0]) if client else None
+        if peer is not None and self._trusted and self._trusted_proxy(peer):
+            forwarded = [
+                value.decode("latin-1")
+                for name, value in scope["headers"]
+                if name == b"x-forwarded-for"
+            ]
+            hops = [hop for header in forwarded for hop in header.split(",")]
+            for hop in reversed(hops):
+                address = _address(hop)
+                if address is None:
+                    break  # garbage: trust nothing further left, count the proxy's own entry
+                peer = address
+                if not self._trusted_proxy(address):
+                    break
+        if peer is None:
+            return client[0] if client else "unknown"
+        if peer.version == 6:
+            return str(ipaddress.ip_network(f"{peer}/{IPV6_PREFIX}", strict=False))
+        return str(peer)
+
+    @staticmethod
+    def account_key(email: str) -> str:
+        """What counts as one account: the address as login looks it up."""
+        normalized = normalized_email(email)
+        return email_key(normalized if normalized is not None else email)[:200]
+
+    # ---------------------------------------------------------------- counting
+
+    async def count(self, *attempts: tuple[Limit, str]) -> list[Counted]:
+        """Count one attempt on each (limit, key); `Throttled` if any limit is past its quota."""
+        now = int(time.time())
+        await self._clean_up(now)
+        counted = []
+        for limit, key in attempts:
+            hits = await auth.count_hit(
+                database=self._database, key=f"{limit.name}:{key}", now=now, window=limit.window
+            )
+            counted.append(Counted(limit, key, hits))
+        for entry in counted:
+            if entry.hits.count > entry.limit.quota:
+                logger.warning("throttled: %s %s", entry.limit.name, entry.key)
+                raise Throttled(entry, now)
+        return counted
+
+    async def take_back(self, counted: list[Counted]) -> None:
+        """The attempt succeeded: it does not count (an account's failures start over)."""
+        for entry in counted:
+            key = f"{entry.limit.name}:{entry.key}"
+            if entry.limit is self.login_account:
+                await auth.clear_hits(database=self._database, key=key)
+            else:
+                await auth.take_back_hit(database=self._database, key=key)
+
+    async def _clean_up(self, now: int) -> None:
+        if now < self._next_cleanup:
+            return
+        self._next_cleanup = now + CLEANUP_INTERVAL
+        await auth.delete_expired(database=self._database, now=now)
+
+
+async def _on_throttled(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, Throttled)
+    limit = error.counted.limit
+    name = f'"{limit.name}"'
+    return JSONResponse(
+        {"detail": "Too many attempts; retry later"},
+        status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+        headers={
+            "Retry-After": str(error.retry_after),
+            "RateLimit-Policy": f"{name};q={limit.quota};w={limit.window}",
+            "RateLimit": f"{name};r=0;t={error.retry_after}",
+        },
+    )
+
+
+async def _on_hashing_busy(request: Request, _error: Exception) -> JSONResponse:
+    logger.warning("password hashing is saturated: %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"detail": "Too many logins at once; retry shortly"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(HASHING_RETRY_AFTER)},
+    )
+
+
+def install_throttle_errors(app: FastAPI) -> None:
+    app.add_exception_handler(Throttled, _on_throttled)
+    app.add_exception_handler(HashingBusy, _on_hashing_busy)
