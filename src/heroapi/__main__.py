@@ -95,7 +95,10 @@ def serve(
             port=port,
             workers=workers,
             reload=reload,
-            proxy_headers=True,
+            # X-Forwarded-For is believed from HEROAPI_TRUSTED_PROXIES only (not uvicorn's
+            # default, loopback), so the access log and the login throttle agree on who asks.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies or None,
             access_log=False,  # heroapi logs one JSON line per request itself
             timeout_graceful_shutdown=30,
         )

@@ -1,0 +1,205 @@
+"""Throttling what costs a password hash (logins, registrations, password changes), counted in
+the database before any hashing; and the bounded hashing executor."""
+
+import concurrent.futures
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import insert, select
+
+from heroapi.config import Settings
+from heroapi.db import Database
+from heroapi.main import create_app
+from heroapi.models import rate_limits_table
+from heroapi.security import PasswordHasher
+from tests.conftest import app_database, make_settings, running_app
+from tests.test_users import PASSWORD, create_user, login
+
+
+def attempt(
+    client: TestClient, email: str, password: str = "wrong password", **headers: str
+) -> Any:
+    return client.post(
+        "/login/access-token", data={"username": email, "password": password}, headers=headers
+    )
+
+
+def assert_429(response: Any, limit: str, quota: int, window: int) -> None:
+    assert response.status_code == 429, response.text
+    assert response.json() == {"detail": "Too many attempts; retry later"}
+    retry_after = int(response.headers["Retry-After"])
+    assert 1 <= retry_after <= window
+    assert response.headers["RateLimit-Policy"] == f'"{limit}";q={quota};w={window}'
+    assert response.headers["RateLimit"] == f'"{limit}";r=0;t={retry_after}'
+
+
+@contextmanager
+def app_from(settings: Settings, address: str = "203.0.113.7") -> Iterator[TestClient]:
+    """The app, its tables emptied, seen from a client at `address`."""
+    with running_app(settings):
+        pass  # empties the tables
+    with TestClient(create_app(settings), client=(address, 40000)) as client:
+        yield client
+
+
+@contextmanager
+def counting_hashes(client: TestClient) -> Iterator[list[str]]:
+    """Every password the app verifies while in the block."""
+    passwords: PasswordHasher = client.app.state.passwords  # type: ignore[attr-defined]
+    verify, seen = passwords.verify, []
+
+    async def counted(password: str, hashed: str | None) -> tuple[bool, str | None]:
+        seen.append(password)
+        return await verify(password, hashed)
+
+    passwords.verify = counted  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        passwords.verify = verify  # type: ignore[method-assign]
+
+
+def test_failed_logins_per_account_are_throttled_before_any_hashing(database_url: str) -> None:
+    settings = make_settings(database_url, login_failures_per_account=3)
+    with app_from(settings) as client:
+        create_user(client, "a@example.com")
+        with counting_hashes(client) as hashed:
+            for _ in range(3):
+                assert attempt(client, "a@example.com").status_code == 400
+            assert len(hashed) == 3
+            # The limit holds for every spelling of the address, and for the right password.
+            assert_429(attempt(client, "A@Example.com"), "login-account", 3, 900)
+            assert_429(attempt(client, "a@example.com", PASSWORD), "login-account", 3, 900)
+            assert len(hashed) == 3  # refused before any hashing
+        # Another account from the same address is not affected.
+        create_user(client, "b@example.com")
+        login(client, "b@example.com")
+
+
+def test_a_successful_login_starts_the_account_over(database_url: str) -> None:
+    settings = make_settings(database_url, login_failures_per_account=3)
+    with app_from(settings) as client:
+        create_user(client, "a@example.com")
+        for _ in range(2):
+            assert attempt(client, "a@example.com").status_code == 400
+        login(client, "a@example.com")
+        for _ in range(3):
+            assert attempt(client, "a@example.com").status_code == 400
+        assert attempt(client, "a@example.com").status_code == 429
+
+
+def test_failed_logins_per_address_are_throttled(database_url: str) -> None:
+    settings = make_settings(database_url, login_failures_per_address=3)
+    with app_from(settings) as client:
+        for number in range(3):
+            assert attempt(client, f"guess{number}@example.com").status_code == 400
+        assert_429(attempt(client, "guess9@example.com"), "login-address", 3, 900)
+        # X-Forwarded-For from a peer that is not a trusted proxy changes nothing.
+        spoofed = attempt(client, "guess9@example.com", **{"X-Forwarded-For": "198.51.100.1"})
+        assert spoofed.status_code == 429
+    with app_from(settings, "203.0.113.8") as other:  # another address is not affected
+        assert attempt(other, "guess9@example.com").status_code == 400
+
+
+def test_x_forwarded_for_counts_only_behind_a_trusted_proxy(database_url: str) -> None:
+    settings = make_settings(
+        database_url, login_failures_per_address=2, trusted_proxies="10.0.0.0/8"
+    )
+    with app_from(settings, "10.1.2.3") as proxy:
+
+        def through(client_address: str) -> int:
+            forwarded = {"X-Forwarded-For": f"{client_address}, 10.9.9.9"}
+            status: int = attempt(proxy, "x@example.com", **forwarded).status_code
+            return status
+
+        assert [through("198.51.100.1") for _ in range(3)] == [400, 400, 429]
+        assert through("198.51.100.2") == 400  # each client behind the proxy has its own count
+
+
+def test_ipv6_clients_are_counted_by_their_64(database_url: str) -> None:
+    settings = make_settings(database_url, login_failures_per_address=2)
+    with app_from(settings, "2001:db8:1:2::1") as client:
+        assert [attempt(client, "x@example.com").status_code for _ in range(2)] == [400, 400]
+
+    def from_address(address: str) -> int:
+        with TestClient(create_app(settings), client=(address, 1)) as client:
+            status: int = attempt(client, "x@example.com").status_code
+            return status
+
+    assert from_address("2001:db8:1:2:ffff::9") == 429  # the same /64
+    assert from_address("2001:db8:1:3::1") == 400
+
+
+def test_counts_are_shared_by_every_process_on_the_database(database_url: str) -> None:
+    settings = make_settings(database_url, login_failures_per_account=2)
+    with app_from(settings) as first:
+        create_user(first, "a@example.com")
+        assert attempt(first, "a@example.com").status_code == 400
+        with TestClient(create_app(settings), client=("198.51.100.5", 1)) as second:
+            assert attempt(second, "a@example.com").status_code == 400
+            assert attempt(second, "a@example.com").status_code == 429
+        assert attempt(first, "a@example.com").status_code == 429
+
+
+def test_a_window_ends_and_ended_windows_are_deleted(database_url: str) -> None:
+    settings = make_settings(database_url, login_failures_per_account=1, throttle_window=4)
+    with app_from(settings) as client:
+
+        async def add_ended_window(database: Database) -> None:
+            async with database.transaction() as connection:
+                row = {"key": "login-address:192.0.2.1", "hits": 99, "reset_at": 1}
+                await connection.execute(insert(rate_limits_table).values(**row), {})
+
+        async def keys(database: Database) -> list[str]:
+            rows = await database.fetch_all(select(rate_limits_table.c.key), {})
+            return sorted(row["key"] for row in rows)
+
+        app_database(client, add_ended_window)
+        create_user(client, "a@example.com")
+        assert attempt(client, "a@example.com").status_code == 400
+        assert attempt(client, "a@example.com").status_code == 429
+        assert "login-address:192.0.2.1" not in app_database(client, keys)
+        time.sleep(4.1)
+        assert attempt(client, "a@example.com").status_code == 400
+
+
+def test_registrations_per_address_are_throttled(database_url: str) -> None:
+    settings = make_settings(database_url, registrations_per_address=2)
+    with app_from(settings) as client:
+        create_user(client, "a@example.com")
+        create_user(client, "b@example.com")
+        third = client.post("/users/", json={"email": "c@example.com", "password": PASSWORD})
+        assert_429(third, "register-address", 2, 900)
+
+
+def test_wrong_current_passwords_are_throttled(database_url: str) -> None:
+    settings = make_settings(database_url, login_failures_per_account=2)
+    with app_from(settings) as client:
+        create_user(client, "a@example.com")
+        headers = login(client, "a@example.com")
+        body = {"current_password": "not my password", "new_password": "a new password"}
+        statuses = [
+            client.post("/users/me/password", json=body, headers=headers).status_code
+            for _ in range(3)
+        ]
+        assert statuses == [400, 400, 429]
+        # Counted with the account's logins: the next login is refused too.
+        assert attempt(client, "a@example.com", PASSWORD).status_code == 429
+
+
+def test_hashing_past_its_queue_is_a_fast_503(database_url: str) -> None:
+    settings = make_settings(database_url, password_hash_workers=1, password_hash_queue=0)
+    with app_from(settings) as client:
+        create_user(client, "a@example.com")
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            responses = list(pool.map(lambda _: attempt(client, "a@example.com"), range(6)))
+    statuses = sorted(response.status_code for response in responses)
+    assert 400 in statuses
+    assert 503 in statuses, statuses
+    busy = [response for response in responses if response.status_code == 503]
+    assert all(response.headers["Retry-After"] == "1" for response in busy)
+    assert all(re.search("retry", response.json()["detail"]) for response in busy)
