@@ -25,6 +25,24 @@ _WRITES: Final = {"post", "put", "patch", "delete"}
 _NO_DATABASE: Final = {"/health/live"}
 
 
+# Password fields, whose minimum length is a setting (HEROAPI_PASSWORD_MIN_LENGTH).
+_PASSWORDS: Final = (
+    ("UserCreate", "password"),
+    ("UserUpdate", "password"),
+    ("UpdatePassword", "new_password"),
+)
+
+
+def _set_password_minimum(schemas: dict[str, Any], minimum: int) -> None:
+    for schema, field in _PASSWORDS:
+        spec = schemas.get(schema, {}).get("properties", {}).get(field)
+        if spec is None:
+            continue
+        for variant in spec.get("anyOf", [spec]):  # `str | None` is an anyOf
+            if variant.get("type") == "string":
+                variant["minLength"] = minimum
+
+
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": ERROR}}}
 
@@ -49,6 +67,9 @@ def document_statuses(app: FastAPI) -> None:
                 "properties": {"detail": {"title": "Detail", "type": "string"}},
                 "required": ["detail"],
             },
+        )
+        _set_password_minimum(
+            document["components"]["schemas"], app.state.settings.password_min_length
         )
         for path, operations in document["paths"].items():
             for method, operation in operations.items():
