@@ -2,6 +2,7 @@
 backend; and the throttling, refresh tokens and signing key that close them."""
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -291,3 +292,21 @@ def test_hashing_past_its_queue_is_refused_at_once() -> None:
 
     busy, hashed = asyncio.run(flood())
     assert (busy, hashed) == (4, 2)
+
+
+def test_a_row_loaded_without_a_stamp_gets_a_random_one(client: TestClient) -> None:
+    """Bulk loads and hand-inserted rows name only the tutorial's columns."""
+    hashed = BcryptHasher().hash(PASSWORD)
+
+    async def load(database: Database) -> None:
+        async with database.transaction() as connection:
+            for email in ("loaded1@example.com", "loaded2@example.com"):
+                row = {"email": email, "email_key": email, "hashed_password": hashed}
+                await connection.execute(insert(users_table).values(**row), {})
+
+    app_database(client, load)
+    stamps = [row["security_stamp"] for row in table_rows(client, users_table)]
+    assert len(set(stamps)) == 2
+    assert all(re.fullmatch("[0-9a-f]{32}", stamp) for stamp in stamps)
+    headers = login(client, "loaded1@example.com")
+    assert client.get("/users/me", headers=headers).json()["email"] == "loaded1@example.com"

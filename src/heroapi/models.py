@@ -27,6 +27,9 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.mysql import VARBINARY
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 # Constraint names Alembic can find again on every backend.
 metadata = MetaData(
@@ -132,6 +135,28 @@ IdType: Final = BigInteger().with_variant(Integer, "sqlite")
 ExactText = String(EMAIL_MAX_LENGTH).with_variant(VARBINARY(4 * EMAIL_MAX_LENGTH), "mysql")
 SECURITY_STAMP_LENGTH: Final = 32
 
+
+class random_stamp(FunctionElement[str]):  # noqa: N801 (an SQL function, named as one)
+    """32 random hex characters made by the database: the security stamp of a row inserted
+    without one (by hand, a restore, a bulk load). heroapi itself sets stamps from `secrets`."""
+
+    type = String(SECURITY_STAMP_LENGTH)
+    inherit_cache = True
+
+
+# Each backend's own expression (in parentheses where the DDL needs them).
+RANDOM_STAMP_SQL: Final = {
+    "sqlite": "(lower(hex(randomblob(16))))",
+    "postgresql": "replace(gen_random_uuid()::text, '-', '')",
+    "mysql": "(replace(uuid(), '-', ''))",
+}
+
+
+@compiles(random_stamp)
+def _random_stamp(element: random_stamp, compiler: SQLCompiler, **_: object) -> str:
+    return RANDOM_STAMP_SQL[compiler.dialect.name]
+
+
 hero_table = Table(
     "hero",
     metadata,
@@ -162,7 +187,12 @@ users_table = Table(
     # whenever the password, `is_active` or `is_superuser` changes, so every earlier token stops
     # working; and no other row (a new account given a reused id, a restored backup, a row
     # inserted by hand) can ever match a token that was not issued for it.
-    Column("security_stamp", String(SECURITY_STAMP_LENGTH), nullable=False),
+    Column(
+        "security_stamp",
+        String(SECURITY_STAMP_LENGTH),
+        nullable=False,
+        server_default=random_stamp(),
+    ),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
     sqlite_autoincrement=True,
@@ -226,7 +256,12 @@ refresh_tokens_table = Table(
         index=True,
     ),
     # The account's security stamp when issued: a password or role change ends the family.
-    Column("security_stamp", String(SECURITY_STAMP_LENGTH), nullable=False),
+    Column(
+        "security_stamp",
+        String(SECURITY_STAMP_LENGTH),
+        nullable=False,
+        server_default=random_stamp(),
+    ),
     Column("expires_at", BigInteger, nullable=False, index=True),
     Column("used", Boolean, nullable=False, server_default=false()),
     Column("revoked", Boolean, nullable=False, server_default=false()),

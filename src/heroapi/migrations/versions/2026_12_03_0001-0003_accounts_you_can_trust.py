@@ -23,6 +23,14 @@ ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 EXACT_KEY = sa.String(length=254).with_variant(mysql.VARBINARY(length=1016), "mysql")
 
 
+# A row inserted without a stamp (by hand, a bulk load) gets a random one from the database.
+RANDOM_STAMP = {
+    "sqlite": "(lower(hex(randomblob(16))))",
+    "postgresql": "replace(gen_random_uuid()::text, '-', '')",
+    "mysql": "(replace(uuid(), '-', ''))",
+}
+
+
 def _is_sqlite() -> bool:
     return op.get_bind().dialect.name == "sqlite"
 
@@ -54,7 +62,12 @@ def upgrade() -> None:
     # Every token issued before this migration named an account by id alone: none survives.
     _give_every_user_a_stamp()
     with _alter("users", autoincrement=True) as batch_op:
-        batch_op.alter_column("security_stamp", existing_type=sa.String(length=32), nullable=False)
+        batch_op.alter_column(
+            "security_stamp",
+            existing_type=sa.String(length=32),
+            nullable=False,
+            server_default=sa.text(RANDOM_STAMP[op.get_bind().dialect.name]),
+        )
         batch_op.drop_column("token_generation")
         if not sqlite:
             batch_op.alter_column(
