@@ -5,12 +5,14 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, create_engine, inspect, pool
+from sqlalchemy import Connection, create_engine, inspect, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from heroapi import migrate
@@ -20,26 +22,78 @@ from heroapi.revisions import head_revision
 from tests.conftest import make_settings
 
 HEROAPI = [sys.executable, "-m", "heroapi"]
+T = TypeVar("T")
+
+
+def run_sync(database: DatabaseURL, work: Callable[[Connection], T]) -> T:
+    """`work(connection)` on a plain SQLAlchemy connection to `database`, committed."""
+    url = migrate.sqlalchemy_url(database)
+    if database.backend == "sqlite":
+        engine = create_engine(url, poolclass=pool.NullPool)
+        with engine.begin() as connection:
+            return work(connection)
+
+    async def run() -> T:
+        async_engine = create_async_engine(url, poolclass=pool.NullPool)
+        try:
+            async with async_engine.begin() as connection:
+                return await connection.run_sync(work)
+        finally:
+            await async_engine.dispose()
+
+    return asyncio.run(run())
 
 
 def tables(database: DatabaseURL) -> set[str]:
     """The tables in `database`, read through SQLAlchemy's inspector."""
-    url = migrate.sqlalchemy_url(database)
-    if database.backend == "sqlite":
-        engine = create_engine(url, poolclass=pool.NullPool)
-        with engine.connect() as connection:
-            return set(inspect(connection).get_table_names())
+    return run_sync(database, lambda connection: set(inspect(connection).get_table_names()))
 
-    async def read() -> set[str]:
-        async_engine = create_async_engine(url, poolclass=pool.NullPool)
-        try:
-            async with async_engine.connect() as connection:
-                names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
-                return set(names)
-        finally:
-            await async_engine.dispose()
 
-    return asyncio.run(read())
+def test_upgrading_to_0003_keeps_every_row(empty_database_url: str) -> None:
+    """Users, items and heroes made before 0003 keep their ids and data (SQLite copies the
+    tables to add AUTOINCREMENT: a dropped `users` must not take its items with it); every user
+    gets a stamp of its own; and new ids follow the largest one."""
+    database = parse_database_url(empty_database_url)
+    migrate.upgrade(database, "0002")
+
+    def fill(connection: Connection) -> None:
+        for number in (1, 2, 3):
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, email, email_key, hashed_password) "
+                    "VALUES (:id, :email, :email, 'x')"
+                ),
+                {"id": number, "email": f"u{number}@example.com"},
+            )
+            connection.execute(
+                text("INSERT INTO items (id, title, owner_id) VALUES (:id, 't', :owner)"),
+                {"id": number, "owner": number},
+            )
+            connection.execute(
+                text("INSERT INTO hero (id, name, secret_name) VALUES (:id, 'h', 's')"),
+                {"id": number},
+            )
+        connection.execute(text("DELETE FROM hero WHERE id = 3"))
+        if database.backend == "postgresql":  # as the app's own inserts would have left it
+            connection.execute(text("SELECT setval(pg_get_serial_sequence('hero', 'id'), 3)"))
+
+    run_sync(database, fill)
+    migrate.upgrade(database)
+
+    def read(connection: Connection) -> tuple[Any, ...]:
+        users = connection.execute(text("SELECT id, security_stamp FROM users ORDER BY id"))
+        items = connection.execute(text("SELECT id, owner_id FROM items ORDER BY id"))
+        heroes = connection.execute(text("SELECT id FROM hero ORDER BY id"))
+        return list(users), list(items), list(heroes)
+
+    users, items, heroes = run_sync(database, read)
+    assert [user[0] for user in users] == [1, 2, 3]
+    assert len({user[1] for user in users}) == 3
+    assert [tuple(item) for item in items] == [(1, 1), (2, 2), (3, 3)]
+    assert [hero[0] for hero in heroes] == [1, 2]
+    with TestClient(create_app(make_settings(empty_database_url))) as client:
+        new = client.post("/heroes/", json={"name": "new", "secret_name": "s"}).json()
+    assert new["id"] > 2
 
 
 def cli(database_url: str, *arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
