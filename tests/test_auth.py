@@ -242,6 +242,7 @@ def test_weaker_hashes_are_upgraded_at_login(client: TestClient, old_hasher: Any
 # ------------------------------------------------------------------------------ superusers
 
 
+@pytest.mark.processes
 def test_create_superuser_command_reads_the_password_from_stdin(
     empty_database_url: str, tmp_path: Path
 ) -> None:

@@ -10,6 +10,8 @@ import pytest
 
 from heroapi import __version__
 
+pytestmark = pytest.mark.processes  # every test here starts heroapi or its command
+
 HEROAPI = [sys.executable, "-m", "heroapi"]
 
 

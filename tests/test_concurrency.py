@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import pytest
 
 from tests.server import LiveServer, live_server
+
+pytestmark = pytest.mark.processes  # every test here starts heroapi or its command
 
 CLIENTS = 64
 

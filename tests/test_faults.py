@@ -22,6 +22,8 @@ from tests.proxy import proxy_to
 from tests.server import LiveServer, free_port, live_server
 from tests.test_concurrency import read_all
 
+pytestmark = pytest.mark.processes  # every test here starts heroapi or its command
+
 Writes = dict[int, Any]
 
 

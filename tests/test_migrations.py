@@ -138,6 +138,7 @@ def test_app_migrates_an_empty_database_at_start(empty_database_url: str) -> Non
     assert migrate.inspect(settings.database).at_head
 
 
+@pytest.mark.processes
 def test_concurrent_upgrades_are_serialized(empty_database_url: str, tmp_path: Path) -> None:
     """Four `heroapi db upgrade` processes on one empty database: all succeed, one history."""
     processes = [
@@ -204,6 +205,7 @@ def test_upgrade_waits_for_the_migration_lock(empty_database_url: str) -> None:
     assert migrate.inspect(database).at_head
 
 
+@pytest.mark.processes
 def test_cli_upgrade_current_and_check(empty_database_url: str, tmp_path: Path) -> None:
     before = cli(empty_database_url, "db", "check", cwd=tmp_path)
     assert before.returncode == 1
@@ -220,6 +222,7 @@ def test_cli_upgrade_current_and_check(empty_database_url: str, tmp_path: Path) 
     assert "schema matches the models" in checked.stdout
 
 
+@pytest.mark.processes
 def test_cli_reports_a_bad_url_in_one_line(tmp_path: Path) -> None:
     result = cli("oracle://scott@localhost/db", "db", "upgrade", cwd=tmp_path)
     assert result.returncode == 1
@@ -233,6 +236,7 @@ def test_the_head_read_from_the_files_is_alembics() -> None:
     assert head_revision() == script.get_current_head()
 
 
+@pytest.mark.processes
 def test_a_server_at_head_starts_without_loading_alembic(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ready.db'}"
     migrate.upgrade(parse_database_url(url))

@@ -11,6 +11,8 @@ import pytest
 
 from tests.server import LiveServer, live_server
 
+pytestmark = pytest.mark.processes  # every test here starts heroapi or its command
+
 CLIENTS = 32
 
 

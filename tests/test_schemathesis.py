@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import httpx2 as httpx
+import pytest
 
 from tests.server import live_server
+
+pytestmark = pytest.mark.processes  # every test here starts heroapi or its command
 
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance"
 
