@@ -1,7 +1,8 @@
 """How errors reach clients: always a JSON body with `detail`, never a stack trace.
 
 - 422 keeps FastAPI's shape (`detail` is a list of `{type, loc, msg, input}`), but never echoes
-  a secret back (`secret_name`, passwords) and never fails on input JSON cannot carry.
+  a secret back (`secret_name`, passwords), whatever the body's shape, and never fails on input
+  JSON cannot carry.
 - 503 with `Retry-After` when the database cannot be reached or every connection is busy.
 - 409 when a database constraint refuses a write that no route maps to a better answer.
 """
@@ -9,6 +10,7 @@
 import json
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any, Final
 
 from fastapi import FastAPI, Request, status
@@ -20,8 +22,19 @@ from heroapi.db import DatabaseUnavailable, DataRejected, IntegrityViolation
 
 logger = logging.getLogger("heroapi")
 
-# Field names whose values never appear in a response or a log line.
-SECRET_FIELDS: Final = frozenset({"secret_name", "password", "new_password", "current_password"})
+# Field names whose values never appear in a response or a log line. Credentials too: the OAuth2
+# login form's `client_secret`, and a refresh token sent back to be exchanged.
+SECRET_FIELDS: Final = frozenset(
+    {
+        "secret_name",
+        "password",
+        "new_password",
+        "current_password",
+        "client_secret",
+        "refresh_token",
+    }
+)
+REDACTED: Final = "[redacted]"
 RETRY_AFTER_SECONDS: Final = 1
 ECHO_MAX_LENGTH: Final = 300
 
@@ -35,9 +48,9 @@ class ErrorDetail(BaseModel):
 def _redact(value: Any) -> Any:
     """The value with secret fields masked and what JSON cannot hold (NaN, lone surrogates) made
     printable."""
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # a dict, or form data
         return {
-            str(key): "[redacted]" if key in SECRET_FIELDS else _redact(item)
+            str(key): REDACTED if key in SECRET_FIELDS else _redact(item)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
@@ -49,7 +62,7 @@ def _redact(value: Any) -> Any:
             value = value[:ECHO_MAX_LENGTH] + "...[truncated]"
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
+        return _redact(value.decode("utf-8", "backslashreplace"))
     if value is None or isinstance(value, bool | int | float):
         return value
     return str(value)
@@ -57,11 +70,11 @@ def _redact(value: Any) -> Any:
 
 def _safe_input(loc: list[Any], value: Any) -> Any:
     if any(part in SECRET_FIELDS for part in loc):
-        return "[redacted]"
-    if loc == ["body"] and isinstance(value, str | bytes):
-        # A whole body that was not a JSON object (wrong Content-Type, a JSON string): it may
-        # hold anything, secrets included, so it is not repeated.
-        return "[redacted]"
+        return REDACTED
+    if loc == ["body"] and not isinstance(value, Mapping):
+        # A whole body that is not an object (an array, a JSON string, another Content-Type):
+        # no field name says which of its parts is a secret, so none of it is repeated.
+        return REDACTED
     return _redact(value)
 
 
