@@ -137,10 +137,12 @@ class _BodyTooLarge(Exception):
 class BodyLimit:
     """413, as JSON, for a request body over `max_body_size` bytes; nothing of it is used.
 
-    A declared Content-Length over the limit is refused before the body is read; a body that
-    grows past it while streaming stops the app's reading, and whatever the app then answers
-    is replaced by the 413. (FastAPI's own `max_body_size` answers the first case in plain text,
-    outside the middleware that logs and counts requests.)
+    A declared Content-Length over the limit is refused before the body is read. A body whose
+    length is not settled by one Content-Length alone (a Transfer-Encoding, with or without a
+    Content-Length beside it) is counted as it arrives: once past the limit, the app's reading
+    stops, and whatever the app then answers is replaced by the 413. (FastAPI's own
+    `max_body_size` answers the first case in plain text, outside the middleware that logs and
+    counts requests.)
     """
 
     def __init__(self, app: Any, *, max_body_size: int) -> None:
@@ -157,20 +159,28 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        lengths: list[bytes] = []
         streamed = False
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if not value.isdigit() or int(value) > self.max_body_size:
-                    await self._too_large()(scope, receive, send)
-                    return
-                # The server reads no more than the declared length: nothing to watch.
+                lengths.append(value)
+            elif name == b"transfer-encoding":
+                streamed = True
+        if not streamed:
+            if any(not value.isdigit() or int(value) > self.max_body_size for value in lengths):
+                await self._too_large()(scope, receive, send)
+                return
+            if len(lengths) <= 1:
+                # One Content-Length: the server reads no more than it declares. None (and no
+                # Transfer-Encoding): HTTP/1.1 says there is no body. Nothing to watch.
                 await self.app(scope, receive, send)
                 return
-            if name == b"transfer-encoding":
-                streamed = True
-        if not streamed:  # no Content-Length, no Transfer-Encoding: HTTP/1.1 says no body
-            await self.app(scope, receive, send)
-            return
+        # A Transfer-Encoding decides the body's length whatever a Content-Length beside it
+        # says (RFC 9112, 6.3; h11 reads it so), and several Content-Lengths settle nothing.
+        await self._counted(scope, receive, send)
+
+    async def _counted(self, scope: Any, receive: Any, send: Any) -> None:
+        """The app, with the body's bytes counted as they arrive."""
         received = 0
         too_large = False
         response_started = False
