@@ -5,6 +5,7 @@ pages' headers, and the metrics token."""
 import contextlib
 import itertools
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -19,8 +20,10 @@ from urllib.parse import urlencode
 import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import make_url
 
 from tests.conftest import make_settings, running_app
+from tests.proxy import proxy_to
 from tests.server import LiveServer, _wait_until_up, free_port
 from tests.test_users import PASSWORD, create_user, login
 
@@ -39,6 +42,39 @@ def app_on_sqlite(directory: Path, **overrides: Any) -> Iterator[TestClient]:
 def sqlite_client(tmp_path: Path) -> Iterator[TestClient]:
     with app_on_sqlite(tmp_path) as client:
         yield client
+
+
+# 1. /health/ready is open to anyone: the driver's words (host, port, database, user) are not.
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)
+def test_readiness_tells_the_log_not_the_client_why_the_database_failed(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = make_url(database_url)
+    assert real.host
+    assert real.port
+    assert real.database
+    assert real.username
+    with proxy_to(real.host, real.port) as proxy:
+        through_proxy = real.set(host="127.0.0.1", port=proxy.port)
+        url = through_proxy.render_as_string(hide_password=False)
+        with running_app(make_settings(url, database_connect_timeout=2)) as client:
+            assert client.get("/health/ready").status_code == 200
+            proxy.cut("refuse")  # the server is gone: connections are refused
+            answers: list[httpx.Response] = []
+            with caplog.at_level(logging.WARNING, logger="heroapi"):
+                # Pooled connections that were cut fail first; then a new one is refused.
+                while len(answers) < 10 and "127.0.0.1" not in caplog.text:
+                    answers.append(client.get("/health/ready"))
+    leaks = [str(proxy.port), "127.0.0.1", real.database, real.username, "Errno", "Error"]
+    for answer in answers:
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"]
+        assert not [leak for leak in leaks if leak in answer.text], answer.text
+        assert answer.json()["reason"] == "the database cannot be queried"
+    logged = [record.getMessage() for record in caplog.records if record.name == "heroapi"]
+    assert any("127.0.0.1" in message for message in logged), logged  # the operator is told
 
 
 # 2. A 422 never echoes a password or a secret_name, whatever the shape of the body.

@@ -1,6 +1,7 @@
 """Health checks for load balancers and orchestrators, and the Prometheus metrics."""
 
 import asyncio
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
@@ -11,6 +12,7 @@ from heroapi.observability import metrics_text
 from heroapi.revisions import head_revision
 from heroapi.routes.deps import database_of
 
+logger = logging.getLogger("heroapi")
 router = APIRouter(tags=["health"])
 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
@@ -35,7 +37,12 @@ async def ready(request: Request) -> JSONResponse:
     except TimeoutError:
         return _unavailable(f"the database did not answer within {timeout:g} s")
     except Exception as error:  # whatever the driver raised, the answer is "not ready"
-        return _unavailable(f"the database cannot be queried: {type(error).__name__}: {error}")
+        # The driver's words name hosts, ports, databases and users: for the operator's log,
+        # not for whoever asks (the endpoint is open to anyone).
+        logger.warning(
+            "readiness: the database cannot be queried: %s: %s", type(error).__name__, error
+        )
+        return _unavailable("the database cannot be queried")
     if revision != head:
         return _unavailable(f"the schema is at {revision or 'no revision'}, the latest is {head}")
     return JSONResponse({"status": "ok", "database": "ok", "schema": revision})
