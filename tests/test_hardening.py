@@ -234,3 +234,37 @@ def test_a_chunked_body_over_the_limit_is_413(uvicorn_server: LiveServer) -> Non
     names = hero_names(uvicorn_server)
     assert "Small" in names
     assert "Too big" not in names
+
+
+# 5. /metrics behind HEROAPI_METRICS_TOKEN.
+
+METRICS_TOKEN = "a-metrics-token-of-more-than-32-characters"
+
+
+def test_metrics_need_the_token_when_one_is_set(tmp_path: Path) -> None:
+    with app_on_sqlite(tmp_path, metrics_token=METRICS_TOKEN) as client:
+        refused_authorizations: list[bytes | None] = [
+            None,
+            f"Bearer {METRICS_TOKEN[:-1]}".encode(),
+            f"Bearer {METRICS_TOKEN}x".encode(),
+            f"Basic {METRICS_TOKEN}".encode(),
+            METRICS_TOKEN.encode(),
+            b"Bearer",
+            b"Bearer \xe9t\xe9",  # not ASCII: still a 401, not a 500
+        ]
+        for authorization in refused_authorizations:
+            headers = {b"Authorization": authorization} if authorization is not None else {}
+            refused = client.get("/metrics", headers=headers)
+            assert refused.status_code == 401, authorization
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert "heroapi_requests_total" not in refused.text
+        for scheme in ("Bearer", "bearer"):
+            answer = client.get("/metrics", headers={"Authorization": f"{scheme} {METRICS_TOKEN}"})
+            assert answer.status_code == 200
+            assert "heroapi_requests_total" in answer.text
+
+
+def test_metrics_are_open_without_a_token(sqlite_client: TestClient) -> None:
+    answer = sqlite_client.get("/metrics")
+    assert answer.status_code == 200
+    assert "heroapi_requests_total" in answer.text

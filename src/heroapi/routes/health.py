@@ -1,16 +1,19 @@
 """Health checks for load balancers and orchestrators, and the Prometheus metrics."""
 
 import asyncio
+import hmac
 import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
+from fastapi.security.utils import get_authorization_scheme_param
+from pydantic import SecretStr
 
 from heroapi import crud
 from heroapi.observability import metrics_text
 from heroapi.revisions import head_revision
-from heroapi.routes.deps import database_of
+from heroapi.routes.deps import database_of, not_authenticated
 
 logger = logging.getLogger("heroapi")
 router = APIRouter(tags=["health"])
@@ -57,7 +60,21 @@ def _unavailable(reason: str) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
     """Prometheus metrics: requests, latency, database connections (all workers)."""
+    _require_metrics_token(request)
     body, content_type = metrics_text()
     return Response(body, media_type=content_type)
+
+
+def _require_metrics_token(request: Request) -> None:
+    """With `metrics_token` set, a 401 unless the request bears it (`Authorization: Bearer`)."""
+    token: SecretStr | None = request.app.state.settings.metrics_token
+    if token is None:
+        return
+    scheme, given = get_authorization_scheme_param(request.headers.get("Authorization"))
+    # Headers arrive decoded as Latin-1: encoded back, they are the bytes the client sent. In
+    # constant time, so the answer's timing does not tell how much of a guess was right.
+    matches = hmac.compare_digest(given.encode("latin-1"), token.get_secret_value().encode())
+    if scheme.lower() != "bearer" or not matches:
+        raise not_authenticated()
