@@ -81,20 +81,20 @@ async def count_hit(*, database: Database, key: str, now: int, window: int) -> H
     """Add one to `key`'s count (a new window of `window` seconds if the last one has ended),
     atomically: concurrent requests each see a different count."""
     params = {"key": key, "now": now, "new_reset_at": now + window}
-    for attempt in range(2):
-        try:
-            async with database.transaction() as connection:
-                counted = await connection.execute(_COUNT_HIT, params)
-                if counted.rowcount == 0:
-                    await connection.execute(_INSERT_HIT, params)
-                row = await connection.fetch_one(_SELECT_HITS, params)
-        except IntegrityViolation:
-            if attempt:
-                raise
-            continue  # another request inserted the key first: count on its row
-        assert row is not None
-        return Hits(row["hits"], row["reset_at"])
-    raise AssertionError("unreachable")
+    try:
+        return await _count_hit(database, params)
+    except IntegrityViolation:  # another request inserted the key first: count on its row
+        return await _count_hit(database, params)
+
+
+async def _count_hit(database: Database, params: dict[str, object]) -> Hits:
+    async with database.transaction() as connection:
+        counted = await connection.execute(_COUNT_HIT, params)
+        if counted.rowcount == 0:
+            await connection.execute(_INSERT_HIT, params)
+        row = await connection.fetch_one(_SELECT_HITS, params)
+    assert row is not None
+    return Hits(row["hits"], row["reset_at"])
 
 
 async def take_back_hit(*, database: Database, key: str) -> None:
