@@ -1,6 +1,7 @@
 """Throttling what costs a password hash (logins, registrations, password changes), counted in
 the database before any hashing; and the bounded hashing executor."""
 
+import asyncio
 import concurrent.futures
 import re
 import time
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 
 from heroapi.config import Settings
+from heroapi.crud import auth
 from heroapi.db import Database
 from heroapi.main import create_app
 from heroapi.models import rate_limits_table
@@ -203,3 +205,16 @@ def test_hashing_past_its_queue_is_a_fast_503(database_url: str) -> None:
     busy = [response for response in responses if response.status_code == 503]
     assert all(response.headers["Retry-After"] == "1" for response in busy)
     assert all(re.search("retry", response.json()["detail"]) for response in busy)
+
+
+def test_concurrent_first_attempts_each_get_their_own_count(client: TestClient) -> None:
+    """Two first attempts at once must neither deadlock (InnoDB's gap locks) nor share a count."""
+
+    async def burst(database: Database) -> list[int]:
+        now = int(time.time())
+        hits = await asyncio.gather(
+            *(auth.count_hit(database=database, key="burst", now=now, window=60) for _ in range(16))
+        )
+        return sorted(hit.count for hit in hits)
+
+    assert app_database(client, burst) == list(range(1, 17))

@@ -6,7 +6,8 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import bindparam, case, delete, false, insert, select, true, update
+from sqlalchemy import Insert, bindparam, case, delete, false, insert, select, true, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from heroapi.db import Database, IntegrityViolation
 from heroapi.models import (
@@ -46,19 +47,38 @@ async def stored_secret(*, database: Database, name: str, candidate: str) -> str
 
 _LIMIT_KEY = rate_limits_table.c.key == bindparam("key")
 _EXPIRED = rate_limits_table.c.reset_at <= bindparam("now")
-# A new window starts at 1 where the old one has ended. (MySQL assigns SET columns left to
-# right, each seeing the ones before: `hits` comes first, so both read the old `reset_at`.)
-_COUNT_HIT = (
-    update(rate_limits_table)
-    .where(_LIMIT_KEY)
-    .values(
-        hits=case((_EXPIRED, 1), else_=rate_limits_table.c.hits + 1),
-        reset_at=case((_EXPIRED, bindparam("new_reset_at")), else_=rate_limits_table.c.reset_at),
+# One atomic upsert per backend: a new key starts at 1, a key whose window has ended starts a
+# new window at 1, any other adds one. (An UPDATE, then an INSERT where it found nothing, let
+# two first attempts deadlock on InnoDB's gap locks.)
+_FIRST_HIT = {"key": bindparam("key"), "hits": 1, "reset_at": bindparam("new_reset_at")}
+_NEXT_HITS = case((_EXPIRED, 1), else_=rate_limits_table.c.hits + 1)
+_NEXT_RESET_AT = case((_EXPIRED, bindparam("new_reset_at")), else_=rate_limits_table.c.reset_at)
+
+
+def _count_hit_statement(dialect: str) -> Insert:
+    if dialect == "mysql":
+        # MySQL assigns left to right, each assignment seeing the ones before: `hits` comes
+        # first, so both read the old `reset_at`.
+        return (
+            mysql.insert(rate_limits_table)
+            .values(_FIRST_HIT)
+            .on_duplicate_key_update([("hits", _NEXT_HITS), ("reset_at", _NEXT_RESET_AT)])
+        )
+    insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert_into(rate_limits_table)
+        .values(_FIRST_HIT)
+        .on_conflict_do_update(
+            index_elements=[rate_limits_table.c.key],
+            set_={"hits": _NEXT_HITS, "reset_at": _NEXT_RESET_AT},
+        )
+        .returning(rate_limits_table.c.hits, rate_limits_table.c.reset_at)
     )
-)
-_INSERT_HIT = insert(rate_limits_table).values(
-    key=bindparam("key"), hits=1, reset_at=bindparam("new_reset_at")
-)
+
+
+_COUNT_HIT = {
+    dialect: _count_hit_statement(dialect) for dialect in ("sqlite", "postgresql", "mysql")
+}
 _SELECT_HITS = select(rate_limits_table.c.hits, rate_limits_table.c.reset_at).where(_LIMIT_KEY)
 _TAKE_BACK_HIT = (
     update(rate_limits_table)
@@ -81,18 +101,13 @@ async def count_hit(*, database: Database, key: str, now: int, window: int) -> H
     """Add one to `key`'s count (a new window of `window` seconds if the last one has ended),
     atomically: concurrent requests each see a different count."""
     params = {"key": key, "now": now, "new_reset_at": now + window}
-    try:
-        return await _count_hit(database, params)
-    except IntegrityViolation:  # another request inserted the key first: count on its row
-        return await _count_hit(database, params)
-
-
-async def _count_hit(database: Database, params: dict[str, object]) -> Hits:
+    statement = _COUNT_HIT[database.dialect.name]
     async with database.transaction() as connection:
-        counted = await connection.execute(_COUNT_HIT, params)
-        if counted.rowcount == 0:
-            await connection.execute(_INSERT_HIT, params)
-        row = await connection.fetch_one(_SELECT_HITS, params)
+        if database.supports_returning:
+            row = await connection.fetch_one(statement, params)
+        else:  # MySQL: the row stays locked by this transaction until it is read back
+            await connection.execute(statement, params)
+            row = await connection.fetch_one(_SELECT_HITS, params)
     assert row is not None
     return Hits(row["hits"], row["reset_at"])
 
