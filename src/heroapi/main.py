@@ -6,11 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 
-from heroapi import __version__, crud
+from heroapi import __version__, crud, policy
 from heroapi.config import Settings, get_settings
 from heroapi.db import Database, create_database
 from heroapi.docs import install_docs
@@ -20,7 +20,6 @@ from heroapi.observability import GzipIfAccepted, ObservabilityMiddleware, confi
 from heroapi.openapi import document_statuses
 from heroapi.revisions import head_revision
 from heroapi.routes import health, heroes, items, login, users
-from heroapi.routes.deps import require_writer
 from heroapi.security import PasswordHasher
 from heroapi.throttle import Throttle, install_throttle_errors
 
@@ -134,13 +133,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     install_throttle_errors(app)
-    # Open mode: hero writes carry no dependency at all (the tutorial's hot path stays flat).
-    heroes.install(
-        app, writer=[Depends(require_writer)] if settings.auth_mode == "required" else []
-    )
-    app.include_router(users.router)
-    app.include_router(items.router)
-    app.include_router(login.router)
+    # Built for this auth mode: each route's dependencies are its rule's (policy.RULES), none in
+    # `open` mode for the tutorial's routes, so /openapi.json asks for a token only where one is.
+    mode = settings.auth_mode
+    heroes.install(app, mode=mode)
+    app.include_router(users.router(mode))
+    app.include_router(items.router(mode))
+    app.include_router(login.router, dependencies=policy.shared_dependencies(mode, login.router))
     app.include_router(health.router)
     install_docs(app)
     document_statuses(app)

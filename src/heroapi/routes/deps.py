@@ -127,25 +127,3 @@ async def get_current_superuser(user: CurrentUser) -> Row:
 
 
 Superuser = Annotated[Row, Depends(get_current_superuser)]
-
-
-async def get_requester(
-    database: DatabaseDep, settings: SettingsDep, tokens: TokensDep, token: TokenDep
-) -> Row | None:
-    """Who asks, where the auth mode decides: with `HEROAPI_AUTH_MODE=required`, the token's user
-    (401 without a valid one); in `open` mode, nobody (None), as in the tutorial."""
-    if settings.auth_mode == "open":
-        return None
-    return await get_current_user(database, tokens, token)
-
-
-Requester = Annotated[Row | None, Depends(get_requester)]
-
-
-async def require_writer(requester: Requester) -> None:
-    """In auth mode `required`, any logged-in user; in `open` mode (not installed), anyone."""
-
-
-def may_act_for(requester: Row | None, user_id: int) -> bool:
-    """Whether the requester may see or change what belongs to `user_id` (open mode: anyone)."""
-    return requester is None or requester["is_superuser"] or requester["id"] == user_id

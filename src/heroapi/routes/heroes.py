@@ -2,8 +2,8 @@
 
 These are the hot paths (docs/performance.md):
 - the dependency tree is flat: each handler takes `Request` (free for FastAPI) instead of a chain
-  of `Depends`, which cost ~25 us per level per request. Who may write is decided where the
-  routers are included (`main.py`): `writes` gets the token check in auth mode `required`.
+  of `Depends`, which cost ~25 us per level per request. Who may write is the route's rule in
+  the app's auth mode (`policy.RULES`): in `open` mode the routes carry no dependency at all.
 - the routes are registered on the app itself (`install`), not through `include_router`: FastAPI
   answers an included router's requests through a wrapper that matches the path a second time
   (~10% of a `GET /heroes/{id}`).
@@ -16,16 +16,17 @@ These are the hot paths (docs/performance.md):
   below, which are also what the docs describe.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any, Final
 
-from fastapi import FastAPI, HTTPException, Request, Response, params, status
+from fastapi import FastAPI, HTTPException, Request, Response, status
 from starlette.types import Scope
 
-from heroapi import crud
+from heroapi import crud, policy
 from heroapi.db import Values
 from heroapi.errors import ErrorDetail
 from heroapi.models import ID_MAX, HeroCreate, HeroPublic, HeroUpdate
+from heroapi.policy import AuthMode
 from heroapi.rendering import hero_json, heroes_json
 from heroapi.routes.deps import (
     MAX_PAGE_SIZE,
@@ -121,35 +122,30 @@ class HeroesRoute(DirectRoute):
         )
 
 
-def install(app: FastAPI, *, writer: Sequence[params.Depends]) -> None:
-    """The Hero API's routes, on `app`; `writer` guards the writes (auth mode `required`)."""
+def install(app: FastAPI, *, mode: AuthMode) -> None:
+    """The Hero API's routes, on `app`, each guarded by its rule in `mode` (`policy.RULES`)."""
+
+    def add(method: str, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        # An ANYONE rule gives no dependency, and a DirectRoute refuses any.
+        guards = policy.dependencies(mode, method, path)
+        app.router.add_api_route(path, endpoint, methods=[method], dependencies=guards, **options)
+
     one = "/heroes/{hero_id}"
-    app.add_api_route(
-        "/heroes/", create_hero, methods=["POST"], response_model=HeroPublic, dependencies=writer
-    )
-    app.router.add_api_route(
+    add("POST", "/heroes/", create_hero, response_model=HeroPublic)
+    add(
+        "GET",
         "/heroes/",
         read_heroes,
-        methods=["GET"],
         response_model=list[HeroPublic],
         route_class_override=HeroesRoute,
     )
-    app.router.add_api_route(
+    add(
+        "GET",
         one,
         read_hero,
-        methods=["GET"],
         response_model=HeroPublic,
         responses=NOT_FOUND,
         route_class_override=HeroRoute,
     )
-    app.add_api_route(
-        one,
-        update_hero,
-        methods=["PATCH"],
-        response_model=HeroPublic,
-        responses=NOT_FOUND,
-        dependencies=writer,
-    )
-    app.add_api_route(
-        one, delete_hero, methods=["DELETE"], responses=NOT_FOUND, dependencies=writer
-    )
+    add("PATCH", one, update_hero, response_model=HeroPublic, responses=NOT_FOUND)
+    add("DELETE", one, delete_hero, responses=NOT_FOUND)

@@ -1,11 +1,16 @@
-"""Users: the tutorial's `sql_app` endpoints, plus the account's own (`/users/me`)."""
+"""Users: the tutorial's `sql_app` endpoints, plus the account's own (`/users/me`).
 
-from typing import Annotated, Any
+`router(mode)` registers them for the app's auth mode; who may call each one is its rule in
+`heroapi.policy.RULES`, enforced by the dependencies `policy.Router` gives it.
+"""
+
+from collections.abc import Callable
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 
-from heroapi import crud
+from heroapi import crud, policy
 from heroapi.db import Database, Row
 from heroapi.errors import ErrorDetail
 from heroapi.models import (
@@ -18,28 +23,26 @@ from heroapi.models import (
     UserUpdate,
     UserUpdateMe,
 )
+from heroapi.policy import AuthMode, user_not_found
 from heroapi.routes.deps import (
     CurrentUser,
     DatabaseDep,
     PageSize,
     PageStart,
     PasswordsDep,
-    Requester,
     SettingsDep,
-    Superuser,
     ThrottleDep,
     in_id_range,
-    may_act_for,
 )
 from heroapi.routes.login import THROTTLED
 
-router = APIRouter(prefix="/users")
+Responses = dict[int | str, dict[str, Any]]  # documented answers, by status
 
 EMAIL_TAKEN = "Email already registered"
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
+NOT_FOUND: Responses = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "User not found"}
 }
-EMAIL_CONFLICT: dict[int | str, dict[str, Any]] = {
+EMAIL_CONFLICT: Responses = {
     status.HTTP_400_BAD_REQUEST: {"model": ErrorDetail, "description": EMAIL_TAKEN}
 }
 
@@ -60,39 +63,20 @@ def check_password_length(password: str, minimum: int, field: str) -> None:
         )
 
 
-def user_not_found() -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, "User not found")
-
-
 def email_taken() -> HTTPException:
     return HTTPException(status.HTTP_400_BAD_REQUEST, EMAIL_TAKEN)
 
 
-async def visible_user_id(user_id: int, requester: Requester) -> int:
-    """The path's user id, if the requester may see that user: others' accounts are a 404
-    (not a 403), so ids of other accounts are not revealed."""
-    if not in_id_range(user_id) or not may_act_for(requester, user_id):
+async def user_id_in_range(user_id: int) -> int:
+    """The path's user id; an id no account can have is a 404, before the body is validated."""
+    if not in_id_range(user_id):
         raise user_not_found()
     return user_id
 
 
-VisibleUserId = Annotated[int, Depends(visible_user_id)]
+UserId = Annotated[int, Depends(user_id_in_range)]
 
 
-async def require_superuser_if_auth_required(requester: Requester) -> None:
-    if requester is not None and not requester["is_superuser"]:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "The user doesn't have enough privileges")
-
-
-SuperuserIfRequired = Depends(require_superuser_if_auth_required)
-
-
-@router.post(
-    "/",
-    response_model=User,
-    responses=EMAIL_CONFLICT | THROTTLED,
-    dependencies=[SuperuserIfRequired],
-)
 async def create_user(
     request: Request,
     user: UserCreate,
@@ -114,7 +98,6 @@ async def create_user(
         raise email_taken() from None
 
 
-@router.get("/", response_model=list[User], dependencies=[SuperuserIfRequired])
 async def read_users(
     database: DatabaseDep,
     skip: PageStart = 0,
@@ -124,7 +107,6 @@ async def read_users(
     return await crud.list_users(database=database, offset=skip, limit=limit)
 
 
-@router.get("/me", response_model=User)
 async def read_user_me(user: CurrentUser, database: DatabaseDep) -> Row:
     """The account the bearer token belongs to."""
     found = await crud.get_user_with_items(database=database, user_id=user["id"])
@@ -133,13 +115,11 @@ async def read_user_me(user: CurrentUser, database: DatabaseDep) -> Row:
     return found
 
 
-@router.patch("/me", response_model=User, responses=EMAIL_CONFLICT)
 async def update_user_me(body: UserUpdateMe, user: CurrentUser, database: DatabaseDep) -> Row:
     """Change your own account's email."""
     return await _update(database, user["id"], body.model_dump(exclude_unset=True))
 
 
-@router.post("/me/password", response_model=Message, responses=THROTTLED)
 async def update_password_me(
     request: Request,
     body: UpdatePassword,
@@ -176,8 +156,7 @@ async def update_password_me(
     return Message(message="Password updated; log in again")
 
 
-@router.get("/{user_id}", response_model=User, responses=NOT_FOUND)
-async def read_user(user_id: VisibleUserId, database: DatabaseDep) -> Row:
+async def read_user(user_id: UserId, database: DatabaseDep) -> Row:
     """Read one account, with its items."""
     user = await crud.get_user_with_items(database=database, user_id=user_id)
     if user is None:
@@ -185,9 +164,7 @@ async def read_user(user_id: VisibleUserId, database: DatabaseDep) -> Row:
     return user
 
 
-@router.patch("/{user_id}", response_model=User, responses=NOT_FOUND | EMAIL_CONFLICT)
 async def update_user(
-    _superuser: Superuser,
     user_id: int,
     body: UserUpdate,
     database: DatabaseDep,
@@ -206,20 +183,16 @@ async def update_user(
     return await _update(database, user_id, changes)
 
 
-@router.delete("/{user_id}", response_model=Message, responses=NOT_FOUND)
-async def delete_user(user: CurrentUser, user_id: int, database: DatabaseDep) -> Message:
+async def delete_user(user_id: int, database: DatabaseDep) -> Message:
     """Delete an account and all its items (your own, or any as a superuser)."""
-    if not in_id_range(user_id) or not may_act_for(user, user_id):
+    if not in_id_range(user_id):
         raise user_not_found()
     if not await crud.delete_user(database=database, user_id=user_id):
         raise user_not_found()
     return Message(message="User deleted")
 
 
-@router.post("/{user_id}/items/", response_model=Item, responses=NOT_FOUND)
-async def create_item_for_user(
-    user_id: VisibleUserId, item: ItemCreate, database: DatabaseDep
-) -> Row:
+async def create_item_for_user(user_id: UserId, item: ItemCreate, database: DatabaseDep) -> Row:
     """Create an item owned by a user (`required` mode: yourself, unless a superuser)."""
     created = await crud.create_item(database=database, owner_id=user_id, item=item)
     if created is None:
@@ -236,3 +209,28 @@ async def _update(database: Database, user_id: int, changes: dict[str, Any]) -> 
         raise user_not_found()
     found = await crud.get_user_with_items(database=database, user_id=user_id)
     return found if found is not None else user
+
+
+# path (under /users), method, handler, response model, answers besides 200 and 422; `/me`
+# before `/{user_id}`, which would match it too.
+ROUTES: Final[list[tuple[str, str, Callable[..., Any], Any, Responses]]] = [
+    ("/", "POST", create_user, User, EMAIL_CONFLICT | THROTTLED),
+    ("/", "GET", read_users, list[User], {}),
+    ("/me", "GET", read_user_me, User, {}),
+    ("/me", "PATCH", update_user_me, User, EMAIL_CONFLICT),
+    ("/me/password", "POST", update_password_me, Message, THROTTLED),
+    ("/{user_id}", "GET", read_user, User, NOT_FOUND),
+    ("/{user_id}", "PATCH", update_user, User, NOT_FOUND | EMAIL_CONFLICT),
+    ("/{user_id}", "DELETE", delete_user, Message, NOT_FOUND),
+    ("/{user_id}/items/", "POST", create_item_for_user, Item, NOT_FOUND),
+]
+
+
+def router(mode: AuthMode) -> APIRouter:
+    """The `/users` routes, each guarded by its rule in `mode` (`policy.RULES`)."""
+    users = policy.Router(mode, prefix="/users")
+    for path, method, handler, model, responses in ROUTES:
+        users.add_api_route(
+            path, handler, methods=[method], response_model=model, responses=responses
+        )
+    return users
