@@ -194,7 +194,12 @@ def test_wrong_current_passwords_are_throttled(database_url: str) -> None:
 
 
 def test_hashing_past_its_queue_is_a_fast_503(database_url: str) -> None:
-    settings = make_settings(database_url, password_hash_workers=1, password_hash_queue=0)
+    settings = make_settings(
+        database_url,
+        password_hash_workers=1,
+        password_hash_queue=0,
+        password_hashes_per_address=10,
+    )
     with app_from(settings) as client:
         create_user(client, "a@example.com")
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
@@ -218,3 +223,27 @@ def test_concurrent_first_attempts_each_get_their_own_count(client: TestClient) 
         return sorted(hit.count for hit in hits)
 
     assert app_database(client, burst) == list(range(1, 17))
+
+
+def test_one_address_holds_one_hashing_worker_at_a_time(database_url: str) -> None:
+    """A flood from one address gets 429s at once, and never takes the workers from others."""
+    settings = make_settings(
+        database_url,
+        password_hash_workers=2,
+        password_hash_queue=0,
+        trusted_proxies="203.0.113.7",  # the test client: its X-Forwarded-For names the client
+    )
+    flooder, other = {"X-Forwarded-For": "198.51.100.1"}, {"X-Forwarded-For": "198.51.100.2"}
+    with app_from(settings) as client:
+        create_user(client, "a@example.com")
+        create_user(client, "b@example.com")
+        with concurrent.futures.ThreadPoolExecutor(7) as pool:
+            flood = [pool.submit(attempt, client, "a@example.com", **flooder) for _ in range(6)]
+            real = pool.submit(attempt, client, "b@example.com", PASSWORD, **other)
+            responses = [future.result() for future in flood]
+            assert real.result().status_code == 200  # a free worker, no 503
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses[0] == 400
+    assert 429 in statuses, statuses
+    busy = next(response for response in responses if response.status_code == 429)
+    assert_429(busy, "hashes-in-flight", 1, 1)

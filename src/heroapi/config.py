@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     # Password hashing: Argon2 holds 64 MiB per hash; this many at once, this many waiting.
     password_hash_workers: Annotated[int, Field(ge=1, le=64)] = 2
     password_hash_queue: Annotated[int, Field(ge=0, le=1024)] = 8
+    # Hashes one client address may have in flight in one process: a flood from one address
+    # never holds more than this many of the workers.
+    password_hashes_per_address: Annotated[int, Field(ge=1, le=1024)] = 1
 
     # When set, /metrics answers only requests bearing it (`Authorization: Bearer ...`).
     metrics_token: SecretStr | None = None

@@ -13,9 +13,11 @@ trusted proxy (entries further left are whatever the client wrote). IPv6 clients
 their /64, which one client commonly holds whole.
 """
 
+import contextlib
 import ipaddress
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -55,6 +57,18 @@ class Counted:
     hits: auth.Hits
 
 
+class Attempt:
+    """An attempt being made (see `Throttle.hashing`)."""
+
+    def __init__(self, throttle: "Throttle", counted: list[Counted]) -> None:
+        self._throttle = throttle
+        self._counted = counted
+
+    async def succeeded(self) -> None:
+        """The password was right: the attempt does not count against its limits."""
+        await self._throttle.take_back(self._counted)
+
+
 class Throttled(Exception):
     """A limit is used up: answered 429."""
 
@@ -86,8 +100,10 @@ class Throttle:
         self.register_address = Limit(
             "register-address", settings.registrations_per_address, window
         )
+        self.hashes_in_flight = Limit("hashes-in-flight", settings.password_hashes_per_address, 1)
         self._trusted = _networks(settings)
         self._next_cleanup = 0.0
+        self._in_flight: dict[str, int] = {}  # by client address; only the event loop touches it
 
     # ---------------------------------------------------------------- who is asking
 
@@ -141,6 +157,33 @@ class Throttle:
                 logger.warning("throttled: %s %s", entry.limit.name, entry.key)
                 raise Throttled(entry, now)
         return counted
+
+    @contextlib.asynccontextmanager
+    async def hashing(
+        self, scope: Scope, limit: Limit, *, account: str | None = None
+    ) -> AsyncIterator[Attempt]:
+        """An attempt that costs a password hash, from the request's client address.
+
+        That address may have `HEROAPI_PASSWORD_HASHES_PER_ADDRESS` such attempts in flight in
+        this process (past that, 429 at once: a flood from one address never holds more of the
+        hashing workers, so everyone else's logins keep their speed); the attempt is counted
+        against `limit` for the address and, with `account`, against the account's limit."""
+        address = self.client_address(scope)
+        in_flight = self._in_flight.get(address, 0)
+        if in_flight >= self.hashes_in_flight.quota:
+            now = int(time.time())
+            busy = Counted(self.hashes_in_flight, address, auth.Hits(in_flight + 1, now + 1))
+            raise Throttled(busy, now)
+        self._in_flight[address] = in_flight + 1
+        try:
+            attempts = [(limit, address)]
+            if account is not None:
+                attempts.append((self.login_account, self.account_key(account)))
+            yield Attempt(self, await self.count(*attempts))
+        finally:
+            remaining = self._in_flight.pop(address) - 1
+            if remaining:
+                self._in_flight[address] = remaining
 
     async def take_back(self, counted: list[Counted]) -> None:
         """The attempt succeeded: it does not count (an account's failures start over)."""

@@ -69,17 +69,16 @@ async def login_access_token(
     throttle: ThrottleDep,
 ) -> Token:
     """Exchange an email (as `username`) and password for a bearer token and a refresh token."""
-    counted = await throttle.count(
-        (throttle.login_account, throttle.account_key(form.username)),
-        (throttle.login_address, throttle.client_address(request.scope)),
-    )
     password = form.password[: PASSWORD_MAX_LENGTH + 1]  # never hash megabytes
-    user = await crud.get_login(database=database, email=form.username)
-    hashed = None if user is None else user["hashed_password"]
-    valid, stronger_hash = await passwords.verify(password, hashed)
-    if user is None or hashed is None or not valid:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, INCORRECT_LOGIN)
-    await throttle.take_back(counted)
+    async with throttle.hashing(
+        request.scope, throttle.login_address, account=form.username
+    ) as attempt:
+        user = await crud.get_login(database=database, email=form.username)
+        hashed = None if user is None else user["hashed_password"]
+        valid, stronger_hash = await passwords.verify(password, hashed)
+        if user is None or hashed is None or not valid:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, INCORRECT_LOGIN)
+        await attempt.succeeded()
     if not user["is_active"]:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "Inactive user")
     if stronger_hash is not None:

@@ -87,11 +87,12 @@ async def create_user(
 ) -> Row:
     """Register an account (with `HEROAPI_AUTH_MODE=required`, superusers only)."""
     check_password_length(user.password, settings.password_min_length, "password")
-    await throttle.count((throttle.register_address, throttle.client_address(request.scope)))
-    # A cheap early answer for the common case; the unique index decides when requests race.
-    if await crud.email_registered(database=database, email=user.email):
-        raise email_taken()
-    hashed = await passwords.hash(user.password)
+    # Every registration counts (none is taken back), and costs a hash.
+    async with throttle.hashing(request.scope, throttle.register_address):
+        # A cheap early answer for the common case; the unique index decides when requests race.
+        if await crud.email_registered(database=database, email=user.email):
+            raise email_taken()
+        hashed = await passwords.hash(user.password)
     try:
         return await crud.create_user(database=database, email=user.email, hashed_password=hashed)
     except crud.EmailAlreadyRegistered:
@@ -131,16 +132,16 @@ async def update_password_me(
 ) -> Message:
     """Change your password (the current one is required); tokens issued before stop working."""
     check_password_length(body.new_password, settings.password_min_length, "new_password")
-    counted = await throttle.count(
-        (throttle.login_account, throttle.account_key(user["email"])),
-        (throttle.login_address, throttle.client_address(request.scope)),
-    )
-    login = await crud.get_login(database=database, email=user["email"])
-    hashed = None if login is None else login["hashed_password"]
-    valid, _ = await passwords.verify(body.current_password, hashed)
-    if not valid or hashed is None:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Incorrect password")
-    await throttle.take_back(counted)
+    # A wrong current password counts as a failed login of the account.
+    async with throttle.hashing(
+        request.scope, throttle.login_address, account=user["email"]
+    ) as attempt:
+        login = await crud.get_login(database=database, email=user["email"])
+        hashed = None if login is None else login["hashed_password"]
+        valid, _ = await passwords.verify(body.current_password, hashed)
+        if not valid or hashed is None:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "Incorrect password")
+        await attempt.succeeded()
     if body.new_password == body.current_password:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST, "New password cannot be the same as the current one"
