@@ -247,3 +247,19 @@ def test_one_address_holds_one_hashing_worker_at_a_time(database_url: str) -> No
     assert 429 in statuses, statuses
     busy = next(response for response in responses if response.status_code == 429)
     assert_429(busy, "hashes-in-flight", 1, 1)
+
+
+def test_a_refused_key_is_answered_without_writing(database_url: str) -> None:
+    """Once past its quota, a flood's further attempts cost no database write."""
+    settings = make_settings(database_url, login_failures_per_address=2)
+    with app_from(settings) as client:
+
+        async def hits(database: Database) -> list[int]:
+            rows = await database.fetch_all(select(rate_limits_table.c.hits), {})
+            return sorted(row["hits"] for row in rows)
+
+        statuses = [attempt(client, f"x{n}@example.com").status_code for n in range(3)]
+        assert statuses == [400, 400, 429]
+        before = app_database(client, hits)
+        assert [attempt(client, "y@example.com").status_code for _ in range(5)] == [429] * 5
+        assert app_database(client, hits) == before

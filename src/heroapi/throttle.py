@@ -37,6 +37,8 @@ IPV6_PREFIX: Final = 64
 # Expired counters and refresh tokens are deleted at most this often per process.
 CLEANUP_INTERVAL: Final = 60
 HASHING_RETRY_AFTER: Final = 1
+# Keys past their quota remembered per process, at most.
+MAX_REMEMBERED: Final = 100_000
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -104,6 +106,7 @@ class Throttle:
         self._trusted = _networks(settings)
         self._next_cleanup = 0.0
         self._in_flight: dict[str, int] = {}  # by client address; only the event loop touches it
+        self._refused: dict[str, Counted] = {}  # keys known to be past their quota, by key
 
     # ---------------------------------------------------------------- who is asking
 
@@ -146,6 +149,10 @@ class Throttle:
         """Count one attempt on each (limit, key); `Throttled` if any limit is past its quota."""
         now = int(time.time())
         await self._clean_up(now)
+        for limit, key in attempts:
+            refused = self._refused.get(f"{limit.name}:{key}")
+            if refused is not None and now < refused.hits.reset_at:
+                raise Throttled(refused, now)  # known to be over: no database write, no log line
         counted = []
         for limit, key in attempts:
             hits = await auth.count_hit(
@@ -155,8 +162,17 @@ class Throttle:
         for entry in counted:
             if entry.hits.count > entry.limit.quota:
                 logger.warning("throttled: %s %s", entry.limit.name, entry.key)
+                self._remember_refused(entry)
                 raise Throttled(entry, now)
         return counted
+
+    def _remember_refused(self, entry: Counted) -> None:
+        """A key past its quota stays past it until its window ends (within a window counts only
+        grow, and a success, which alone takes one back, cannot happen while it is refused): the
+        flood of attempts that follows is answered from memory."""
+        if len(self._refused) >= MAX_REMEMBERED:
+            self._refused.clear()  # bounded memory; the database still has every count
+        self._refused[f"{entry.limit.name}:{entry.key}"] = entry
 
     @contextlib.asynccontextmanager
     async def hashing(
@@ -198,6 +214,9 @@ class Throttle:
         if now < self._next_cleanup:
             return
         self._next_cleanup = now + CLEANUP_INTERVAL
+        self._refused = {
+            key: entry for key, entry in self._refused.items() if entry.hits.reset_at > now
+        }
         await auth.delete_expired(database=self._database, now=now)
 
 
