@@ -124,6 +124,3 @@ async def get_current_superuser(user: CurrentUser) -> Row:
     if not user["is_superuser"]:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "The user doesn't have enough privileges")
     return user
-
-
-Superuser = Annotated[Row, Depends(get_current_superuser)]
