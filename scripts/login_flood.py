@@ -4,9 +4,11 @@ Starts `heroapi serve` on a throwaway SQLite file (loopback only, a free port), 
 HEROAPI_TRUSTED_PROXIES=127.0.0.1 so that `X-Forwarded-For` tells the flooding address from the
 others. Measures, idle and then while `--clients` concurrent clients post wrong passwords from
 one address for `--duration` seconds: the server's resident memory, the p50 of `GET /heroes/1`,
-and the time of a real login from another address. Every loop is bounded in count and time.
+the time of a real login from another address, and what the flood got (its 429s by the limit
+that gave them). Every loop is bounded in count and time.
 
-    .venv/bin/python scripts/login_flood.py [--duration 10] [--clients 16] [--json]
+    .venv/bin/python scripts/login_flood.py [--duration 10] [--clients 16]
+        [--failures-per-address 30] [--json]
 """
 
 import argparse
@@ -67,7 +69,7 @@ async def login_ms(client: httpx.AsyncClient) -> float:
     return elapsed
 
 
-async def flood_client(url: str, deadline: float, statuses: dict[int, int]) -> None:
+async def flood_client(url: str, deadline: float, statuses: dict[str, int]) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         number = 0
         while time.monotonic() < deadline:
@@ -77,12 +79,16 @@ async def flood_client(url: str, deadline: float, statuses: dict[int, int]) -> N
                 data={"username": f"victim{number % 50}@example.com", "password": "guess"},
                 headers=FLOODER,
             )
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            # A 429 by the limit that gave it ("login-address", "hashes-in-flight"), others by
+            # their status.
+            policy = response.headers.get("RateLimit-Policy", "")
+            kind = policy.split(";")[0].strip('"') or str(response.status_code)
+            statuses[kind] = statuses.get(kind, 0) + 1
 
 
-def flood(url: str, deadline: float, clients: int, results: "Queue[dict[int, int]]") -> None:
+def flood(url: str, deadline: float, clients: int, results: "Queue[dict[str, int]]") -> None:
     """The flooding clients, in a process of their own (so they never slow the measuring one)."""
-    statuses: dict[int, int] = {}
+    statuses: dict[str, int] = {}
 
     async def run() -> None:
         await asyncio.gather(*(flood_client(url, deadline, statuses) for _ in range(clients)))
@@ -105,7 +111,7 @@ async def measure(url: str, pid: int, duration: float, clients: int) -> dict[str
         idle_rss = memory_kib(pid, "VmRSS")
 
         deadline = time.monotonic() + duration
-        results: Queue[dict[int, int]] = multiprocessing.Queue()
+        results: Queue[dict[str, int]] = multiprocessing.Queue()
         flooder = multiprocessing.Process(target=flood, args=(url, deadline, clients, results))
         flooder.start()
         peak_rss = idle_rss
@@ -121,7 +127,7 @@ async def measure(url: str, pid: int, duration: float, clients: int) -> dict[str
     return {
         "duration_s": duration,
         "clients": clients,
-        "flood_statuses": dict(sorted(statuses.items())),
+        "flood_answers": dict(sorted(statuses.items())),
         "idle_rss_mb": round(idle_rss / 1024, 1),
         "peak_rss_during_flood_mb": round(peak_rss / 1024, 1),
         "rss_growth_mb": round((peak_rss - idle_rss) / 1024, 1),
@@ -151,6 +157,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--failures-per-address", type=int, help="HEROAPI_LOGIN_FAILURES_PER_ADDRESS (default 30)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="heroapi-flood-") as directory:
@@ -161,6 +170,8 @@ def main() -> None:
             "HEROAPI_TRUSTED_PROXIES": "127.0.0.1",
             "HEROAPI_ACCESS_LOG": "false",
         }
+        if arguments.failures_per_address is not None:
+            environment["HEROAPI_LOGIN_FAILURES_PER_ADDRESS"] = str(arguments.failures_per_address)
         command = [sys.executable, "-m", "heroapi", "serve", "--port", str(port)]
         with open(f"{directory}/server.log", "wb") as log:
             process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)

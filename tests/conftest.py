@@ -87,8 +87,13 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
-    """Settings for a test: from arguments only, never the environment's database or `.env`."""
-    values: dict[str, Any] = {"database_url": database_url, "migrate_on_start": False}
+    """Settings for a test: from arguments only, never the environment's database or `.env`.
+    Throttled answers are not held back unless a test asks (`throttle_hold`)."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "migrate_on_start": False,
+        "throttle_hold": 0,
+    }
     return Settings(_env_file=None, **(values | overrides))
 
 

@@ -263,3 +263,45 @@ def test_a_refused_key_is_answered_without_writing(database_url: str) -> None:
         before = app_database(client, hits)
         assert [attempt(client, "y@example.com").status_code for _ in range(5)] == [429] * 5
         assert app_database(client, hits) == before
+
+
+def test_a_refused_address_is_answered_before_its_request_is_read(database_url: str) -> None:
+    """Past its quota, an address's login and registration are 429 before FastAPI reads the body
+    (a body that would be a 422 is a 429), so a flood costs no parsing."""
+    settings = make_settings(
+        database_url, login_failures_per_address=1, registrations_per_address=1
+    )
+    with app_from(settings) as client:
+        assert [attempt(client, f"x{n}@example.com").status_code for n in range(2)] == [400, 429]
+        refused = client.post("/login/access-token", content=b"\xff not a form")
+        assert_429(refused, "login-address", 1, settings.throttle_window)
+        create_user(client, "a@example.com")
+        assert client.post("/users/", json={}).status_code == 422  # not yet refused
+        over = client.post("/users/", json={"email": "b@example.com", "password": PASSWORD})
+        assert_429(over, "register-address", 1, settings.throttle_window)
+        refused = client.post("/users/", json=[1, 2, 3])
+        assert_429(refused, "register-address", 1, settings.throttle_window)
+
+
+def test_a_client_that_keeps_trying_past_its_limit_waits_for_its_429s(database_url: str) -> None:
+    """Each further attempt from an address known to be past its quota is held back
+    `HEROAPI_THROTTLE_HOLD` seconds; its first 429, and others' answers, are not."""
+    settings = make_settings(database_url, login_failures_per_address=1, throttle_hold=0.5)
+    with app_from(settings) as client:
+
+        def timed(**headers: str) -> tuple[int, float]:
+            started = time.perf_counter()
+            status = attempt(client, "x@example.com", **headers).status_code
+            return status, time.perf_counter() - started
+
+        assert timed()[0] == 400
+        first, first_time = timed()
+        assert first == 429
+        assert first_time < 0.4
+        again, again_time = timed()
+        assert again == 429
+        assert again_time >= 0.5
+        create_user(client, "b@example.com")
+        started = time.perf_counter()
+        assert client.get("/heroes/").status_code == 200
+        assert time.perf_counter() - started < 0.4

@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     login_failures_per_account: Annotated[int, Field(ge=1)] = 10
     login_failures_per_address: Annotated[int, Field(ge=1)] = 30
     registrations_per_address: Annotated[int, Field(ge=1)] = 20
+    # Seconds a 429 is held back from a client that keeps trying past its limit (0: never).
+    throttle_hold: Annotated[float, Field(ge=0, le=60)] = 1.0
     # Addresses (or networks, CIDR) of the reverse proxies whose X-Forwarded-For is believed.
     trusted_proxies: Annotated[list[str], NoDecode] = []
     # Password hashing: Argon2 holds 64 MiB per hash; this many at once, this many waiting.

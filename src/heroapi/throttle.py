@@ -7,23 +7,30 @@ registrations, every registration). Past a limit the answer is 429 with `Retry-A
 IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers):
 `RateLimit-Policy: "login-address";q=30;w=900` and `RateLimit: "login-address";r=0;t=540`.
 
+A key past its quota stays past it until its window ends, so each process remembers the keys it
+has refused: a `RefusingRoute` answers such an address before the request is read, and holds
+that answer back `HEROAPI_THROTTLE_HOLD` seconds (`Throttle.hold`), which turns a client that
+retries at once into one that retries once a second.
+
 The client address is the connection's peer, unless that peer is one of
 `HEROAPI_TRUSTED_PROXIES`: then it is the right-most `X-Forwarded-For` entry that is not a
 trusted proxy (entries further left are whatever the client wrote). IPv6 clients are counted by
 their /64, which one client commonly holds whole.
 """
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
-from starlette.types import Scope
+from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
 
 from heroapi.config import Settings
 from heroapi.crud import auth
@@ -39,6 +46,14 @@ CLEANUP_INTERVAL: Final = 60
 HASHING_RETRY_AFTER: Final = 1
 # Keys past their quota remembered per process, at most.
 MAX_REMEMBERED: Final = 100_000
+# 429s held back at once per process (`Throttle.hold`; each holds a connection); past that, the
+# others are answered at once.
+MAX_HELD: Final = 256
+
+# The limits' names, in the RateLimit fields and the counters' keys.
+LOGIN_ACCOUNT: Final = "login-account"
+LOGIN_ADDRESS: Final = "login-address"
+REGISTER_ADDRESS: Final = "register-address"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -97,16 +112,20 @@ class Throttle:
     def __init__(self, database: Database, settings: Settings) -> None:
         self._database = database
         window = settings.throttle_window
-        self.login_account = Limit("login-account", settings.login_failures_per_account, window)
-        self.login_address = Limit("login-address", settings.login_failures_per_address, window)
-        self.register_address = Limit(
-            "register-address", settings.registrations_per_address, window
-        )
+        self.login_account = Limit(LOGIN_ACCOUNT, settings.login_failures_per_account, window)
+        self.login_address = Limit(LOGIN_ADDRESS, settings.login_failures_per_address, window)
+        self.register_address = Limit(REGISTER_ADDRESS, settings.registrations_per_address, window)
         self.hashes_in_flight = Limit("hashes-in-flight", settings.password_hashes_per_address, 1)
+        self._by_name = {
+            limit.name: limit
+            for limit in (self.login_account, self.login_address, self.register_address)
+        }
         self._trusted = _networks(settings)
         self._next_cleanup = 0.0
         self._in_flight: dict[str, int] = {}  # by client address; only the event loop touches it
         self._refused: dict[str, Counted] = {}  # keys known to be past their quota, by key
+        self._hold = settings.throttle_hold
+        self._held = 0  # 429s being held back (`hold`)
 
     # ---------------------------------------------------------------- who is asking
 
@@ -144,6 +163,42 @@ class Throttle:
         return email_key(normalized if normalized is not None else email)[:200]
 
     # ---------------------------------------------------------------- counting
+
+    def known_refusal(self, scope: Scope, limit_name: str) -> "Throttled | None":
+        """The 429 `hashing()` would answer for this request's client address under the limit
+        named `limit_name`, if this process already knows it without the database or the request
+        body: the address is past its quota, or holds every hashing slot it may."""
+        address = self.client_address(scope)
+        now = int(time.time())
+        refused = self._refused.get(f"{self._by_name[limit_name].name}:{address}")
+        if refused is not None and now < refused.hits.reset_at:
+            return Throttled(refused, now)
+        return self._busy(address, now)
+
+    async def hold(self, refusal: "Throttled") -> None:
+        """Hold back a 429 for a key known to be past its quota (`HEROAPI_THROTTLE_HOLD`
+        seconds), unless `MAX_HELD` answers are already waiting. A client that ignores 429s and
+        tries again at once, as brute-forcing tools do, then costs the server one cheap answer a
+        second per connection instead of a busy loop; one within its limits never waits."""
+        if (
+            not self._hold
+            or refusal.counted.limit is self.hashes_in_flight
+            or self._held >= MAX_HELD
+        ):
+            return
+        self._held += 1
+        try:
+            await asyncio.sleep(min(self._hold, refusal.retry_after))
+        finally:
+            self._held -= 1
+
+    def _busy(self, address: str, now: int) -> "Throttled | None":
+        """429 if `address` holds every hashing slot it may in this process."""
+        in_flight = self._in_flight.get(address, 0)
+        if in_flight < self.hashes_in_flight.quota:
+            return None
+        busy = Counted(self.hashes_in_flight, address, auth.Hits(in_flight + 1, now + 1))
+        return Throttled(busy, now)
 
     async def count(self, *attempts: tuple[Limit, str]) -> list[Counted]:
         """Count one attempt on each (limit, key); `Throttled` if any limit is past its quota."""
@@ -185,12 +240,10 @@ class Throttle:
         hashing workers, so everyone else's logins keep their speed); the attempt is counted
         against `limit` for the address and, with `account`, against the account's limit."""
         address = self.client_address(scope)
-        in_flight = self._in_flight.get(address, 0)
-        if in_flight >= self.hashes_in_flight.quota:
-            now = int(time.time())
-            busy = Counted(self.hashes_in_flight, address, auth.Hits(in_flight + 1, now + 1))
-            raise Throttled(busy, now)
-        self._in_flight[address] = in_flight + 1
+        busy = self._busy(address, int(time.time()))
+        if busy is not None:
+            raise busy
+        self._in_flight[address] = self._in_flight.get(address, 0) + 1
         try:
             attempts = [(limit, address)]
             if account is not None:
@@ -220,8 +273,30 @@ class Throttle:
         await auth.delete_expired(database=self._database, now=now)
 
 
-async def _on_throttled(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, Throttled)
+class RefusingRoute(APIRoute):
+    """An `APIRoute` that answers a client address this process already knows to be throttled
+    under `address_limit` (`Throttle.known_refusal`) before FastAPI reads the request: a flood's
+    attempts past their limit then cost no form parsing and no dependency solving, which keeps
+    the event loop free for everyone else. What reaches the endpoint is throttled as always."""
+
+    address_limit: ClassVar[str]
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        throttle: Throttle = scope["app"].state.throttle
+        refusal = throttle.known_refusal(scope, self.address_limit)
+        if refusal is not None:
+            await throttle.hold(refusal)
+            await throttled_response(refusal)(scope, receive, send)
+            return
+        await super().handle(scope, receive, send)
+
+
+def refusing_route(limit_name: str) -> type[APIRoute]:
+    """The `RefusingRoute` class for routes throttled per address under `limit_name`."""
+    return type(f"Refusing[{limit_name}]", (RefusingRoute,), {"address_limit": limit_name})
+
+
+def throttled_response(error: Throttled) -> JSONResponse:
     limit = error.counted.limit
     name = f'"{limit.name}"'
     return JSONResponse(
@@ -233,6 +308,11 @@ async def _on_throttled(_request: Request, error: Exception) -> JSONResponse:
             "RateLimit": f"{name};r=0;t={error.retry_after}",
         },
     )
+
+
+async def _on_throttled(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, Throttled)
+    return throttled_response(error)
 
 
 async def _on_hashing_busy(request: Request, _error: Exception) -> JSONResponse:

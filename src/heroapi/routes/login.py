@@ -21,6 +21,7 @@ from heroapi.routes.deps import (
     not_authenticated,
 )
 from heroapi.security import AccessTokens, new_refresh_token, new_token_family, refresh_token_hash
+from heroapi.throttle import LOGIN_ADDRESS, refusing_route
 
 router = APIRouter(tags=["login"])
 
@@ -54,11 +55,6 @@ async def _issue(database: Database, tokens: AccessTokens, user: Row, *, days: i
     )
 
 
-@router.post(
-    "/login/access-token",
-    response_model=Token,
-    responses={status.HTTP_400_BAD_REQUEST: {"model": ErrorDetail}, **THROTTLED},
-)
 async def login_access_token(
     request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
@@ -91,6 +87,17 @@ async def login_access_token(
             hashed_password=stronger_hash,
         )
     return await _issue(database, tokens, user, days=settings.refresh_token_expire_days)
+
+
+router.add_api_route(
+    "/login/access-token",
+    login_access_token,
+    methods=["POST"],
+    response_model=Token,
+    responses={status.HTTP_400_BAD_REQUEST: {"model": ErrorDetail}, **THROTTLED},
+    # A flood from an address already past its limit is answered before the form is read.
+    route_class_override=refusing_route(LOGIN_ADDRESS),
+)
 
 
 @router.post(

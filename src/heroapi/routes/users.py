@@ -35,6 +35,7 @@ from heroapi.routes.deps import (
     in_id_range,
 )
 from heroapi.routes.login import THROTTLED
+from heroapi.throttle import REGISTER_ADDRESS, refusing_route
 
 Responses = dict[int | str, dict[str, Any]]  # documented answers, by status
 
@@ -227,11 +228,20 @@ ROUTES: Final[list[tuple[str, str, Callable[..., Any], Any, Responses]]] = [
 ]
 
 
+# Routes that answer an address known to be past its limit before reading the request.
+REFUSING: Final = {("/", "POST"): refusing_route(REGISTER_ADDRESS)}
+
+
 def router(mode: AuthMode) -> APIRouter:
     """The `/users` routes, each guarded by its rule in `mode` (`policy.RULES`)."""
     users = policy.Router(mode, prefix="/users")
     for path, method, handler, model, responses in ROUTES:
         users.add_api_route(
-            path, handler, methods=[method], response_model=model, responses=responses
+            path,
+            handler,
+            methods=[method],
+            response_model=model,
+            responses=responses,
+            route_class_override=REFUSING.get((path, method)),
         )
     return users
