@@ -125,6 +125,20 @@ def test_many_requests_at_once_through_pgbouncer(
     assert {status for statuses in results for status in statuses} == {200}
 
 
+async def hold_table(
+    direct: str, table: str, locked: asyncio.Event, release: asyncio.Event
+) -> None:
+    """Lock `table` exclusively, from a direct connection of our own, until `release` is set."""
+    connection = await asyncpg.connect(direct)
+    try:
+        async with connection.transaction():
+            await connection.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            await release.wait()
+    finally:
+        await connection.close()
+
+
 async def _waiting_for_a_lock(direct: str) -> int:
     """How many backends on `direct`'s database wait for a lock."""
     connection = await asyncpg.connect(direct)
@@ -164,19 +178,9 @@ def test_a_statement_past_its_timeout_stops_on_the_server(direct_url: str, path:
     url = direct_url if path == "direct" else through("transaction", direct_url)
     settings = make_settings(url, database_command_timeout=1)
 
-    async def hold_the_table(locked: asyncio.Event, release: asyncio.Event) -> None:
-        connection = await asyncpg.connect(direct_url)
-        try:
-            async with connection.transaction():
-                await connection.execute("LOCK TABLE hero IN ACCESS EXCLUSIVE MODE")
-                locked.set()
-                await release.wait()
-        finally:
-            await connection.close()
-
     async def scenario(client: TestClient) -> tuple[list[int], int]:
         locked, release = asyncio.Event(), asyncio.Event()
-        holder = asyncio.create_task(hold_the_table(locked, release))
+        holder = asyncio.create_task(hold_table(direct_url, "hero", locked, release))
         try:
             await asyncio.wait_for(locked.wait(), 10)
             statuses = await asyncio.gather(
@@ -264,19 +268,9 @@ def test_a_migration_killed_midway_leaves_nothing_that_makes_the_next_start_wait
     pooled = through("transaction", direct_url)
     migrate.upgrade(direct, "0002")
 
-    async def lock_users_until(released: asyncio.Event, locked: asyncio.Event) -> None:
-        connection = await asyncpg.connect(direct_url)
-        try:
-            async with connection.transaction():
-                await connection.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-                locked.set()
-                await released.wait()
-        finally:
-            await connection.close()
-
     async def kill_a_migration_midway() -> None:
         released, locked = asyncio.Event(), asyncio.Event()
-        holder = asyncio.create_task(lock_users_until(released, locked))
+        holder = asyncio.create_task(hold_table(direct_url, "users", locked, released))
         await asyncio.wait_for(locked.wait(), 10)
         migration = await asyncio.create_subprocess_exec(
             sys.executable,
