@@ -25,7 +25,15 @@ from heroapi.models import (
     refresh_tokens_table,
     users_table,
 )
-from tests.databases import BACKENDS, ServerStatus, ensure_server, throwaway_database
+from tests import pooler
+from tests.databases import (
+    BACKENDS,
+    POOLED,
+    TEST_BACKENDS,
+    ServerStatus,
+    ensure_server,
+    throwaway_database,
+)
 
 T = TypeVar("T")
 _STATUS = pytest.StashKey[dict[str, ServerStatus]]()
@@ -34,6 +42,12 @@ _STATUS = pytest.StashKey[dict[str, ServerStatus]]()
 def pytest_configure(config: pytest.Config) -> None:
     in_ci = os.environ.get("CI", "").lower() == "true"
     statuses = {backend: ensure_server(backend, start=in_ci) for backend in BACKENDS}
+    pgbouncer_missing = pooler.missing()
+    statuses[POOLED] = (
+        ServerStatus(POOLED, False, pgbouncer_missing)
+        if pgbouncer_missing
+        else ServerStatus(POOLED, statuses["postgresql"].reachable, statuses["postgresql"].reason)
+    )
     config.stash[_STATUS] = statuses
     down = [status for status in statuses.values() if not status.reachable]
     if in_ci and down:
@@ -62,13 +76,35 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         )
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """PostgreSQL through PgBouncer runs only the modules that ask (`THROUGH_POOLER = True`):
+    the contract, concurrency and migration tests."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        through_pooler = callspec is not None and callspec.params.get("backend") == POOLED
+        module = getattr(item, "module", None)
+        if through_pooler and not getattr(module, "THROUGH_POOLER", False):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session", params=TEST_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
-    status = request.config.stash[_STATUS][name]
-    if not status.reachable:
-        pytest.skip(f"{name} server not reachable: {status.reason}")
+    require(request.config, name)
     return name
+
+
+def require(config: pytest.Config, backend: str) -> None:
+    """Skip the test if `backend` cannot run here (pytest_configure exits first under CI)."""
+    status = config.stash[_STATUS][backend]
+    if not status.reachable:
+        pytest.skip(f"{backend} server not reachable: {status.reason}")
 
 
 @pytest.fixture

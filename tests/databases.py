@@ -21,6 +21,10 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 BACKENDS = ("sqlite", "postgresql", "mysql")
+# What the `backend` fixture runs on: the servers, and PostgreSQL through a transaction-pooling
+# PgBouncer (tests/pooler.py), for the modules that set THROUGH_POOLER = True.
+POOLED = "pgbouncer"
+TEST_BACKENDS = (*BACKENDS, POOLED)
 
 SERVER_URLS = {
     "postgresql": os.environ.get(
@@ -107,6 +111,12 @@ async def _mysql(statement: str) -> None:
 def throwaway_database(backend: str, directory: Path) -> Iterator[str]:
     """An empty database of its own on `backend`, dropped afterwards; yields its plain URL."""
     name = f"heroapi_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    if backend == POOLED:
+        from tests import pooler
+
+        with throwaway_database("postgresql", directory) as direct:
+            yield pooler.shared("transaction").through(direct)
+        return
     if backend == "sqlite":
         yield f"sqlite:///{directory / (name + '.db')}"
         return

@@ -63,10 +63,10 @@ def browser_installed() -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(
             f"Chromium not installed ({', '.join(missing)} missing) and CI=true needs the "
-            "browser tests: run scripts/ensure-browser first (CI=true make test does)"
+            "browser tests: run scripts/ensure-test-packages first (CI=true make test does)"
         )
     pytest.skip(
-        f"Chromium not installed ({', '.join(missing)} missing; run scripts/ensure-browser, "
+        f"Chromium not installed ({', '.join(missing)} missing; run scripts/ensure-test-packages, "
         "or CI=true make test installs it): browser tests skipped"
     )
 

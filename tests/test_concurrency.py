@@ -12,6 +12,9 @@ import pytest
 
 from tests.server import LiveServer, live_server
 
+# Also through a transaction-pooling PgBouncer (tests/pooler.py).
+THROUGH_POOLER = True
+
 pytestmark = pytest.mark.processes  # every test here starts heroapi or its command
 
 CLIENTS = 64

@@ -11,6 +11,9 @@ from heroapi.crud import heroes
 from heroapi.db import Database
 from heroapi.models import hero_table
 
+# Also through a transaction-pooling PgBouncer (tests/pooler.py).
+THROUGH_POOLER = True
+
 RunInApp = Callable[[Callable[[Database], Awaitable[Any]]], Any]
 NOT_FOUND = {"detail": "Hero not found"}
 

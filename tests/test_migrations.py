@@ -21,6 +21,9 @@ from heroapi.main import create_app
 from heroapi.revisions import head_revision
 from tests.conftest import make_settings
 
+# Also through a transaction-pooling PgBouncer (tests/pooler.py).
+THROUGH_POOLER = True
+
 HEROAPI = [sys.executable, "-m", "heroapi"]
 T = TypeVar("T")
 
@@ -34,7 +37,9 @@ def run_sync(database: DatabaseURL, work: Callable[[Connection], T]) -> T:
             return work(connection)
 
     async def run() -> T:
-        async_engine = create_async_engine(url, poolclass=pool.NullPool)
+        async_engine = create_async_engine(
+            url, poolclass=pool.NullPool, connect_args=migrate.connect_arguments(database)
+        )
         try:
             async with async_engine.begin() as connection:
                 return await connection.run_sync(work)
@@ -177,7 +182,9 @@ def hold_migration_lock(
         return
 
     async def hold_async() -> None:
-        engine = create_async_engine(url, poolclass=pool.NullPool)
+        engine = create_async_engine(
+            url, poolclass=pool.NullPool, connect_args=migrate.connect_arguments(database)
+        )
         try:
             async with engine.connect() as connection:
                 await connection.run_sync(hold)

@@ -11,6 +11,9 @@ from heroapi.db import Database
 from heroapi.models import items_table, users_table
 from tests.conftest import app_database
 
+# Also through a transaction-pooling PgBouncer (tests/pooler.py).
+THROUGH_POOLER = True
+
 RunInApp = Callable[[Callable[[Database], Awaitable[Any]]], Any]
 PASSWORD = "chimichangas4life"
 

@@ -53,7 +53,7 @@ def load_settings() -> Settings:
 def run_migrations(settings: Settings, revision: str = "head", *, down: bool = False) -> None:
     from heroapi import migrate
 
-    database = settings.database
+    database = settings.migration_database
     action = "downgrading" if down else "upgrading"
     typer.echo(f"{action} {database.render()} to {revision} ...", err=True)
     step = migrate.downgrade if down else migrate.upgrade
@@ -157,9 +157,9 @@ def current() -> None:
 
     settings = load_settings()
     try:
-        state = migrate.inspect(settings.database)
+        state = migrate.inspect(settings.migration_database)
     except Exception as error:
-        fail(f"cannot read {settings.database.render()}: {type(error).__name__}: {error}")
+        fail(f"cannot read {settings.migration_database.render()}: {type(error).__name__}: {error}")
     typer.echo(f"current: {', '.join(state.current) or 'base (empty database)'}")
     typer.echo(f"latest:  {state.head}")
 
@@ -171,9 +171,9 @@ def check() -> None:
 
     settings = load_settings()
     try:
-        state = migrate.inspect(settings.database)
+        state = migrate.inspect(settings.migration_database)
     except Exception as error:
-        fail(f"cannot read {settings.database.render()}: {type(error).__name__}: {error}")
+        fail(f"cannot read {settings.migration_database.render()}: {type(error).__name__}: {error}")
     if not state.at_head:
         fail(f"database at {', '.join(state.current) or 'base'}, latest is {state.head}")
     if state.differences:

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     database_pool_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
     database_connect_timeout: Annotated[float, Field(gt=0, le=600)] = 5.0
     database_command_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # A connection pooler between heroapi and PostgreSQL (PgBouncer, Supavisor...): "auto" finds
+    # one at start-up and then assumes transaction pooling, the mode that allows the least.
+    database_pooler: Literal["auto", "none", "session", "transaction"] = "auto"
     sqlite_busy_timeout: Annotated[float, Field(ge=0, le=600)] = 10.0
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     # The page cache holds every page the process touched, up to its size: a write-heavy load
@@ -115,6 +118,8 @@ class Settings(BaseSettings):
     # database file takes it; an existing one keeps the size it was made with.
     sqlite_page_size: Annotated[int, Field(ge=512, le=65536)] = 2048
     migrate_on_start: bool = True
+    # Where migrations connect, when not DATABASE_URL (e.g. straight to PostgreSQL, past a pooler).
+    migration_database_url: str | None = None
     migration_lock_timeout: Annotated[float, Field(gt=0, le=3600)] = 300.0
 
     max_body_size: Annotated[int, Field(ge=1024)] = 1024 * 1024
@@ -160,10 +165,11 @@ class Settings(BaseSettings):
     # When set, /metrics answers only requests bearing it (`Authorization: Bearer ...`).
     metrics_token: SecretStr | None = None
 
-    @field_validator("database_url")
+    @field_validator("database_url", "migration_database_url")
     @classmethod
-    def _database_url_is_supported(cls, value: str) -> str:
-        parse_database_url(value)
+    def _database_url_is_supported(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_database_url(value)
         return value
 
     @field_validator("sqlite_page_size")
@@ -196,6 +202,15 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _migrations_run_on_the_same_kind_of_database(self) -> "Settings":
+        if self.migration_database.backend != self.database.backend:
+            raise ValueError(
+                "HEROAPI_MIGRATION_DATABASE_URL must name the same kind of database as "
+                f"DATABASE_URL ({self.database.backend}), not {self.migration_database.backend}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _first_superuser_is_complete(self) -> "Settings":
         if (self.first_superuser_email is None) != (self.first_superuser_password is None):
             raise ValueError(
@@ -208,6 +223,13 @@ class Settings(BaseSettings):
     def database(self) -> DatabaseURL:
         """The parsed `DATABASE_URL`, with the driver heroapi uses for it."""
         return parse_database_url(self.database_url)
+
+    @property
+    def migration_database(self) -> DatabaseURL:
+        """Where migrations run: `HEROAPI_MIGRATION_DATABASE_URL`, or else `DATABASE_URL`."""
+        if self.migration_database_url is None:
+            return self.database
+        return parse_database_url(self.migration_database_url)
 
 
 @lru_cache

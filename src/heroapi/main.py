@@ -85,7 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             # Alembic is synchronous; under the lock, only one process migrates at a time.
             migrated = await asyncio.to_thread(
-                migrate.upgrade, settings.database, lock_timeout=settings.migration_lock_timeout
+                migrate.upgrade,
+                settings.migration_database,
+                lock_timeout=settings.migration_lock_timeout,
             )
             logger.info("database %s", migrated.describe())
         app.state.database = database

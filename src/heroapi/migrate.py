@@ -5,6 +5,7 @@ import fcntl
 import logging
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,20 @@ def sqlalchemy_url(database: DatabaseURL) -> str:
     if database.backend == "mysql":
         url = url.update_query_dict({"charset": "utf8mb4"})
     return url.render_as_string(hide_password=False)
+
+
+def connect_arguments(database: DatabaseURL) -> dict[str, Any]:
+    """The driver's arguments for Alembic's engine. On PostgreSQL: statements that work through
+    a transaction-pooling PgBouncer too (no statement cache, and prepared statements under names
+    no other client can have; the whole migration is one transaction, so one server connection
+    runs all of it)."""
+    if database.backend != "postgresql":
+        return {}
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": lambda: f"__heroapi_migrate_{uuid.uuid4().hex}__",
+    }
 
 
 @dataclass(frozen=True)
@@ -116,31 +131,38 @@ def inspect(database: DatabaseURL) -> SchemaState:
 
 @contextlib.contextmanager
 def migration_lock(connection: Connection, database: DatabaseURL, timeout: float) -> Iterator[None]:
-    """Hold the database-wide migration lock while the block runs."""
+    """Hold the database-wide migration lock while the block runs.
+
+    On PostgreSQL the block is one transaction (DDL is transactional there), and the lock is a
+    transaction-level advisory lock taken first in it: it ends with the transaction, committed,
+    rolled back, or cut off by a killed process or a lost connection, and nothing of it outlives
+    the transaction on the server connection, which behind a transaction-pooling PgBouncer
+    serves other clients next. `SET LOCAL` likewise keeps `lock_timeout` to this transaction.
+    """
     backend = database.backend
     if backend == "sqlite":
         with _file_lock(Path(database.sqlite_path + ".migrate-lock"), timeout):
             yield
         return
     if backend == "postgresql":
-        connection.execute(text(f"SET lock_timeout = {int(timeout * 1000)}"))
-        try:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})
-        except Exception as error:
-            raise MigrationLockTimeout(
-                f"the migration lock was held for over {timeout:g} s"
-            ) from error
-        finally:
-            connection.commit()
-        unlock = text("SELECT pg_advisory_unlock(:key)").bindparams(key=PG_LOCK_KEY)
-    else:
-        got = connection.execute(
-            text("SELECT GET_LOCK(:name, :timeout)"), {"name": LOCK_NAME, "timeout": timeout}
-        ).scalar()
-        connection.commit()
-        if got != 1:
-            raise MigrationLockTimeout(f"the migration lock was held for over {timeout:g} s")
-        unlock = text("SELECT RELEASE_LOCK(:name)").bindparams(name=LOCK_NAME)
+        with connection.begin():
+            connection.execute(text(f"SET LOCAL lock_timeout = {int(timeout * 1000)}"))
+            try:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LOCK_KEY})
+            except Exception as error:
+                raise MigrationLockTimeout(
+                    f"the migration lock was held for over {timeout:g} s"
+                ) from error
+            yield
+        return
+    # MySQL/MariaDB: a named lock, which belongs to the session (DDL commits at once there).
+    got = connection.execute(
+        text("SELECT GET_LOCK(:name, :timeout)"), {"name": LOCK_NAME, "timeout": timeout}
+    ).scalar()
+    connection.commit()
+    if got != 1:
+        raise MigrationLockTimeout(f"the migration lock was held for over {timeout:g} s")
+    unlock = text("SELECT RELEASE_LOCK(:name)").bindparams(name=LOCK_NAME)
     try:
         yield
     finally:

@@ -1,4 +1,17 @@
-"""PostgreSQL: asyncpg, in heroapi's own pool (no reset query when a connection comes back)."""
+"""PostgreSQL: asyncpg, in heroapi's own pool (no reset query when a connection comes back).
+
+Behind a connection pooler (PgBouncer, Supavisor, a hosted database's "transaction pooler"), a
+client connection is not one server session: in transaction pooling each transaction, and each
+statement outside one, may run on a different server connection, shared with other clients.
+Two things then break a plain asyncpg client: its cache of named prepared statements (a name
+prepared on one server connection is missing, or already taken, on the next), and anything
+session-level (SET, advisory locks, temporary tables). heroapi keeps no session state, and runs
+statements unnamed, prepared again each time, when `HEROAPI_DATABASE_POOLER` is `transaction`,
+or is `auto` (the default) and a pooler is found at start-up: the connection's backend process
+id, which the server reports at connect, differs from `pg_backend_pid()` when something in
+between made up its own. `session` pooling keeps one server connection per client connection,
+so the cache stays on, as on a direct connection.
+"""
 
 import asyncio
 import contextlib
@@ -6,9 +19,10 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import asyncpg
+import asyncpg.connect_utils
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 from heroapi.config import DatabaseURL, Settings
@@ -28,6 +42,9 @@ from heroapi.db.pool import PooledDatabase
 
 logger = logging.getLogger("heroapi")
 _T = TypeVar("_T")
+
+# asyncpg's default: the prepared statements each connection keeps, by SQL text.
+STATEMENT_CACHE_SIZE: Final = 100
 
 _PG_CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
@@ -96,9 +113,11 @@ class _PostgresConnection(Connection):
 
 
 # What asyncpg raises that means something to the client: anything else is a server error.
+# QueryCanceledError: the watchdog's cancel (or a server-side statement_timeout) stopped it.
 _PG_ERRORS = (
     asyncpg.IntegrityConstraintViolationError,
     asyncpg.DataError,
+    asyncpg.QueryCanceledError,
     *_PG_CONNECTION_ERRORS,
 )
 
@@ -108,16 +127,36 @@ def _postgres_error(error: BaseException) -> Exception:
         return IntegrityViolation(str(error))
     if isinstance(error, asyncpg.DataError):
         return DataRejected(str(error))
+    if isinstance(error, asyncpg.QueryCanceledError):
+        return DatabaseUnavailable(f"the database cancelled the statement: {error}")
     return DatabaseUnavailable(f"lost the database connection: {error}")
+
+
+async def cancel_on_server(raw: asyncpg.Connection) -> None:
+    """Ask the server to stop what `raw` is running: PostgreSQL's CancelRequest, sent on a
+    connection of its own with the key the server gave `raw` at connect (a pooler forwards it to
+    the server connection running the statement). It is asyncpg's own function, the one its
+    per-call `timeout=` uses; asyncpg has no public call to cancel an abandoned statement."""
+    inner: Any = raw  # its private parts: where it connected, and the key
+    connect_utils: Any = asyncpg.connect_utils
+    await connect_utils._cancel(
+        loop=asyncio.get_running_loop(),
+        addr=inner._addr,
+        params=inner._params,
+        backend_pid=inner._protocol.backend_pid,
+        backend_secret=inner._protocol.backend_secret,
+    )
 
 
 class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
     """PostgreSQL through asyncpg.
 
-    A statement that gets no answer (server hung, network cut) fails after
-    `database_command_timeout` seconds, never hangs: a watchdog task closes its connection.
-    asyncpg's own `command_timeout` does the same with a timer per statement, which cost
-    ~11 us of CPU each (~2.5% of a `GET /heroes/{id}`); the watchdog costs a clock read.
+    A statement that gets no answer (server hung, network cut, a lock that is never released)
+    fails after `database_command_timeout` seconds, never hangs: a watchdog task asks the server
+    to cancel it, so it stops there too instead of holding a backend and its locks, then closes
+    its connection. asyncpg's own `command_timeout` does the same with a timer per statement,
+    which cost ~11 us of CPU each (~2.5% of a `GET /heroes/{id}`); the watchdog costs a clock
+    read.
     """
 
     dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
@@ -129,15 +168,45 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
         self.waiting: dict[asyncpg.Connection, float] = {}
         self._timed_out: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
         self._watchdog: asyncio.Task[None] | None = None
+        self._abandoning: set[asyncio.Task[None]] = set()
+        # Named prepared statements, cached per connection: not through a transaction pooler.
+        self.statement_cache_size = (
+            0 if settings.database_pooler == "transaction" else STATEMENT_CACHE_SIZE
+        )
 
     async def connect(self) -> None:
+        if self.settings.database_pooler == "auto":
+            await self._look_for_a_pooler()
         await super().connect()
         self._watchdog = asyncio.create_task(self._watch(), name="statement-timeouts")
+
+    async def _look_for_a_pooler(self) -> None:
+        """Find out, on a connection of its own, whether a pooler sits between heroapi and
+        PostgreSQL (see the module's docstring); if one does, assume it pools transactions."""
+        self.statement_cache_size = 0  # safe either way for this one connection
+        try:
+            raw = await self._open()
+        except Exception as error:  # as PooledDatabase.connect() would report it
+            raise DatabaseUnavailable(f"cannot connect to the database: {error}") from error
+        try:
+            backend_pid = await raw.fetchval("SELECT pg_backend_pid()")
+        finally:
+            await raw.close(timeout=self.settings.database_connect_timeout)
+        if backend_pid == raw.get_server_pid():
+            self.statement_cache_size = STATEMENT_CACHE_SIZE
+            return
+        logger.info(
+            "a connection pooler sits between heroapi and PostgreSQL: statements are prepared "
+            "unnamed, for transaction pooling (HEROAPI_DATABASE_POOLER=session if it pools "
+            "sessions)"
+        )
 
     async def close(self) -> None:
         if self._watchdog is not None:
             await stop(self._watchdog)
             self._watchdog = None
+        for task in list(self._abandoning):
+            await stop(task)
         await super().close()
 
     async def _wait_for(self, raw: asyncpg.Connection, call: Callable[[], Awaitable[_T]]) -> _T:
@@ -162,13 +231,29 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
             await asyncio.sleep(min(1.0, timeout / 4))
             now = time.monotonic()
             for raw, since in list(self.waiting.items()):
-                if now - since > timeout:
+                if now - since > timeout and raw not in self._timed_out:
                     logger.warning(
-                        "no answer from the database within %g s: closing the connection",
+                        "no answer from the database within %g s: cancelling the statement "
+                        "and closing the connection",
                         timeout,
                     )
                     self._timed_out.add(raw)
-                    raw.terminate()  # what waits on it fails at once
+                    task = asyncio.create_task(self._abandon(raw), name="statement-cancel")
+                    self._abandoning.add(task)
+                    task.add_done_callback(self._abandoning.discard)
+
+    async def _abandon(self, raw: asyncpg.Connection) -> None:
+        """Stop `raw`'s statement on the server, then close `raw` (what waits on it fails). The
+        cancel goes first: once the connection is closed, the server (or a pooler, which maps a
+        cancel key to its client connection) no longer knows whose statement to stop, and a
+        backend waiting for a lock would wait on, holding its place in every queue."""
+        try:
+            async with asyncio.timeout(self.settings.database_connect_timeout):
+                await cancel_on_server(raw)
+        except Exception as error:  # unreachable too: closing is all that is left
+            logger.warning("could not cancel the statement on the server: %s", error)
+        finally:
+            raw.terminate()
 
     async def _open(self) -> asyncpg.Connection:
         url = self.url.url
@@ -176,6 +261,7 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
             url.set(drivername="postgresql").render_as_string(hide_password=False),
             timeout=self.settings.database_connect_timeout,
             command_timeout=None,  # the watchdog's job (see the class)
+            statement_cache_size=self.statement_cache_size,
             server_settings={"application_name": "heroapi"},
         )
 

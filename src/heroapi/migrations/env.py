@@ -7,7 +7,7 @@ from sqlalchemy import Connection, create_engine, event, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from heroapi.config import DatabaseURL, get_settings
-from heroapi.migrate import migration_lock, sqlalchemy_url
+from heroapi.migrate import connect_arguments, migration_lock, sqlalchemy_url
 from heroapi.models import metadata
 
 config = context.config
@@ -40,7 +40,11 @@ def run_on(connection: Connection) -> None:
 
 
 async def run_async() -> None:
-    engine = create_async_engine(sqlalchemy_url(database), poolclass=pool.NullPool)
+    engine = create_async_engine(
+        sqlalchemy_url(database),
+        poolclass=pool.NullPool,
+        connect_args=connect_arguments(database),
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(run_on)
