@@ -174,16 +174,18 @@ def test_a_replica_stopped_while_requests_flow_fails_no_request(
 async def _read_while_stopping(url: str, paths: list[str], replication: Replication) -> list[int]:
     """200 reads from 8 clients over ~3 s; the replica is stopped after the first 50."""
     statuses: list[int] = []
+    fifty_answered = asyncio.Event()
 
     async def reader(client: httpx.AsyncClient, number: int) -> None:
         for request in range(25):
             answer = await client.get(paths[(number + request) % len(paths)])
             statuses.append(answer.status_code)
+            if len(statuses) >= 50:
+                fifty_answered.set()
             await asyncio.sleep(0.1)
 
     async def stopper() -> None:
-        while len(statuses) < 50:
-            await asyncio.sleep(0.01)
+        await fifty_answered.wait()
         await asyncio.to_thread(replication.replica.stop)
 
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
