@@ -208,6 +208,8 @@ def test_replica_urls_are_comma_separated_postgresql_urls() -> None:
             database_url=primary,
             database_replica_urls="postgresql://r0/heroapi,mysql://r1/heroapi",
         )
+    with pytest.raises(ValidationError, match="replica_max_lag"):
+        Settings(_env_file=None, database_url=primary, replica_max_lag=0.5)
     with pytest.raises(ValidationError, match="needs a PostgreSQL DATABASE_URL"):
         Settings(
             _env_file=None,

@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     # struggling (a long query holding replay back, I/O, network); 5 s is the most a client may
     # read behind other clients' writes, and ten times the lag monitor's sampling step (0.5 s),
     # so a healthy replica never flaps in and out.
-    replica_max_lag: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    # At least 1 s: twice the monitor's step, or a replica would be in and out between checks.
+    replica_max_lag: Annotated[float, Field(ge=1, le=3600)] = 5.0
     sqlite_busy_timeout: Annotated[float, Field(ge=0, le=600)] = 10.0
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     # The page cache holds every page the process touched, up to its size: a write-heavy load
