@@ -140,6 +140,8 @@ class ReplicatedDatabase(PostgresDatabase):
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
+        """The primary's, as always; noted as this task's last write when it ends, committed
+        or not (a commit whose answer was lost may still have happened)."""
         try:
             async with super().transaction() as connection:
                 yield connection
@@ -147,6 +149,7 @@ class ReplicatedDatabase(PostgresDatabase):
             _last_write.set(time.monotonic())
 
     async def ping(self) -> None:
+        """The primary answers (what `heroapi check` asks: writes need it)."""
         async with self._primary_connection() as connection:
             await connection.fetch_values(text("SELECT 1"), {})
 
@@ -186,7 +189,10 @@ class ReplicatedDatabase(PostgresDatabase):
 
     async def _watch_replicas(self) -> None:
         while True:
-            await self.check_replicas()
+            try:
+                await self.check_replicas()
+            except Exception:  # a bug here must not end the checks (the replicas would stop)
+                logger.exception("checking the read replicas failed")
             await asyncio.sleep(STEP)
 
     async def check_replicas(self) -> None:
