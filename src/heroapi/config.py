@@ -106,6 +106,15 @@ class Settings(BaseSettings):
     # A connection pooler between heroapi and PostgreSQL (PgBouncer, Supavisor...): "auto" finds
     # one at start-up and then assumes transaction pooling, the mode that allows the least.
     database_pooler: Literal["auto", "none", "session", "transaction"] = "auto"
+    # PostgreSQL streaming replicas (comma-separated URLs): reads outside a transaction go to
+    # one that is up and at most `replica_max_lag` seconds behind (db/replicas.py).
+    database_replica_urls: Annotated[list[str], NoDecode] = []
+    # 5 s: a healthy streaming replica replays within milliseconds, so seconds of lag mean it is
+    # struggling (a long query holding replay back, I/O, network); 5 s is the most a client may
+    # read behind other clients' writes, and ten times the lag monitor's sampling step (0.5 s),
+    # so a healthy replica never flaps in and out.
+    # At least 1 s: twice the monitor's step, or a replica would be in and out between checks.
+    replica_max_lag: Annotated[float, Field(ge=1, le=3600)] = 5.0
     sqlite_busy_timeout: Annotated[float, Field(ge=0, le=600)] = 10.0
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     # The page cache holds every page the process touched, up to its size: a write-heavy load
@@ -179,7 +188,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a power of two from 512 to 65536")
         return value
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", "database_replica_urls", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """`HEROAPI_CORS_ORIGINS=https://a.example,https://b.example`."""
@@ -192,6 +201,18 @@ class Settings(BaseSettings):
     def _networks(cls, value: list[str]) -> list[str]:
         for network in value:
             ipaddress.ip_network(network, strict=False)  # a ValueError names a bad entry
+        return value
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def _replicas_are_postgres(cls, value: list[str]) -> list[str]:
+        for number, url in enumerate(value):
+            try:
+                backend = parse_database_url(url).backend
+            except DatabaseURLError:
+                backend = None
+            if backend != "postgresql":
+                raise ValueError(f"replica {number} is not a postgresql:// database URL")
         return value
 
     @field_validator("secret_key", "metrics_token")
@@ -217,6 +238,12 @@ class Settings(BaseSettings):
                 "set both HEROAPI_FIRST_SUPERUSER_EMAIL and HEROAPI_FIRST_SUPERUSER_PASSWORD, "
                 "or neither"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _replicas_follow_postgres(self) -> "Settings":
+        if self.database_replica_urls and self.database.backend != "postgresql":
+            raise ValueError("HEROAPI_DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL")
         return self
 
     @property

@@ -18,20 +18,26 @@ import re
 import sys
 import time
 import weakref
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, BinaryIO, Final
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from starlette.middleware.gzip import GZipMiddleware
+
+if TYPE_CHECKING:
+    from heroapi.db import ReplicaState
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -65,18 +71,58 @@ POOL_CONNECTIONS = Gauge(
 )
 
 
-def metrics_text() -> tuple[bytes, str]:
-    """The exposition text for /metrics: every worker's values in multiprocess mode."""
+def metrics_text(replicas: Sequence["ReplicaState"] = ()) -> tuple[bytes, str]:
+    """The exposition text for /metrics: every worker's values in multiprocess mode, and the
+    read replicas as the answering worker sees them now."""
     for records in list(_RECORDS):
         records.flush()
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    from prometheus_client import REGISTRY
+    else:
+        registry = REGISTRY
+    body = generate_latest(registry)
+    if replicas:
+        own = CollectorRegistry(auto_describe=False)
+        own.register(ReplicaCollector(replicas))
+        body += generate_latest(own)
+    return body, CONTENT_TYPE_LATEST
 
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+class ReplicaCollector(Collector):
+    """The read replicas' gauges, by their index in HEROAPI_DATABASE_REPLICA_URLS (never their
+    address), made at scrape time from the answering worker's monitor. Not stored in the
+    multiprocess files: every worker watches the same replicas, and summing or keeping stale
+    values of other workers would say less than one worker's current view."""
+
+    def __init__(self, replicas: Sequence["ReplicaState"]) -> None:
+        self._replicas = replicas
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "heroapi_replica_up",
+            "Whether the read replica answered its last check.",
+            labels=["replica"],
+        )
+        serving = GaugeMetricFamily(
+            "heroapi_replica_serving",
+            "Whether reads go to the read replica (up and within HEROAPI_REPLICA_MAX_LAG).",
+            labels=["replica"],
+        )
+        lag = GaugeMetricFamily(
+            "heroapi_replica_lag_seconds",
+            "How far the read replica's replay is behind the primary (+Inf: beyond what the "
+            "monitor remembers; absent while it is down).",
+            labels=["replica"],
+        )
+        for replica in self._replicas:
+            label = [str(replica.index)]
+            up.add_metric(label, float(replica.up))
+            serving.add_metric(label, float(replica.serving))
+            if replica.lag is not None:
+                lag.add_metric(label, replica.lag)
+        yield from (up, serving, lag)
 
 
 class RequestIdFilter(logging.Filter):

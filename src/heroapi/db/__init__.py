@@ -12,6 +12,9 @@ path renders them itself. Why not the ORM or an `AsyncSession`: see docs/perform
 - PostgreSQL (`postgres.py`): asyncpg, with a small pool of our own (`pool.py`) that does not
   reset a connection on release.
 - MySQL/MariaDB (`mysql.py`): asyncmy, in the same pool.
+- PostgreSQL with read replicas (`replicas.py`): the same, with reads outside a transaction sent
+  to a replica that is up and not too far behind. Only created when replicas are configured: the
+  other paths pay nothing for it.
 
 A backend's module is imported when a database of its kind is created.
 
@@ -180,7 +183,11 @@ class Database(ABC):
 
     @abstractmethod
     def connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
-        """A connection in autocommit mode: each statement is its own transaction."""
+        """A connection in autocommit mode: each statement is its own transaction.
+
+        With read replicas, each read on it may be answered by a replica (and two reads by two
+        servers): a read that must see this task's own writes does, but one that must see
+        another process's latest write belongs in `transaction()`."""
 
     @abstractmethod
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]:
@@ -227,6 +234,25 @@ class Database(ABC):
         async with self.connection() as connection:
             await connection._fetch_one(Statement("SELECT 1 AS ok", ()), {})
 
+    def replicas(self) -> Sequence["ReplicaState"]:
+        """The read replicas' state now, for health checks and metrics (none by default)."""
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaState:
+    """A read replica as operators see it: by its position in the configured list, never by
+    its address (health checks are open to anyone)."""
+
+    index: int
+    # Whether its last check answered (a replica that fails a read is down until it answers).
+    up: bool
+    # Seconds behind the primary: now, less the newest moment whose writes it has replayed.
+    # None while unknown (down, or not yet checked).
+    lag: float | None
+    # Up and within `replica_max_lag`: reads go to it.
+    serving: bool
+
 
 async def stop(task: "asyncio.Task[None]") -> None:
     """Cancel a backend's background task (checkpoints, timeouts) and wait for it to end."""
@@ -243,6 +269,10 @@ def create_database(settings: Settings) -> Database:
     """
     url = settings.database
     if url.backend == "postgresql":
+        if settings.database_replica_urls:
+            from heroapi.db.replicas import ReplicatedDatabase
+
+            return ReplicatedDatabase(url, settings)
         from heroapi.db.postgres import PostgresDatabase
 
         return PostgresDatabase(url, settings)

@@ -3,6 +3,8 @@
 import asyncio
 import hmac
 import logging
+import math
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
@@ -11,6 +13,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import SecretStr
 
 from heroapi import crud
+from heroapi.db import ReplicaState
 from heroapi.observability import metrics_text
 from heroapi.revisions import head_revision
 from heroapi.routes.deps import database_of, not_authenticated
@@ -35,25 +38,50 @@ async def ready(request: Request) -> JSONResponse:
     database = database_of(request)
     timeout = request.app.state.settings.health_timeout
     head = head_revision()
+    # Read replicas are reported, never a reason to be unready: without them the primary serves.
+    replicas = _replicas(database.replicas())
     try:
         revision = await asyncio.wait_for(crud.schema_revision(database=database), timeout)
     except TimeoutError:
-        return _unavailable(f"the database did not answer within {timeout:g} s")
+        return _unavailable(f"the database did not answer within {timeout:g} s", replicas)
     except Exception as error:  # whatever the driver raised, the answer is "not ready"
         # The driver's words name hosts, ports, databases and users: for the operator's log,
         # not for whoever asks (the endpoint is open to anyone).
         logger.warning(
             "readiness: the database cannot be queried: %s: %s", type(error).__name__, error
         )
-        return _unavailable("the database cannot be queried")
+        return _unavailable("the database cannot be queried", replicas)
     if revision != head:
-        return _unavailable(f"the schema is at {revision or 'no revision'}, the latest is {head}")
-    return JSONResponse({"status": "ok", "database": "ok", "schema": revision})
+        reason = f"the schema is at {revision or 'no revision'}, the latest is {head}"
+        return _unavailable(reason, replicas)
+    return JSONResponse({"status": "ok", "database": "ok", "schema": revision} | replicas)
 
 
-def _unavailable(reason: str) -> JSONResponse:
+def _replicas(states: Sequence[ReplicaState]) -> dict[str, Any]:
+    """Each read replica by its index, in fixed words and numbers: `serving` (reads go to it),
+    `behind` (up, but lagging more than HEROAPI_REPLICA_MAX_LAG) or `down`; its lag in seconds
+    (null while down, or further behind than the lag monitor remembers)."""
+    if not states:
+        return {}
+    return {
+        "replicas": [
+            {
+                "replica": state.index,
+                "state": "serving" if state.serving else "behind" if state.up else "down",
+                "lag_seconds": (
+                    round(state.lag, 3)
+                    if state.lag is not None and math.isfinite(state.lag)
+                    else None
+                ),
+            }
+            for state in states
+        ]
+    }
+
+
+def _unavailable(reason: str, replicas: dict[str, Any]) -> JSONResponse:
     return JSONResponse(
-        {"status": "unavailable", "reason": reason},
+        {"status": "unavailable", "reason": reason} | replicas,
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": "5"},
     )
@@ -63,7 +91,7 @@ def _unavailable(reason: str) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics: requests, latency, database connections (all workers)."""
     _require_metrics_token(request)
-    body, content_type = metrics_text()
+    body, content_type = metrics_text(database_of(request).replicas())
     return Response(body, media_type=content_type)
 
 
