@@ -142,6 +142,27 @@ def test_a_request_reads_what_it_wrote_from_the_primary(
     assert client.get(f"/users/{user['id']}").json()["email"] == "rw@example.com"
 
 
+def test_security_checks_read_the_primary(client: TestClient, replication: Replication) -> None:
+    """A revoked token and a changed password stop working at once, even while the replica
+    that serves reads has not replayed the change."""
+    client.post("/users/", json={"email": "sec@example.com", "password": "p" * 12})
+    form = {"username": "sec@example.com", "password": "p" * 12}
+    token = client.post("/login/access-token", data=form).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    asyncio.run(replication.wait_for_replay())
+    pause_replay(replication)
+    changed = client.post(
+        "/users/me/password",
+        json={"current_password": "p" * 12, "new_password": "q" * 12},
+        headers=headers,
+    )
+    assert changed.status_code == 200, changed.text
+    assert client.get("/users/me", headers=headers).status_code == 401
+    assert client.post("/login/access-token", data=form).status_code == 400
+    new_form = {"username": "sec@example.com", "password": "q" * 12}
+    assert client.post("/login/access-token", data=new_form).status_code == 200
+
+
 @pytest.mark.processes
 def test_a_replica_stopped_while_requests_flow_fails_no_request(
     replication: Replication, tmp_path: Path

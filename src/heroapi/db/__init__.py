@@ -230,6 +230,11 @@ class Database(ABC):
         async with self.connection() as connection:
             yield connection, None
 
+    def read_latest(self) -> None:
+        """This task's later reads must see every write committed so far (what security checks
+        read: a token's account, a login's password). Only replicas can lag: see db/replicas.py."""
+        return  # every read here is on the one server, as of now
+
     async def ping(self) -> None:
         async with self.connection() as connection:
             await connection._fetch_one(Statement("SELECT 1 AS ok", ()), {})

@@ -148,6 +148,10 @@ class ReplicatedDatabase(PostgresDatabase):
         finally:
             _last_write.set(time.monotonic())
 
+    def read_latest(self) -> None:
+        # As after a write of its own: no check has seen a replica past this moment yet.
+        _last_write.set(time.monotonic())
+
     async def ping(self) -> None:
         """The primary answers (what `heroapi check` asks: writes need it)."""
         async with self._primary_connection() as connection:

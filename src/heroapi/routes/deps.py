@@ -107,6 +107,7 @@ async def get_current_user(database: DatabaseDep, tokens: TokensDep, token: Toke
     claims = tokens.check(token)
     if claims is None or not in_id_range(claims.user_id):
         raise not_authenticated("Could not validate credentials")
+    database.read_latest()  # a revoked token (a new stamp) stops working at once, replicas or not
     user = await crud.get_user(database=database, user_id=claims.user_id)
     if (
         user is None

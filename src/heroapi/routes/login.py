@@ -69,6 +69,7 @@ async def login_access_token(
     async with throttle.hashing(
         request.scope, throttle.login_address, account=form.username
     ) as attempt:
+        database.read_latest()  # the password as it is now, not as a replica last saw it
         user = await crud.get_login(database=database, email=form.username)
         hashed = None if user is None else user["hashed_password"]
         valid, stronger_hash = await passwords.verify(password, hashed)

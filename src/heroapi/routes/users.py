@@ -137,6 +137,7 @@ async def update_password_me(
     async with throttle.hashing(
         request.scope, throttle.login_address, account=user["email"]
     ) as attempt:
+        database.read_latest()
         login = await crud.get_login(database=database, email=user["email"])
         hashed = None if login is None else login["hashed_password"]
         valid, _ = await passwords.verify(body.current_password, hashed)
