@@ -9,8 +9,8 @@
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Hashable
-from typing import cast
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import Any, TypeVar
 
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import ClauseElement
@@ -23,6 +23,7 @@ from heroapi.db import (
     ExecuteResult,
     Params,
     Row,
+    Statement,
     Values,
     stop,
 )
@@ -34,8 +35,11 @@ from heroapi.db.sqlite.connection import (
     sqlite_errors,
 )
 from heroapi.db.sqlite.group_commit import GroupCommit
+from heroapi.db.sqlite.locking import LockBusy, LockWait
 
 __all__ = ["SQLiteDatabase", "set_page_size"]
+
+T = TypeVar("T")
 
 
 class SQLiteDatabase(Database):
@@ -57,6 +61,7 @@ class SQLiteDatabase(Database):
         with sqlite_errors():
             raw = sqlite3.connect(
                 self.url.sqlite_path,
+                # Only while setting up, before anything is served: then no busy handler.
                 timeout=self.settings.sqlite_busy_timeout,
                 isolation_level=None,  # autocommit; transactions are begun explicitly
                 check_same_thread=False,
@@ -69,12 +74,13 @@ class SQLiteDatabase(Database):
             # Deep pages read many rows: keep more of them in memory than the default 2 MiB.
             raw.execute(f"PRAGMA cache_size=-{self.settings.sqlite_cache_size_mb * 1024}")
             raw.execute(f"PRAGMA mmap_size={self.settings.sqlite_mmap_size_mb * 1024 * 1024}")
-            raw.execute(f"PRAGMA busy_timeout={int(self.settings.sqlite_busy_timeout * 1000)}")
             raw.execute(f"PRAGMA wal_autocheckpoint={Checkpointer.BACKSTOP_PAGES}")
+            # A lock is waited for on the event loop, not inside SQLite (`locking.py`).
+            raw.execute("PRAGMA busy_timeout=0")
         self._raw = raw
         connection = SQLiteConnection(self, raw)
         self._session = SQLiteSession(self._lock, connection)
-        self.group_commit = GroupCommit(connection, self._lock)
+        self.group_commit = GroupCommit(connection, self._lock, self.settings.sqlite_busy_timeout)
         self._checkpoints = asyncio.create_task(
             self.checkpointer.run(lambda: raw.total_changes), name="wal-checkpoints"
         )
@@ -85,7 +91,7 @@ class SQLiteDatabase(Database):
             self._checkpoints = None
             await asyncio.to_thread(self.checkpointer.close)
         if self.group_commit is not None:
-            self.group_commit.close()
+            await self.group_commit.close()
             self.group_commit = None
         if self._raw is not None:
             self._raw.close()
@@ -93,6 +99,9 @@ class SQLiteDatabase(Database):
             self._session = None
 
     def connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        return self._connected()
+
+    def _connected(self) -> SQLiteSession:
         if self._session is None:
             raise DatabaseUnavailable("the database is not connected")
         return self._session
@@ -104,59 +113,145 @@ class SQLiteDatabase(Database):
             return None
         return self._session.connection
 
+    # The hot path: a statement on the free connection. Refused by another connection's lock
+    # (rare: WAL readers do not wait for writers), it waits in `_when_free`.
+
     async def fetch_one(self, clause: ClauseElement, params: Params) -> Row | None:
         connection = self._free()
         if connection is None:
             return await super().fetch_one(clause, params)
-        return connection.one(self.compile(clause), params)
+        statement = self.compile(clause)
+        try:
+            return connection.one(statement, params)
+        except LockBusy:
+            return await self._when_free(connection.one, statement, params)
 
     async def fetch_all(self, clause: ClauseElement, params: Params) -> list[Row]:
         connection = self._free()
         if connection is None:
             return await super().fetch_all(clause, params)
-        return connection.all(self.compile(clause), params)
+        statement = self.compile(clause)
+        try:
+            return connection.all(statement, params)
+        except LockBusy:
+            return await self._when_free(connection.all, statement, params)
 
     async def fetch_values(self, clause: ClauseElement, params: Params) -> Values | None:
         connection = self._free()
         if connection is None:
             return await super().fetch_values(clause, params)
-        return connection.values(self.compile(clause), params)
+        statement = self.compile(clause)
+        try:
+            return connection.values(statement, params)
+        except LockBusy:
+            return await self._when_free(connection.values, statement, params)
 
     async def fetch_all_values(self, clause: ClauseElement, params: Params) -> list[Values]:
         connection = self._free()
         if connection is None:
             return await super().fetch_all_values(clause, params)
-        return connection.all_values(self.compile(clause), params)
+        statement = self.compile(clause)
+        try:
+            return connection.all_values(statement, params)
+        except LockBusy:
+            return await self._when_free(connection.all_values, statement, params)
+
+    async def _when_free(
+        self, run: Callable[[Statement, Params], T], statement: Statement, params: Params
+    ) -> T:
+        """`run` tried again after pauses on the loop, each try on the free connection (so
+        never inside another request's transaction), until the wait runs out."""
+        wait = LockWait(self.settings.sqlite_busy_timeout)
+        while True:
+            await wait.pause()
+            async with self._connected():
+                with contextlib.suppress(LockBusy):
+                    return run(statement, params)
 
     async def write(self, clause: ClauseElement, params: Params) -> ExecuteResult:
         if self.group_commit is None:
             raise DatabaseUnavailable("the database is not connected")
         return await self.group_commit.write(self.compile(clause), params)
 
+    async def _hold(self, begin: Callable[[sqlite3.Connection], T]) -> tuple[SQLiteConnection, T]:
+        """The connection, held (the caller releases `_lock`), and what `begin` gave.
+
+        If another connection's lock refuses `begin` (BEGIN IMMEDIATE while another process
+        writes), the connection is let go, and taken again after a pause on the loop: requests
+        that only read go on meanwhile."""
+        session = self._connected()
+        wait: LockWait | None = None
+        while True:
+            await self._lock.acquire()
+            raw = session.connection._raw
+            try:
+                with sqlite_errors():
+                    return session.connection, begin(raw)
+            except LockBusy:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                self._lock.release()
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                self._lock.release()
+                raise
+            wait = wait or LockWait(self.settings.sqlite_busy_timeout)
+            await wait.pause()
+
+    async def _commit(self, raw: sqlite3.Connection) -> None:
+        """COMMIT; if readers refuse it (possible outside WAL mode), again after pauses on the
+        loop, holding the connection: its transaction is open."""
+        wait: LockWait | None = None
+        while True:
+            try:
+                with sqlite_errors():
+                    raw.execute("COMMIT")
+                return
+            except LockBusy:
+                if not raw.in_transaction:
+                    raise
+            wait = wait or LockWait(self.settings.sqlite_busy_timeout)
+            await wait.pause()
+
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[tuple[Connection, Hashable | None]]:
-        async with self.connection() as connection:
-            raw = cast(SQLiteConnection, connection)._raw
-            with sqlite_errors():
-                raw.execute("BEGIN")
-                try:
-                    # The first read pins the transaction's snapshot. data_version changes when
-                    # another connection commits, total_changes when this one writes.
-                    (version,) = raw.execute("PRAGMA data_version").fetchone()
-                    yield connection, (version, raw.total_changes)
-                finally:
+        connection, version = await self._hold(_begin_snapshot)
+        raw = connection._raw
+        try:
+            # data_version changes when another connection commits, total_changes when this
+            # one writes.
+            yield connection, (version, raw.total_changes)
+        finally:
+            try:
+                with sqlite_errors():
                     raw.execute("COMMIT")  # a read-only transaction: nothing to write
+            finally:
+                self._lock.release()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self.connection() as connection:
-            raw = cast(SQLiteConnection, connection)._raw
-            with sqlite_errors():
-                raw.execute("BEGIN IMMEDIATE")
+        connection, _ = await self._hold(_begin_immediate)
+        raw = connection._raw
+        try:
+            yield connection
+            await self._commit(raw)
+        finally:
             try:
-                yield connection
-                with sqlite_errors():
-                    raw.execute("COMMIT")
-            finally:
                 if raw.in_transaction:
                     raw.execute("ROLLBACK")
+            finally:
+                self._lock.release()
+
+
+def _begin_snapshot(raw: sqlite3.Connection) -> Any:
+    raw.execute("BEGIN")
+    # The first read pins the transaction's snapshot.
+    (version,) = raw.execute("PRAGMA data_version").fetchone()
+    return version
+
+
+def _begin_immediate(raw: sqlite3.Connection) -> None:
+    # Takes the write lock now: a transaction that reads, then writes, cannot find its
+    # snapshot stale at the write (test_read_then_write_transactions_from_two_processes...).
+    raw.execute("BEGIN IMMEDIATE")

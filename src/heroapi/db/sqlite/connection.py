@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from heroapi.config import Settings
 from heroapi.db import (
@@ -24,9 +24,12 @@ from heroapi.db import (
     Values,
     as_dicts,
 )
+from heroapi.db.sqlite.locking import LockBusy, LockWait, is_busy
 
 if TYPE_CHECKING:
     from heroapi.db.sqlite import SQLiteDatabase
+
+T = TypeVar("T")
 
 
 class SQLiteConnection(Connection):
@@ -77,23 +80,61 @@ class SQLiteConnection(Connection):
         rows: list[Values] = self._read(cursor.fetchall)
         return rows
 
+    # Run inside a request's session (`connection()`, `transaction()`, `snapshot()`): a
+    # statement refused by another connection's lock waits on the loop, the request keeping
+    # the connection (its statements run in order). The try costs nothing until one is refused.
+
     async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
-        return self.one(statement, params)
+        try:
+            return self.one(statement, params)
+        except LockBusy as busy:
+            return await self._again(busy, self.one, statement, params)
 
     async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
-        return self.all(statement, params)
+        try:
+            return self.all(statement, params)
+        except LockBusy as busy:
+            return await self._again(busy, self.all, statement, params)
 
     async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
-        return self.values(statement, params)
+        try:
+            return self.values(statement, params)
+        except LockBusy as busy:
+            return await self._again(busy, self.values, statement, params)
 
     async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
-        return self.all_values(statement, params)
+        try:
+            return self.all_values(statement, params)
+        except LockBusy as busy:
+            return await self._again(busy, self.all_values, statement, params)
 
     async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
-        return self.write_now(statement, params)
+        try:
+            return self.write_now(statement, params)
+        except LockBusy as busy:
+            return await self._again(busy, self.write_now, statement, params)
 
     async def _write(self, statement: Statement, params: Params) -> ExecuteResult:
-        return self.write_now(statement, params)
+        return await self._execute(statement, params)
+
+    async def _again(
+        self,
+        busy: LockBusy,
+        run: Callable[[Statement, Params], T],
+        statement: Statement,
+        params: Params,
+    ) -> T:
+        """`run` tried again, after pauses on the loop, until it gets through or the wait
+        (`HEROAPI_SQLITE_BUSY_TIMEOUT`) runs out."""
+        if self._raw.in_transaction:
+            # Inside a transaction SQLite wants it rolled back, not the statement tried again
+            # (with BEGIN IMMEDIATE holding the write lock, WAL mode never gets here).
+            raise busy
+        wait = LockWait(self._database.settings.sqlite_busy_timeout)
+        while True:
+            await wait.pause()
+            with contextlib.suppress(LockBusy):
+                return run(statement, params)
 
     def write_now(self, statement: Statement, params: Params) -> ExecuteResult:
         cursor = self._run(statement, params)
@@ -109,7 +150,9 @@ def sqlite_error(error: sqlite3.Error) -> Exception:
     if isinstance(error, sqlite3.DataError):
         return DataRejected(str(error))
     if isinstance(error, sqlite3.OperationalError):
-        # "database is locked" after busy_timeout, "unable to open database file", disk I/O
+        if is_busy(error):  # "database is locked": the caller may wait and try again
+            return LockBusy(str(error))
+        # "unable to open database file", disk I/O
         return DatabaseUnavailable(str(error))
     return RuntimeError(f"SQLite: {error}")
 
