@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Hashable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.dialects import sqlite
@@ -34,10 +35,11 @@ from heroapi.db.sqlite.connection import (
     set_page_size,
     sqlite_errors,
 )
+from heroapi.db.sqlite.filesystem import MOUNTINFO, NetworkFilesystem, refuse_network_filesystem
 from heroapi.db.sqlite.group_commit import GroupCommit
 from heroapi.db.sqlite.locking import LockBusy, LockWait
 
-__all__ = ["SQLiteDatabase", "set_page_size"]
+__all__ = ["NetworkFilesystem", "SQLiteDatabase", "set_page_size"]
 
 T = TypeVar("T")
 
@@ -45,6 +47,8 @@ T = TypeVar("T")
 class SQLiteDatabase(Database):
     dialect = sqlite.dialect(paramstyle="qmark")
     supports_returning = True
+    # Where `connect()` finds the filesystem the database is on (a test gives its own).
+    mountinfo: Path = MOUNTINFO
 
     def __init__(self, url: DatabaseURL, settings: Settings) -> None:
         super().__init__(url, settings)
@@ -58,6 +62,8 @@ class SQLiteDatabase(Database):
         self._lock = asyncio.Lock()
 
     async def connect(self) -> None:
+        # Before sqlite3 creates a file where it must not live.
+        refuse_network_filesystem(self.url.sqlite_path, self.mountinfo)
         with sqlite_errors():
             raw = sqlite3.connect(
                 self.url.sqlite_path,
