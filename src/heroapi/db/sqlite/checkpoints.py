@@ -19,7 +19,8 @@ class Checkpointer:
     stalled every request for milliseconds (post/patch p99). Here a thread runs PASSIVE
     checkpoints, which never block readers or writers, and the serving connection keeps a
     backstop at `BACKSTOP_PAGES`. A checkpoint another process is running just makes this one
-    skip.
+    skip. Its connection has no busy handler (`timeout=0`) and lives in the thread: a lock
+    another process holds never makes the event loop wait for a checkpoint.
 
     Under a steady stream of writes a PASSIVE checkpoint copies (and syncs) the bulk of the
     log but cannot finish it: commits add frames while it copies, and only a checkpoint that
