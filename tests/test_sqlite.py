@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import bindparam, select, text
@@ -16,7 +17,13 @@ from sqlalchemy import bindparam, select, text
 from heroapi import migrate
 from heroapi.config import Settings, get_settings
 from heroapi.db import IntegrityViolation, create_database
-from heroapi.db.sqlite import SQLiteDatabase
+from heroapi.db.sqlite import NetworkFilesystem, SQLiteDatabase
+from heroapi.db.sqlite.filesystem import (
+    NETWORK_FILESYSTEMS,
+    mount_holding,
+    parse_mountinfo,
+    refuse_network_filesystem,
+)
 from heroapi.models import hero_table
 from tests.conftest import make_settings, running_app
 
@@ -56,7 +63,8 @@ def test_connection_pragmas(tmp_path: Path) -> None:
     assert asyncio.run(read_pragmas()) == {
         "journal_mode": "wal",
         "foreign_keys": 1,
-        "busy_timeout": 7500,
+        # No wait inside SQLite: a lock is waited for on the event loop (test_sqlite_locking).
+        "busy_timeout": 0,
         "synchronous": 1,  # NORMAL
         "cache_size": -8 * 1024,
         "mmap_size": 0,
@@ -402,3 +410,84 @@ def test_a_read_never_sees_another_requests_open_transaction(tmp_path: Path) -> 
     assert every == later == [("committed",)]
     assert row == {"name": "committed"}
     assert rows == [{"name": "committed"}]
+
+
+# A database on a network filesystem is refused at connect (WAL needs local shared memory and
+# locks). The mounts come from a crafted /proc/self/mountinfo, or from the real one.
+
+MOUNTINFO = """\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+40 22 0:35 / /srv/shared\\040drive rw,relatime shared:20 - nfs4 nas:/export rw,vers=4.2
+41 40 8:2 / /srv/shared\\040drive/scratch rw shared:21 - ext4 /dev/sda2 rw
+42 22 0:36 / /mnt/office rw - cifs //server/office rw
+43 22 0:37 / /mnt/office rw master:3 - tmpfs tmpfs rw
+"""
+
+
+def crafted_mountinfo(tmp_path: Path, *lines: str) -> Path:
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(MOUNTINFO + "".join(lines))
+    return mountinfo
+
+
+@pytest.mark.parametrize(
+    ("database", "refused_on"),
+    [
+        ("/srv/shared drive/heroapi.db", "nfs4 mounted at /srv/shared drive"),  # \040: a space
+        ("/srv/shared drive/deep/down/heroapi.db", "nfs4 mounted at /srv/shared drive"),
+        ("/srv/shared drive/scratch/heroapi.db", None),  # a local disk mounted inside it
+        ("/srv/shared drivers/heroapi.db", None),  # a longer name, not inside it: on /
+        ("/mnt/office/heroapi.db", None),  # a tmpfs mounted over the share hides it
+        ("/var/lib/heroapi/heroapi.db", None),
+    ],
+)
+def test_the_mount_holding_the_database_decides(
+    tmp_path: Path, database: str, refused_on: str | None
+) -> None:
+    mountinfo = crafted_mountinfo(tmp_path)
+    if refused_on is None:
+        refuse_network_filesystem(database, mountinfo)
+        return
+    with pytest.raises(NetworkFilesystem) as refused:
+        refuse_network_filesystem(database, mountinfo)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert f"{database} is on a network filesystem ({refused_on})" in message
+    assert "WAL mode needs shared memory and file locks" in message
+
+
+def test_a_database_on_a_network_filesystem_is_refused_at_connect(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real tmp directory, said by a crafted mountinfo to be an NFS share: `connect()`
+    refuses before SQLite makes a file there, and `heroapi serve` says why in one line."""
+    share = tmp_path / "share"
+    share.mkdir()
+    mountinfo = crafted_mountinfo(tmp_path, f"50 22 0:40 / {share} rw - nfs nas:/x rw\n")
+    settings = make_settings(f"sqlite:///{share / 'heroapi.db'}")
+    database = SQLiteDatabase(settings.database, settings)
+    database.mountinfo = mountinfo
+    with pytest.raises(NetworkFilesystem, match=r"\(nfs mounted at "):
+        asyncio.run(database.connect())
+    assert list(share.iterdir()) == []
+
+    # What someone running `heroapi serve` (HEROAPI_MIGRATE_ON_START=false) sees.
+    from heroapi.__main__ import check_database
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SQLiteDatabase, "mountinfo", mountinfo)
+        with pytest.raises(typer.Exit):
+            check_database(settings)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"heroapi: cannot reach {settings.database.render()}: ")
+    assert "is on a network filesystem (nfs mounted at" in line
+
+
+def test_the_real_mounts_hold_a_local_tmp_directory(tmp_path: Path) -> None:
+    mountinfo = Path("/proc/self/mountinfo")
+    if not mountinfo.exists():
+        pytest.skip("no /proc/self/mountinfo (not Linux)")
+    mount = mount_holding(str(tmp_path.resolve()), parse_mountinfo(mountinfo.read_text()))
+    assert mount is not None
+    assert mount.fstype not in NETWORK_FILESYSTEMS
+    refuse_network_filesystem(str(tmp_path / "heroapi.db"))  # what connect() runs: no error

@@ -1,0 +1,188 @@
+"""The serving connection: statements run to their end on the event loop, and what SQLite's
+errors mean for the client.
+
+Every statement goes through `SQLiteConnection._run`: it is the per-statement hot path, so it
+stays a plain method with an inline `try` (no context manager, no await).
+"""
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from heroapi.config import Settings
+from heroapi.db import (
+    Connection,
+    DatabaseUnavailable,
+    DataRejected,
+    ExecuteResult,
+    IntegrityViolation,
+    Params,
+    Row,
+    Statement,
+    Values,
+    as_dicts,
+)
+from heroapi.db.sqlite.locking import LockBusy, LockWait, is_busy
+
+if TYPE_CHECKING:
+    from heroapi.db.sqlite import SQLiteDatabase
+
+T = TypeVar("T")
+
+
+class SQLiteConnection(Connection):
+    def __init__(self, database: "SQLiteDatabase", raw: sqlite3.Connection) -> None:
+        super().__init__(database)
+        self._raw = raw
+
+    def _run(self, statement: Statement, params: Params) -> sqlite3.Cursor:
+        # Inline, not a context manager: this runs for every statement.
+        try:
+            return self._raw.execute(statement.sql, statement.args(params))
+        except sqlite3.Error as error:
+            raise sqlite_error(error) from error
+        except (OverflowError, UnicodeEncodeError) as error:
+            raise DataRejected(str(error)) from error
+
+    def _read(self, read: Callable[[], Any]) -> Any:
+        try:
+            return read()
+        except sqlite3.Error as error:
+            raise sqlite_error(error) from error
+
+    def _names(self, statement: Statement, cursor: sqlite3.Cursor) -> tuple[str, ...]:
+        return statement.columns or tuple(column[0] for column in cursor.description)
+
+    # Each statement runs to its end without awaiting: these are plain methods, and the async
+    # ones `Connection` asks for just return what they give.
+
+    def one(self, statement: Statement, params: Params) -> Row | None:
+        cursor = self._run(statement, params)
+        row = self._read(cursor.fetchone)
+        cursor.close()
+        return None if row is None else as_dicts(self._names(statement, cursor), (row,))[0]
+
+    def all(self, statement: Statement, params: Params) -> list[Row]:
+        cursor = self._run(statement, params)
+        rows = self._read(cursor.fetchall)
+        return as_dicts(self._names(statement, cursor), rows)
+
+    def values(self, statement: Statement, params: Params) -> Values | None:
+        cursor = self._run(statement, params)
+        row: Values | None = self._read(cursor.fetchone)
+        cursor.close()  # a RETURNING statement's cursor must be closed for it to finish
+        return row
+
+    def all_values(self, statement: Statement, params: Params) -> list[Values]:
+        cursor = self._run(statement, params)
+        rows: list[Values] = self._read(cursor.fetchall)
+        return rows
+
+    # Run inside a request's session (`connection()`, `transaction()`, `snapshot()`): a
+    # statement refused by another connection's lock waits on the loop, the request keeping
+    # the connection (its statements run in order). The try costs nothing until one is refused.
+
+    async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
+        try:
+            return self.one(statement, params)
+        except LockBusy as busy:
+            return await self._again(busy, self.one, statement, params)
+
+    async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
+        try:
+            return self.all(statement, params)
+        except LockBusy as busy:
+            return await self._again(busy, self.all, statement, params)
+
+    async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
+        try:
+            return self.values(statement, params)
+        except LockBusy as busy:
+            return await self._again(busy, self.values, statement, params)
+
+    async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
+        try:
+            return self.all_values(statement, params)
+        except LockBusy as busy:
+            return await self._again(busy, self.all_values, statement, params)
+
+    async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
+        try:
+            return self.write_now(statement, params)
+        except LockBusy as busy:
+            return await self._again(busy, self.write_now, statement, params)
+
+    async def _write(self, statement: Statement, params: Params) -> ExecuteResult:
+        return await self._execute(statement, params)
+
+    async def _again(
+        self,
+        busy: LockBusy,
+        run: Callable[[Statement, Params], T],
+        statement: Statement,
+        params: Params,
+    ) -> T:
+        """`run` tried again, after pauses on the loop, until it gets through or the wait
+        (`HEROAPI_SQLITE_BUSY_TIMEOUT`) runs out."""
+        if self._raw.in_transaction:
+            # Inside a transaction SQLite wants it rolled back, not the statement tried again
+            # (with BEGIN IMMEDIATE holding the write lock, WAL mode never gets here).
+            raise busy
+        wait = LockWait(self._database.settings.sqlite_busy_timeout)
+        while True:
+            await wait.pause()
+            with contextlib.suppress(LockBusy):
+                return run(statement, params)
+
+    def write_now(self, statement: Statement, params: Params) -> ExecuteResult:
+        cursor = self._run(statement, params)
+        # A RETURNING statement's rows must be read for it to finish.
+        rows = self._read(cursor.fetchall)
+        return ExecuteResult(cursor.rowcount, cursor.lastrowid, rows[0] if rows else None)
+
+
+def sqlite_error(error: sqlite3.Error) -> Exception:
+    """What a sqlite3 error means for the client (anything unexpected is a server error)."""
+    if isinstance(error, sqlite3.IntegrityError):
+        return IntegrityViolation(str(error))
+    if isinstance(error, sqlite3.DataError):
+        return DataRejected(str(error))
+    if isinstance(error, sqlite3.OperationalError):
+        if is_busy(error):  # "database is locked": the caller may wait and try again
+            return LockBusy(str(error))
+        # "unable to open database file", disk I/O
+        return DatabaseUnavailable(str(error))
+    return RuntimeError(f"SQLite: {error}")
+
+
+@contextlib.contextmanager
+def sqlite_errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise sqlite_error(error) from error
+
+
+def set_page_size(raw: Any, settings: Settings) -> None:
+    """The page size a new database file is made with (a file with pages keeps its own; the
+    pragma is then a no-op). Called on each connection before anything is written."""
+    raw.execute(f"PRAGMA page_size={settings.sqlite_page_size}")
+
+
+class SQLiteSession:
+    """`async with`: the connection, alone (plain methods: this runs once per request)."""
+
+    __slots__ = ("_lock", "connection")
+
+    def __init__(self, lock: asyncio.Lock, connection: SQLiteConnection) -> None:
+        self._lock = lock
+        self.connection = connection
+
+    async def __aenter__(self) -> Connection:
+        await self._lock.acquire()
+        return self.connection
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()

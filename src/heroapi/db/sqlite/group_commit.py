@@ -1,0 +1,149 @@
+"""Group commit: one-row writes that arrive together share one transaction, each still
+succeeding or failing on its own (`GroupCommit`)."""
+
+import asyncio
+import contextlib
+import sqlite3
+
+from heroapi.db import DatabaseUnavailable, ExecuteResult, Params, Statement, stop
+from heroapi.db.sqlite.connection import SQLiteConnection, sqlite_errors
+from heroapi.db.sqlite.locking import Backoff, LockBusy, lock_timeout
+
+# A write: its statement, parameters, the future its request awaits, and the `loop.time()` by
+# which it gives up waiting for another connection's lock.
+_Write = tuple[Statement, Params, "asyncio.Future[ExecuteResult]", float]
+
+
+class GroupCommit:
+    """Writes that arrive together, committed together: one transaction, one write lock, one
+    set of log frames for the pages they share (a table's last page, an index's hot page).
+
+    A write waits for the end of the event loop's current round, by which time the other
+    requests that arrived with it have queued theirs. Each statement is still atomic on its own:
+    a constraint that refuses one (SQLite undoes that statement alone) fails that request only.
+    An error that ends the whole transaction (I/O, disk full) fails every write of the batch,
+    none of which is then committed. No write is answered before its commit.
+
+    While another connection holds the write lock, the batch is tried again after pauses on
+    the loop (`locking.py`), with the connection free for reads in between; writes that arrive
+    meanwhile join it. Each write gives up (503) `busy_timeout` seconds after it was made. A
+    batch refused at its COMMIT is rolled back and tried again whole: its transaction is never
+    left open on the connection across a pause.
+    """
+
+    def __init__(self, connection: SQLiteConnection, lock: asyncio.Lock, busy_timeout: float):
+        self._connection = connection
+        self._lock = lock
+        self._busy_timeout = busy_timeout
+        self._pending: list[_Write] = []
+        # The task committing the pending writes when they cannot be committed at once.
+        self._waiting: asyncio.Task[None] | None = None
+        self.batches = 0  # transactions of more than one write (tests read it)
+
+    async def write(self, statement: Statement, params: Params) -> ExecuteResult:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ExecuteResult] = loop.create_future()
+        self._pending.append((statement, params, future, loop.time() + self._busy_timeout))
+        if len(self._pending) == 1 and self._waiting is None:
+            loop.call_soon(self._commit)
+        return await future
+
+    def _commit(self) -> None:
+        if self._lock.locked():
+            # A transaction is open on the connection while its request awaits something:
+            # these writes go in after it.
+            self._waiting = asyncio.create_task(self._commit_later(busy=False))
+            return
+        batch = self._take()
+        if not self._run(batch):
+            self._pending = batch  # nothing was added meanwhile: this ran without awaiting
+            self._waiting = asyncio.create_task(self._commit_later(busy=True))
+
+    async def _commit_later(self, *, busy: bool) -> None:
+        """Commit the pending writes once the connection is free and SQLite's write lock can be
+        had, pausing on the loop while another connection holds it."""
+        backoff = Backoff()
+        try:
+            while self._pending:
+                if busy:
+                    self._give_up_late_writes()
+                    if not self._pending:
+                        break
+                    await backoff.sleep(min(write[3] for write in self._pending))
+                async with self._lock:
+                    batch = self._take()
+                    busy = not self._run(batch)
+                    if busy:
+                        self._pending[:0] = batch  # before the writes that came meanwhile
+        finally:
+            self._waiting = None
+
+    def _give_up_late_writes(self) -> None:
+        now = asyncio.get_running_loop().time()
+        waiting = []
+        for write in self._pending:
+            if write[2].done():
+                continue  # cancelled by its request
+            if write[3] <= now:
+                write[2].set_exception(lock_timeout(self._busy_timeout))
+            else:
+                waiting.append(write)
+        self._pending = waiting
+
+    def _take(self) -> list[_Write]:
+        # A request cancelled while waiting has its write left out: it was never made.
+        batch = [write for write in self._pending if not write[2].done()]
+        self._pending = []
+        return batch
+
+    def _run(self, batch: list[_Write]) -> bool:
+        """Commit `batch` and answer its writes; False (nothing done, nothing answered) if
+        another connection's lock refused it."""
+        connection = self._connection
+        if len(batch) == 1:  # alone: autocommit, no BEGIN/COMMIT
+            statement, params, future, _ = batch[0]
+            try:
+                future.set_result(connection.write_now(statement, params))
+            except LockBusy:
+                return False  # in autocommit, SQLite undid the statement
+            except Exception as error:
+                future.set_exception(error)
+            return True
+        raw = connection._raw
+        results: list[ExecuteResult | Exception] = []
+        try:
+            with sqlite_errors():
+                raw.execute("BEGIN IMMEDIATE")
+            for statement, params, _, _ in batch:
+                try:
+                    results.append(connection.write_now(statement, params))
+                except LockBusy:
+                    raise  # the batch waits whole
+                except Exception as error:
+                    if not raw.in_transaction:
+                        raise  # SQLite ended the transaction: nothing of the batch stays
+                    results.append(error)  # this statement alone was undone
+            with sqlite_errors():
+                raw.execute("COMMIT")
+        except Exception as error:
+            if raw.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    raw.execute("ROLLBACK")
+            if isinstance(error, LockBusy):
+                return False
+            for _, _, future, _ in batch:
+                future.set_exception(error)
+            return True
+        self.batches += 1
+        for (_, _, future, _), result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        return True
+
+    async def close(self) -> None:
+        if self._waiting is not None:
+            await stop(self._waiting)
+        for _, _, future, _ in self._take():
+            future.set_exception(DatabaseUnavailable("the database was closed"))
