@@ -5,10 +5,11 @@ or `Database.transaction()`. Statements are SQLAlchemy Core, compiled once per d
 (see `Database.compile`); rows come back as dicts, or as their values in column order where a hot
 path renders them itself. Why not the ORM or an `AsyncSession`: see docs/performance.md.
 
-- SQLite (`sqlite.py`): the stdlib `sqlite3` module, one connection per process, called directly
+- SQLite (`sqlite/`): the stdlib `sqlite3` module, one connection per process, called directly
   from the event loop (a statement takes microseconds; a thread hop would cost more than the
-  query). Transactions take the write lock up front (`BEGIN IMMEDIATE`), so they wait in
-  `busy_timeout` instead of failing.
+  query). Transactions take the write lock up front (`BEGIN IMMEDIATE`); a statement refused
+  by another process's lock waits for it on the event loop, never inside SQLite
+  (`sqlite/locking.py`).
 - PostgreSQL (`postgres.py`): asyncpg, with a small pool of our own (`pool.py`) that does not
   reset a connection on release.
 - MySQL/MariaDB (`mysql.py`): asyncmy, in the same pool.
