@@ -154,7 +154,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID"],
         )
-    app.add_middleware(BodyLimit, max_body_size=settings.max_body_size)
+    app.add_middleware(
+        BodyLimit,
+        max_body_size=settings.max_body_size,
+        discard_size=settings.body_discard_size,
+        discard_seconds=settings.body_discard_seconds,
+    )
     app.add_middleware(ObservabilityMiddleware, access_log=settings.access_log)
     return app
 
