@@ -18,7 +18,7 @@ from heroapi.errors import BodyLimit, install_error_handlers
 from heroapi.models import UserCreate
 from heroapi.observability import GzipIfAccepted, ObservabilityMiddleware, configure_logging
 from heroapi.openapi import document_statuses
-from heroapi.revisions import head_revision
+from heroapi.revisions import schema_at_head
 from heroapi.routes import health, heroes, items, login, users
 from heroapi.security import PasswordHasher
 from heroapi.throttle import Throttle, install_throttle_errors
@@ -57,14 +57,6 @@ async def create_superuser(
     except crud.EmailAlreadyRegistered:  # another process made it first
         return False
     return True
-
-
-async def schema_at_head(database: Database) -> bool:
-    """Whether the database's schema is at the latest migration (False if it was never migrated)."""
-    try:
-        return await crud.schema_revision(database=database) == head_revision()
-    except Exception:  # no alembic_version table yet (each driver says so its own way)
-        return False
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
