@@ -1,6 +1,7 @@
 """`heroapi serve` starts fast on an up-to-date database (one Python start-up, no Alembic), and
 still migrates exactly once when several processes start together on a new one."""
 
+import gc
 import importlib.util
 import os
 import subprocess
@@ -12,9 +13,8 @@ import httpx2 as httpx
 import pytest
 
 from heroapi.revisions import head_revision
+from tests.conftest import make_settings, running_app
 from tests.server import LiveServer, _wait_until_up, free_port
-
-pytestmark = pytest.mark.processes  # every test here starts `heroapi serve`
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = 3
@@ -61,6 +61,7 @@ def stop(server: LiveServer) -> None:
         server.process.wait(10)
 
 
+@pytest.mark.processes
 def test_serve_migrates_once_then_starts_without_a_migration(
     empty_database_url: str, tmp_path: Path, bytecode: Path
 ) -> None:
@@ -100,6 +101,7 @@ def load_startup_script() -> ModuleType:
     return module
 
 
+@pytest.mark.processes
 def test_serve_is_ready_within_one_and_a_half_tutorial_starts() -> None:
     """The FastAPI tutorial's app under plain uvicorn against `heroapi serve` on an up-to-date
     database, started alternately, median of three each (the measure of scripts/startup_time.py):
@@ -110,3 +112,15 @@ def test_serve_is_ready_within_one_and_a_half_tutorial_starts() -> None:
         pytest.skip(f"no tutorial app to compare with: run {script.BENCH_DIR}/setup.sh")
     result = script.measure(3, tutorial_python)
     assert result["ratio"] <= 1.5, result
+
+
+def test_the_app_turns_the_collector_back_on(tmp_path: Path) -> None:
+    """`heroapi serve` builds the app with the garbage collector off; the app's start must turn
+    it on again, or the server would never free a reference cycle."""
+    gc.disable()
+    try:
+        settings = make_settings(f"sqlite:///{tmp_path / 'gc.db'}", migrate_on_start=True)
+        with running_app(settings):
+            assert gc.isenabled()
+    finally:
+        gc.enable()

@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # took the p99 latency from ~50 ms to ~10 ms (docs/performance.md).
         gc.collect()
         gc.freeze()
+        gc.enable()  # `heroapi serve` turns the collector off while the app is built
         # A request that waits for the database keeps its frames and futures alive meanwhile, so
         # 32 requests in flight swing the collector's allocation count by thousands: at the
         # default threshold (700) that set off a young collection every ~8 requests, each one
