@@ -162,6 +162,23 @@ def test_a_chunked_body_past_the_discard_bound_is_cut_off(server: LiveServer) ->
     assert DISCARD_LIMIT <= sent < DISCARD_LIMIT + 8 * 1024 * 1024, sent
 
 
+def test_a_whole_body_over_the_limit_is_answered_at_once(server: LiveServer) -> None:
+    """A chunked body that arrives whole before the limit is noticed has nothing left to read:
+    its 413 does not wait out HEROAPI_BODY_DISCARD_SECONDS for more."""
+    port = int(server.url.rsplit(":", 1)[1])
+    head = (
+        "POST /heroes/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+    body = hero_body(BODY_LIMIT + 1024)
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT_SECONDS) as connection:
+        connection.sendall(head.encode() + chunked)
+        answer, elapsed = read_until_closed(connection, WAIT_SECONDS)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert elapsed < DISCARD_SECONDS * 0.8, elapsed
+
+
 def test_expect_100_continue_gets_the_413_without_sending_the_body(server: LiveServer) -> None:
     """A client that waits for 100 Continue is told 413 instead and need not send the body; the
     server does not wait for it."""

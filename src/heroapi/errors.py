@@ -220,13 +220,15 @@ class BodyLimit:
         """The app, with the body's bytes counted as they arrive."""
         received = 0
         too_large = False
+        whole = False  # the body's last part has come: nothing is left to read
         response_started = False
 
         async def limited_receive() -> Any:
-            nonlocal received, too_large
+            nonlocal received, too_large, whole
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                whole = not message.get("more_body", False)
                 if received > self.max_body_size:
                     too_large = True
                     raise _BodyTooLarge
@@ -245,7 +247,7 @@ class BodyLimit:
             if not too_large:
                 raise
         if too_large and not response_started:
-            await self._refuse(receive, send, discard=True, received=received)
+            await self._refuse(receive, send, discard=not whole, received=received)
 
     async def _refuse(self, receive: Any, send: Any, *, discard: bool, received: int = 0) -> None:
         """The 413; with `discard`, the rest of the body read and dropped before it is finished
