@@ -1,10 +1,11 @@
 """The latest migration's revision, read from the migration files without importing Alembic,
 and whether a database is at it.
 
-A server whose database is already at this revision starts without loading Alembic at all
-(~13 MB of memory per process, and ~1 s of a start-up: `heroapi serve` on an up-to-date database
-asks `schema_at_head` and nothing else); `tests/test_migrations.py` checks that Alembic finds
-the same head.
+A server whose database is already at this revision starts without loading Alembic at all:
+~13 MB of memory per process, and for `heroapi serve`, which asks `schema_at_head` before
+anything else, no `heroapi db upgrade` child (a second Python start-up: ready in 0.63 s instead
+of 1.26 s, scripts/startup_time.py). `tests/test_migrations.py` checks that Alembic finds the
+same head.
 """
 
 import re
