@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     migration_lock_timeout: Annotated[float, Field(gt=0, le=3600)] = 300.0
 
     max_body_size: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    # A refused body (413) of up to this many bytes, arriving within this many seconds, is read
+    # and dropped before the connection closes, so its client can read the 413 (see BodyLimit).
+    body_discard_size: Annotated[int, Field(ge=0)] = 16 * 1024 * 1024
+    body_discard_seconds: Annotated[float, Field(ge=0, le=600)] = 10.0
     access_log: bool = True
     # FastAPI's own OpenTelemetry spans and metrics, for a process that configures OpenTelemetry
     # providers (an SDK, e.g. under `opentelemetry-instrument`). Off, FastAPI skips the check

@@ -1,12 +1,19 @@
-"""The latest migration's revision, read from the migration files without importing Alembic.
+"""The latest migration's revision, read from the migration files without importing Alembic,
+and whether a database is at it.
 
-A server whose database is already at this revision starts without loading Alembic at all
-(~13 MB of memory per process); `tests/test_migrations.py` checks that Alembic finds the same head.
+A server whose database is already at this revision starts without loading Alembic at all:
+~13 MB of memory per process, and for `heroapi serve`, which asks `schema_at_head` before
+anything else, no `heroapi db upgrade` child (a second Python start-up: ready in 0.63 s instead
+of 1.26 s, scripts/startup_time.py). `tests/test_migrations.py` checks that Alembic finds the
+same head.
 """
 
 import re
 from functools import cache
 from pathlib import Path
+
+from heroapi import crud
+from heroapi.db import Database
 
 VERSIONS = Path(__file__).with_name("migrations") / "versions"
 # `revision: str = "0002"`, `down_revision: str | None = "0001"` (or None), as Alembic writes them.
@@ -28,3 +35,12 @@ def head_revision() -> str:
     if len(heads) != 1:
         raise RuntimeError(f"the migrations have {len(heads)} heads: {sorted(heads)}")
     return heads.pop()
+
+
+async def schema_at_head(database: Database) -> bool:
+    """Whether the database's schema is at the latest migration (False if it was never migrated,
+    or cannot be read: migrating is then the way to find out, or to say, what is wrong)."""
+    try:
+        return await crud.schema_revision(database=database) == head_revision()
+    except Exception:  # no alembic_version table yet (each driver says so its own way)
+        return False
