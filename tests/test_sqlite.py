@@ -472,12 +472,12 @@ def test_a_database_on_a_network_filesystem_is_refused_at_connect(
     assert list(share.iterdir()) == []
 
     # What someone running `heroapi serve` (HEROAPI_MIGRATE_ON_START=false) sees.
-    from heroapi.__main__ import check_database
+    from heroapi.__main__ import prepare_database
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SQLiteDatabase, "mountinfo", mountinfo)
         with pytest.raises(typer.Exit):
-            check_database(settings)
+            prepare_database(settings)
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"heroapi: cannot reach {settings.database.render()}: ")
     assert "is on a network filesystem (nfs mounted at" in line

@@ -55,7 +55,9 @@ async def run_async() -> None:
 def run_online() -> None:
     if database.backend == "sqlite":
         from heroapi.db.sqlite import set_page_size
+        from heroapi.db.sqlite.filesystem import refuse_network_filesystem
 
+        refuse_network_filesystem(database.sqlite_path)  # as the server's connect() does
         engine = create_engine(sqlalchemy_url(database), poolclass=pool.NullPool)
         settings = get_settings()
         event.listen(engine, "connect", lambda raw, _record: set_page_size(raw, settings))
