@@ -1,17 +1,40 @@
-"""The connection pool of the server databases (PostgreSQL, MySQL/MariaDB)."""
+"""The connection pool of the server databases (PostgreSQL, MySQL/MariaDB).
+
+A connection the server closed while it sat idle in the pool (a restart, a failover, the
+server's idle timeout) never costs a client a failed request: the first round trip of a checkout
+(an autocommit checkout's first statement, a transaction's BEGIN) that finds it closed is sent
+again, once, on a new connection, and the other idle connections, likely closed too, are dropped.
+Nothing is checked before a checkout (a ping would be a round trip on every request); nothing
+is ever sent twice once it may have run: a later statement, a COMMIT, or anything that got no
+answer in time (`DatabaseTimeout`).
+"""
 
 import asyncio
 import contextlib
 from abc import abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Final, Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from heroapi.config import DatabaseURL, Settings
-from heroapi.db import Connection, Database, DatabaseError, DatabaseUnavailable, IntegrityViolation
+from heroapi.db import (
+    Connection,
+    Database,
+    DatabaseError,
+    DatabaseTimeout,
+    DatabaseUnavailable,
+    ExecuteResult,
+    IntegrityViolation,
+    Params,
+    Row,
+    Statement,
+    TransactionConflict,
+    Values,
+)
 from heroapi.observability import POOL_CONNECTIONS
 
 RawConnection = TypeVar("RawConnection")
+_T = TypeVar("_T")
 
 
 class Pool(Generic[RawConnection]):
@@ -225,20 +248,53 @@ class PooledDatabase(Database, Generic[RawConnection]):
         return _CheckedOut(self)
 
     async def _give_back(self, raw: RawConnection, error: BaseException | None) -> None:
-        if error is None or isinstance(error, IntegrityViolation):
+        # A refused write or a lock conflict leaves the connection sound (its transaction, if
+        # any, was rolled back on the way out).
+        if error is None or isinstance(error, IntegrityViolation | TransactionConflict):
             self._pool.release(raw)
             return
         # Lost, cancelled mid-statement, or in an unknown state: never hand it out again.
         lost = isinstance(error, DatabaseUnavailable) or self._is_connection_error(error)
         await self._pool.discard(raw, everything_idle=lost)
 
+    def _closed_before_use(self, error: BaseException) -> bool:
+        """Whether `error`, raised by a checkout's first round trip, says the connection was
+        closed before it: then nothing of the request reached the database, and it may be sent
+        again on another connection. A timeout never says so (what was sent may be running)."""
+        if isinstance(error, DatabaseTimeout | TransactionConflict | TimeoutError):
+            return False
+        return isinstance(error, DatabaseUnavailable) or self._is_connection_error(error)
+
     def connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
-        return _Wrapped(self)
+        return _Autocommit(self)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self._checked_out() as raw, self._begin(raw):
+        async with self._begun(self._begin) as raw:
             yield self._wrap(raw)
+
+    @contextlib.asynccontextmanager
+    async def _begun(
+        self, begin: Callable[[RawConnection], contextlib.AbstractAsyncContextManager[None]]
+    ) -> AsyncIterator[RawConnection]:
+        """A checked-out connection in the transaction `begin(raw)` opens (and ends on exit).
+
+        A BEGIN that finds its connection closed is sent again, once, on a new connection:
+        nothing of the transaction had been sent. What follows the BEGIN is never repeated (the
+        caller's statements ran on the connection that broke; only the caller could replay them).
+        """
+        for last_try in (False, True):
+            stack = contextlib.AsyncExitStack()
+            raw = await stack.enter_async_context(self._checked_out())
+            try:
+                await stack.enter_async_context(begin(raw))
+                break
+            except BaseException as error:
+                await stack.__aexit__(type(error), error, error.__traceback__)
+                if last_try or not self._closed_before_use(error):
+                    raise
+        async with stack:
+            yield raw
 
 
 class _CheckedOut(Generic[RawConnection]):
@@ -260,8 +316,64 @@ class _CheckedOut(Generic[RawConnection]):
         await self._database._give_back(self._raw, error)
 
 
-class _Wrapped(_CheckedOut[Any]):
-    """`async with`: a pooled connection in autocommit mode, as a `Connection`."""
+class _Autocommit(Connection, Generic[RawConnection]):
+    """`async with`: a pooled connection in autocommit mode, given back (or discarded) on exit.
+
+    Its first statement, if it finds the connection closed, is sent again once on a new one (see
+    the module's docstring); every statement goes to the backend's own `Connection`. Entered
+    once per request: a class, not an `asynccontextmanager`, and no round trip of its own.
+    """
+
+    def __init__(self, database: PooledDatabase[RawConnection]) -> None:
+        super().__init__(database)
+        self._pooled = database
 
     async def __aenter__(self) -> Connection:
-        return self._database._wrap(await super().__aenter__())
+        self._raw: RawConnection | None = await self._pooled._acquire()
+        self._connection = self._pooled._wrap(self._raw)
+        self._sent = False
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> None:
+        if self._raw is not None:
+            await self._pooled._give_back(self._raw, error)
+
+    async def _round_trip(self, send: Callable[[Connection], Awaitable[_T]]) -> _T:
+        if self._sent:
+            return await send(self._connection)
+        self._sent = True
+        try:
+            return await send(self._connection)
+        except Exception as error:
+            if not self._pooled._closed_before_use(error):
+                raise
+            closed, self._raw = self._raw, None
+            assert closed is not None
+            await self._pooled._give_back(closed, error)
+            self._raw = await self._pooled._acquire()
+            self._connection = self._pooled._wrap(self._raw)
+            return await send(self._connection)
+
+    async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
+        return await self._round_trip(lambda connection: connection._fetch_one(statement, params))
+
+    async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
+        return await self._round_trip(lambda connection: connection._fetch_all(statement, params))
+
+    async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
+        return await self._round_trip(
+            lambda connection: connection._fetch_values(statement, params)
+        )
+
+    async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
+        return await self._round_trip(
+            lambda connection: connection._fetch_all_values(statement, params)
+        )
+
+    async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
+        return await self._round_trip(lambda connection: connection._execute(statement, params))
+
+    async def _write(self, statement: Statement, params: Params) -> ExecuteResult:
+        return await self._round_trip(lambda connection: connection._write(statement, params))
