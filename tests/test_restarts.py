@@ -10,7 +10,7 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -179,6 +179,48 @@ def test_a_database_that_is_down_is_a_fast_503_after_one_new_connection(
                 assert opens == [2]
 
         asyncio.run(scenario())
+
+
+Closer = Callable[[], Awaitable[None]]
+
+
+async def second_statement(database: Database, close: Closer) -> None:
+    async with database.connection() as connection:
+        await connection.fetch_values(text("SELECT 1"), {})
+        await close()
+        await connection.fetch_values(text("SELECT 2"), {})
+
+
+async def statement_after_begin(database: Database, close: Closer) -> None:
+    async with database.transaction() as connection:
+        await close()
+        await connection.fetch_values(text("SELECT 3"), {})
+
+
+async def commit_after_statement(database: Database, close: Closer) -> None:
+    async with database.transaction() as connection:
+        await connection.fetch_values(text("SELECT 4"), {})
+        await close()
+
+
+@servers
+def test_only_a_first_round_trip_is_sent_again(empty_database_url: str) -> None:
+    """A later statement of a checkout, or a COMMIT, may follow writes the database kept: when
+    their connection is lost, the request fails (503) rather than run anything twice."""
+
+    async def close() -> None:
+        assert await close_heroapi_connections(empty_database_url) == 1
+        await asyncio.sleep(0.2)  # the server's close reaches heroapi's socket
+
+    async def scenario() -> None:
+        async with connected(empty_database_url) as database:
+            opens = count_opens(database)
+            for body in (second_statement, statement_after_begin, commit_after_statement):
+                with pytest.raises(DatabaseUnavailable, match="lost"):
+                    await body(database, close)
+            assert opens == [2]  # one for each transaction, none to send anything again
+
+    asyncio.run(scenario())
 
 
 async def autocommit_values(database: Database) -> Any:
