@@ -223,6 +223,24 @@ def test_only_a_first_round_trip_is_sent_again(empty_database_url: str) -> None:
     asyncio.run(scenario())
 
 
+@servers
+def test_a_first_statement_with_no_answer_is_not_sent_again(empty_database_url: str) -> None:
+    """A statement that got no answer within the command timeout may still be running (or have
+    run): its request fails, and it is not sent on another connection."""
+    sleep = "pg_sleep" if empty_database_url.startswith("postgresql") else "SLEEP"
+
+    async def scenario() -> None:
+        async with connected(empty_database_url, database_command_timeout=1) as database:
+            opens = count_opens(database)
+            started = time.monotonic()
+            with pytest.raises(DatabaseUnavailable, match="did not answer within 1 s"):
+                await database.fetch_values(text(f"SELECT {sleep}(3)"), {})
+            assert time.monotonic() - started < 1.9
+            assert opens == [0]
+
+    asyncio.run(scenario())
+
+
 async def autocommit_values(database: Database) -> Any:
     return await database.fetch_values(text("SELECT 1"), {})
 

@@ -15,6 +15,7 @@ COMMIT, or a round trip that got no answer in time (`DatabaseTimeout`: it may st
 
 import asyncio
 import contextlib
+import time
 from abc import abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -260,11 +261,19 @@ class PooledDatabase(Database, Generic[RawConnection]):
         lost = isinstance(error, DatabaseUnavailable) or self._is_connection_error(error)
         await self._pool.discard(raw, everything_idle=lost)
 
-    def _closed_before_use(self, error: BaseException) -> bool:
-        """Whether `error`, raised by a checkout's first round trip, says the connection was
-        closed before it: then nothing of the request reached the database, and it may be sent
-        again on another connection. A timeout never says so (what was sent may be running)."""
+    def _closed_before_use(self, error: BaseException, since: float) -> bool:
+        """Whether `error`, raised by a checkout's first round trip (sent at `since`, in
+        `time.monotonic()` seconds), says the connection was closed before it: then nothing of
+        the request reached the database, and it may be sent again on another connection.
+
+        A timeout never says so (what was sent may be running), whatever the backend calls it:
+        PostgreSQL's watchdog closes a connection that got no answer, and the statement fails as
+        on any closed connection, only after the command timeout. A connection that was closed
+        already fails at once.
+        """
         if isinstance(error, DatabaseTimeout | TransactionConflict | TimeoutError):
+            return False
+        if time.monotonic() - since >= self.settings.database_command_timeout:
             return False
         return isinstance(error, DatabaseUnavailable) or self._is_connection_error(error)
 
@@ -324,10 +333,11 @@ class _Begun(Generic[RawConnection]):
 
     async def __aenter__(self) -> RawConnection:
         raw = await self._database._acquire()  # a failure to connect is not tried again
+        since = time.monotonic()
         try:
             await self._begin_on(raw)
         except Exception as error:
-            if not self._database._closed_before_use(error):
+            if not self._database._closed_before_use(error, since):
                 raise
             await self._begin_on(await self._database._acquire())
         return self._raw
@@ -371,6 +381,7 @@ class _Autocommit(Connection, Generic[RawConnection]):
         self._raw: RawConnection | None = await self._pooled._acquire()
         self._connection = self._pooled._wrap(self._raw)
         self._first = True
+        self._since = time.monotonic()  # (the first statement follows at once)
         return self
 
     async def __aexit__(
@@ -382,7 +393,7 @@ class _Autocommit(Connection, Generic[RawConnection]):
     async def _replacement(self, error: Exception, first: bool) -> Connection:
         """After `error` from a statement: a new connection to send it again on, if it was the
         first one and found its connection closed; otherwise `error` goes on."""
-        if not first or not self._pooled._closed_before_use(error):
+        if not first or not self._pooled._closed_before_use(error, self._since):
             raise error
         closed, self._raw = self._raw, None
         assert closed is not None
