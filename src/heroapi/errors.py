@@ -4,7 +4,7 @@
   a secret back (`secret_name`, passwords), whatever the body's shape, and never fails on input
   JSON cannot carry.
 - 503 with `Retry-After` when the database cannot be reached or every connection is busy, or
-  when it gave up on a write that another transaction's locks held up (a deadlock).
+  when it gave up on a statement another transaction's locks held up (lock wait timeout, deadlock).
 - 409 when a database constraint refuses a write that no route maps to a better answer.
 """
 
