@@ -3,7 +3,8 @@
 - 422 keeps FastAPI's shape (`detail` is a list of `{type, loc, msg, input}`), but never echoes
   a secret back (`secret_name`, passwords), whatever the body's shape, and never fails on input
   JSON cannot carry.
-- 503 with `Retry-After` when the database cannot be reached or every connection is busy.
+- 503 with `Retry-After` when the database cannot be reached or every connection is busy, or
+  when it gave up on a statement another transaction's locks held up (lock wait timeout, deadlock).
 - 409 when a database constraint refuses a write that no route maps to a better answer.
 """
 
@@ -20,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from heroapi.db import DatabaseUnavailable, DataRejected, IntegrityViolation
+from heroapi.db import DatabaseUnavailable, DataRejected, IntegrityViolation, TransactionConflict
 
 logger = logging.getLogger("heroapi")
 
@@ -111,6 +112,15 @@ async def _on_database_unavailable(request: Request, error: Exception) -> JSONRe
     )
 
 
+async def _on_transaction_conflict(request: Request, error: Exception) -> JSONResponse:
+    logger.warning("lock conflict during %s %s: %s", request.method, request.url.path, error)
+    return JSONResponse(
+        {"detail": "A concurrent change held up this request; retry"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _on_integrity_violation(request: Request, error: Exception) -> JSONResponse:
     logger.info("constraint refused %s %s: %s", request.method, request.url.path, error)
     return JSONResponse(
@@ -128,6 +138,7 @@ async def _on_data_rejected(request: Request, error: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(DatabaseUnavailable, _on_database_unavailable)
+    app.add_exception_handler(TransactionConflict, _on_transaction_conflict)
     app.add_exception_handler(IntegrityViolation, _on_integrity_violation)
     app.add_exception_handler(DataRejected, _on_data_rejected)
 

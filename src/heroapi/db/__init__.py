@@ -19,8 +19,9 @@ path renders them itself. Why not the ORM or an `AsyncSession`: see docs/perform
 
 A backend's module is imported when a database of its kind is created.
 
-Driver errors are translated into `DatabaseUnavailable` (connection refused or lost, pool exhausted:
-the client may retry) and `IntegrityViolation` (a constraint said no).
+Driver errors are translated into `DatabaseUnavailable` (connection refused or lost, pool exhausted,
+no answer in time (`DatabaseTimeout`), a lock conflict (`TransactionConflict`): the client may
+retry) and `IntegrityViolation` (a constraint said no).
 """
 
 import asyncio
@@ -49,6 +50,17 @@ class DatabaseError(Exception):
 
 class DatabaseUnavailable(DatabaseError):
     """The database cannot be reached now (refused, lost, or every connection busy): retry later."""
+
+
+class DatabaseTimeout(DatabaseUnavailable):
+    """No answer within `database_command_timeout`: the connection was closed, and what it had
+    sent may have run on the server (so it is never sent again on another connection)."""
+
+
+class TransactionConflict(DatabaseUnavailable):
+    """The database gave up on a statement to settle a conflict with another transaction (a
+    lock wait timed out, a deadlock, a serialization failure): nothing of it was kept, the
+    connection is sound, and the same request may succeed if it is sent again."""
 
 
 class IntegrityViolation(DatabaseError):

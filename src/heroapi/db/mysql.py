@@ -1,8 +1,19 @@
-"""MySQL/MariaDB: asyncmy, in heroapi's own pool."""
+"""MySQL/MariaDB: asyncmy, in heroapi's own pool.
+
+Every round trip (a statement, BEGIN, COMMIT, ROLLBACK) gets `database_command_timeout` seconds
+to be answered; past that its connection is discarded (`DatabaseTimeout`), never reused.
+
+A lock wait that times out (1205) or a deadlock (1213) is a `TransactionConflict` (503 with
+`Retry-After`). A statement of its own (autocommit) that InnoDB chose as a deadlock's victim was
+rolled back whole, so it is sent again, once; in a transaction block only the whole block could
+be, which this layer cannot do. A lock wait is made to end before the command timeout would
+end it (see `lock_wait_timeout`): as a conflict, on a connection that is kept.
+"""
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import asyncmy
@@ -10,9 +21,10 @@ import asyncmy.cursors
 import asyncmy.errors
 from sqlalchemy.dialects.mysql.asyncmy import MySQLDialect_asyncmy
 
+from heroapi.config import DatabaseURL, Settings
 from heroapi.db import (
     Connection,
-    Database,
+    DatabaseTimeout,
     DatabaseUnavailable,
     DataRejected,
     ExecuteResult,
@@ -20,6 +32,7 @@ from heroapi.db import (
     Params,
     Row,
     Statement,
+    TransactionConflict,
     Values,
 )
 from heroapi.db.pool import PooledDatabase
@@ -28,22 +41,38 @@ _MYSQL_CONNECTION_ERROR_CODES = frozenset({2002, 2003, 2006, 2013, 2014, 2055, 1
 _MYSQL_INTEGRITY_ERROR_CODES = frozenset({1048, 1062, 1169, 1216, 1217, 1451, 1452, 1557, 3819})
 # Incorrect value, out of range, too long, truncated...
 _MYSQL_DATA_ERROR_CODES = frozenset({1264, 1265, 1292, 1366, 1367, 1406, 3988})
+_LOCK_WAIT_TIMEOUT = 1205
+_DEADLOCK = 1213
 
 
 class _MySQLConnection(Connection):
-    def __init__(self, database: Database, raw: Any) -> None:
+    def __init__(self, database: "MySQLDatabase", raw: Any) -> None:
         super().__init__(database)
         self._raw = raw
+        self._timeout = database.settings.database_command_timeout
+        self._transactions = database.transactions
 
     async def _run(
         self, statement: Statement, params: Params, cursor_class: type[Any] = asyncmy.cursors.Cursor
     ) -> tuple[Sequence[Any], int, int]:
-        # A statement that gets no answer (server hung, network cut) fails, never hangs.
-        with _mysql_errors():
-            async with (
-                asyncio.timeout(self._database.settings.database_command_timeout),
-                self._raw.cursor(cursor_class) as cursor,
+        try:
+            return await self._run_once(statement, params, cursor_class)
+        except TransactionConflict as conflict:
+            # Outside a transaction block the deadlock's victim was this statement alone, and
+            # InnoDB rolled it back whole: nothing of it stays, so it is sent again (once).
+            if (
+                _mysql_error_code(conflict.__cause__) != _DEADLOCK
+                or self._raw in self._transactions
             ):
+                raise
+        return await self._run_once(statement, params, cursor_class)
+
+    async def _run_once(
+        self, statement: Statement, params: Params, cursor_class: type[Any]
+    ) -> tuple[Sequence[Any], int, int]:
+        # A statement that gets no answer (server hung, network cut) fails, never hangs.
+        with _mysql_errors(self._timeout):
+            async with asyncio.timeout(self._timeout), self._raw.cursor(cursor_class) as cursor:
                 await cursor.execute(statement.sql, statement.args(params))
                 rows = await cursor.fetchall()
                 return rows, cursor.rowcount, cursor.lastrowid
@@ -69,7 +98,7 @@ class _MySQLConnection(Connection):
         return ExecuteResult(rowcount, lastrowid)
 
 
-def _mysql_error_code(error: BaseException) -> int | None:
+def _mysql_error_code(error: BaseException | None) -> int | None:
     if isinstance(error, asyncmy.errors.MySQLError) and error.args:
         code = error.args[0]
         return code if isinstance(code, int) else None
@@ -77,7 +106,8 @@ def _mysql_error_code(error: BaseException) -> int | None:
 
 
 @contextlib.contextmanager
-def _mysql_errors() -> Any:
+def _mysql_errors(timeout: float) -> Iterator[None]:
+    """asyncmy's errors as this layer's; `timeout` is the command timeout that was in force."""
     try:
         yield
     except asyncmy.errors.MySQLError as error:
@@ -86,17 +116,48 @@ def _mysql_errors() -> Any:
             raise IntegrityViolation(str(error)) from error
         if code in _MYSQL_CONNECTION_ERROR_CODES:
             raise DatabaseUnavailable(f"lost the database connection: {error}") from error
+        if code in (_LOCK_WAIT_TIMEOUT, _DEADLOCK):
+            raise TransactionConflict(str(error)) from error
         if code in _MYSQL_DATA_ERROR_CODES or isinstance(error, asyncmy.errors.DataError):
             raise DataRejected(str(error)) from error
         raise
-    except (ConnectionError, OSError, TimeoutError) as error:
+    except TimeoutError as error:
+        raise DatabaseTimeout(f"the database did not answer within {timeout:g} s") from error
+    except (ConnectionError, OSError) as error:
         raise DatabaseUnavailable(f"lost the database connection: {error!r}") from error
+
+
+async def _answered(seconds: float, call: Callable[[], Awaitable[None]]) -> None:
+    """`call()` (a BEGIN, COMMIT or ROLLBACK) answered within `seconds`, or a `DatabaseError`."""
+    with _mysql_errors(seconds):
+        async with asyncio.timeout(seconds):
+            await call()
+
+
+def lock_wait_timeout(command_timeout: float) -> int:
+    """The `innodb_lock_wait_timeout` (whole seconds) of heroapi's sessions: a second less than
+    the command timeout, so that a long lock wait ends as InnoDB's 1205 (a conflict; the
+    connection is kept) rather than as a command timeout (the connection is closed, and the
+    server goes on waiting for the lock until its own limit, 50 s by default)."""
+    return max(1, math.ceil(command_timeout) - 1)
 
 
 class MySQLDatabase(PooledDatabase[Any]):
     dialect = MySQLDialect_asyncmy()
     # MariaDB has INSERT ... RETURNING but not UPDATE ... RETURNING; MySQL has neither.
     supports_returning = False
+
+    def __init__(self, url: DatabaseURL, settings: Settings) -> None:
+        super().__init__(url, settings)
+        # Refuse bad data instead of truncating it, whatever the server's defaults; a lock wait
+        # no longer than the server's own limit, nor than the command timeout allows.
+        lock_wait = lock_wait_timeout(settings.database_command_timeout)
+        self._init_command = (
+            "SET SESSION sql_mode = 'TRADITIONAL', time_zone = '+00:00', innodb_lock_wait_timeout"
+            f" = LEAST(@@GLOBAL.innodb_lock_wait_timeout, {lock_wait})"
+        )
+        # The connections inside a transaction block, as opposed to autocommit.
+        self.transactions: set[Any] = set()
 
     async def _open(self) -> Any:
         url = self.url.url
@@ -111,8 +172,7 @@ class MySQLDatabase(PooledDatabase[Any]):
             charset="utf8mb4",
             autocommit=True,
             connect_timeout=self.settings.database_connect_timeout,
-            # Refuse bad data instead of truncating it, whatever the server's defaults.
-            init_command="SET SESSION sql_mode = 'TRADITIONAL', time_zone = '+00:00'",
+            init_command=self._init_command,
         )
         try:
             return await asyncio.wait_for(connect, self.settings.database_connect_timeout)
@@ -133,18 +193,21 @@ class MySQLDatabase(PooledDatabase[Any]):
         )
 
     def _begin(self, raw: Any) -> contextlib.AbstractAsyncContextManager[None]:
-        return _mysql_transaction(raw)
+        return self._transaction(raw)
 
-
-@contextlib.asynccontextmanager
-async def _mysql_transaction(raw: Any) -> AsyncIterator[None]:
-    with _mysql_errors():
-        await raw.begin()
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await raw.rollback()
-        raise
-    with _mysql_errors():
-        await raw.commit()
+    @contextlib.asynccontextmanager
+    async def _transaction(self, raw: Any) -> AsyncIterator[None]:
+        timeout = self.settings.database_command_timeout
+        await _answered(timeout, raw.begin)
+        self.transactions.add(raw)
+        try:
+            yield
+        except BaseException as error:
+            # A lost connection is discarded instead: the server rolls back what it left open.
+            # A ROLLBACK that fails replaces `error`, so that the connection is discarded too.
+            if not isinstance(error, DatabaseUnavailable) or isinstance(error, TransactionConflict):
+                await _answered(timeout, raw.rollback)
+            raise
+        finally:
+            self.transactions.discard(raw)
+        await _answered(timeout, raw.commit)
