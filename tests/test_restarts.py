@@ -450,3 +450,59 @@ def test_mariadb_lock_wait_timeout_is_a_503_with_retry_after(database_url: str) 
         retried = client.patch(f"/heroes/{hero['id']}", json={"age": 3})
         assert retried.status_code == 200
         assert retried.json()["age"] == 3
+
+
+postgresql = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+
+
+@postgresql
+def test_postgresql_deadlock_in_a_transaction_is_a_conflict_and_keeps_the_connection(
+    empty_database_url: str,
+) -> None:
+    """PostgreSQL gives up on one side of a deadlock (40P01): heroapi's side is a
+    TransactionConflict (503 with Retry-After), nothing of it stays, its connection is kept."""
+
+    async def scenario() -> None:
+        other = await asyncpg.connect(empty_database_url)
+        try:
+            await other.execute("CREATE TABLE counters (id INT PRIMARY KEY, n INT NOT NULL)")
+            await other.execute("INSERT INTO counters SELECT g, 0 FROM generate_series(1, 2) g")
+            # The other session looks for deadlocks only after 10 s: heroapi's (1 s) finds it.
+            await other.execute("SET deadlock_timeout = '10s'")
+            async with connected(empty_database_url) as database:
+                await other.execute("BEGIN")
+                await other.execute("UPDATE counters SET n = n + 1 WHERE id = 2")
+                first_statement_done: asyncio.Future[int] = (
+                    asyncio.get_running_loop().create_future()
+                )
+
+                async def rows_one_then_two() -> None:
+                    async with database.transaction() as connection:
+                        row = await connection.fetch_values(text("SELECT pg_backend_pid()"), {})
+                        assert row is not None
+                        await connection.execute(
+                            text("UPDATE counters SET n = n + 10 WHERE id = 1"), {}
+                        )
+                        first_statement_done.set_result(row[0])
+                        await connection.execute(
+                            text("UPDATE counters SET n = n + 10 WHERE id = 2"), {}
+                        )
+
+                transaction = asyncio.create_task(rows_one_then_two())
+                heroapi_pid = await first_statement_done
+                blocked = asyncio.create_task(
+                    other.execute("UPDATE counters SET n = n + 1 WHERE id = 1")
+                )
+                with pytest.raises(TransactionConflict, match="deadlock"):
+                    await asyncio.wait_for(transaction, 10)
+                await blocked
+                await other.execute("COMMIT")
+                rows = await other.fetch("SELECT id, n FROM counters ORDER BY id")
+                assert [tuple(row) for row in rows] == [(1, 1), (2, 1)]
+                after = await database.fetch_values(text("SELECT pg_backend_pid()"), {})
+                assert after is not None
+                assert after[0] == heroapi_pid
+        finally:
+            await other.close()
+
+    asyncio.run(scenario())

@@ -15,6 +15,7 @@ so the cache stays on, as on a direct connection.
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import weakref
@@ -28,6 +29,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from heroapi.config import DatabaseURL, Settings
 from heroapi.db import (
     Connection,
+    DatabaseTimeout,
     DatabaseUnavailable,
     DataRejected,
     ExecuteResult,
@@ -35,6 +37,7 @@ from heroapi.db import (
     Params,
     Row,
     Statement,
+    TransactionConflict,
     Values,
     stop,
 )
@@ -114,10 +117,14 @@ class _PostgresConnection(Connection):
 
 # What asyncpg raises that means something to the client: anything else is a server error.
 # QueryCanceledError: the watchdog's cancel (or a server-side statement_timeout) stopped it.
+# TransactionRollbackError (deadlock 40P01, serialization failure 40001) and
+# LockNotAvailableError (lock_timeout, 55P03): the server gave up to settle a conflict.
+_PG_CONFLICTS = (asyncpg.TransactionRollbackError, asyncpg.LockNotAvailableError)
 _PG_ERRORS = (
     asyncpg.IntegrityConstraintViolationError,
     asyncpg.DataError,
     asyncpg.QueryCanceledError,
+    *_PG_CONFLICTS,
     *_PG_CONNECTION_ERRORS,
 )
 
@@ -127,6 +134,8 @@ def _postgres_error(error: BaseException) -> Exception:
         return IntegrityViolation(str(error))
     if isinstance(error, asyncpg.DataError):
         return DataRejected(str(error))
+    if isinstance(error, _PG_CONFLICTS):
+        return TransactionConflict(f"the database gave up on a conflicting change: {error}")
     if isinstance(error, asyncpg.QueryCanceledError):
         return DatabaseUnavailable(f"the database cancelled the statement: {error}")
     return DatabaseUnavailable(f"lost the database connection: {error}")
@@ -222,7 +231,7 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
     def failure(self, raw: asyncpg.Connection, error: BaseException) -> Exception:
         if raw in self._timed_out:
             timeout = self.settings.database_command_timeout
-            return DatabaseUnavailable(f"the database did not answer within {timeout:g} s")
+            return DatabaseTimeout(f"the database did not answer within {timeout:g} s")
         return _postgres_error(error)
 
     async def _watch(self) -> None:
@@ -292,11 +301,10 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[tuple[Connection, Hashable | None]]:
         # REPEATABLE READ: every statement sees the snapshot the first one took. Two equal
-        # snapshots (xmin, xmax, running transactions) see the same committed data.
-        async with (
-            self._checked_out() as raw,
-            self._transaction(raw, isolation="repeatable_read", readonly=True),
-        ):
+        # snapshots (xmin, xmax, running transactions) see the same committed data. Through
+        # `_begun`, as a transaction: a BEGIN that finds its idle connection closed is sent again.
+        begin = functools.partial(self._transaction, isolation="repeatable_read", readonly=True)
+        async with self._begun(begin) as raw:
             token = await self._wait_for(
                 raw, lambda: raw.fetchval("SELECT pg_current_snapshot()::text")
             )
