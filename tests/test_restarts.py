@@ -29,7 +29,7 @@ from heroapi.db import (
     TransactionConflict,
     create_database,
 )
-from heroapi.db.pool import PooledDatabase
+from heroapi.db.pooled import PooledDatabase
 from tests.conftest import make_settings, running_app
 from tests.proxy import Proxy, proxy_to
 from tests.server import live_server

@@ -11,7 +11,7 @@ path renders them itself. Why not the ORM or an `AsyncSession`: see docs/perform
   by another process's lock waits for it on the event loop, never inside SQLite
   (`sqlite/locking.py`).
 - PostgreSQL (`postgres.py`): asyncpg, with a small pool of our own (`pool.py`) that does not
-  reset a connection on release.
+  reset a connection on release; checkouts, transactions and retries are `pooled.py`'s.
 - MySQL/MariaDB (`mysql.py`): asyncmy, in the same pool.
 - PostgreSQL with read replicas (`replicas.py`): the same, with reads outside a transaction sent
   to a replica that is up and not too far behind. Only created when replicas are configured: the

@@ -35,7 +35,7 @@ from heroapi.db import (
     TransactionConflict,
     Values,
 )
-from heroapi.db.pool import PooledDatabase
+from heroapi.db.pooled import PooledDatabase
 
 _MYSQL_CONNECTION_ERROR_CODES = frozenset({2002, 2003, 2006, 2013, 2014, 2055, 1053, 1927})
 _MYSQL_INTEGRITY_ERROR_CODES = frozenset({1048, 1062, 1169, 1216, 1217, 1451, 1452, 1557, 3819})

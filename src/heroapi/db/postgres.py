@@ -41,7 +41,7 @@ from heroapi.db import (
     Values,
     stop,
 )
-from heroapi.db.pool import PooledDatabase
+from heroapi.db.pooled import PooledDatabase
 
 logger = logging.getLogger("heroapi")
 _T = TypeVar("_T")
