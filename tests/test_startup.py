@@ -108,7 +108,9 @@ def test_serve_is_ready_within_one_and_a_half_tutorial_starts() -> None:
     a ratio, so a loaded machine slows both alike."""
     script = load_startup_script()
     tutorial_python = script.BENCH_HOME / ".venv" / "bin" / "python"
-    if not tutorial_python.exists() or not script.BENCH_DIR.is_dir():
+    if not script.BENCH_DIR.is_dir():
+        pytest.skip(f"no tutorial app to compare with: {script.BENCH_DIR} is not there")
+    if not tutorial_python.exists():
         reason = f"no tutorial app to compare with: run {script.BENCH_DIR}/setup.sh"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason} (CI=true make test does)")
