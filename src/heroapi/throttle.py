@@ -176,15 +176,13 @@ class Throttle:
         return self._busy(address, now)
 
     async def hold(self, refusal: "Throttled") -> None:
-        """Hold back a 429 for a key known to be past its quota (`HEROAPI_THROTTLE_HOLD`
-        seconds), unless `MAX_HELD` answers are already waiting. A client that ignores 429s and
-        tries again at once, as brute-forcing tools do, then costs the server one cheap answer a
-        second per connection instead of a busy loop; one within its limits never waits."""
-        if (
-            not self._hold
-            or refusal.counted.limit is self.hashes_in_flight
-            or self._held >= MAX_HELD
-        ):
+        """Hold back a 429 this process knew without asking the database (`known_refusal`: an
+        address past its quota, or with every hashing slot it may have) for
+        `HEROAPI_THROTTLE_HOLD` seconds, at most its `Retry-After`, unless `MAX_HELD` answers
+        are already waiting. A client that ignores 429s and tries again at once, as
+        brute-forcing tools do, then costs the server one cheap answer a second per connection
+        instead of a busy loop; one within its limits never waits."""
+        if not self._hold or self._held >= MAX_HELD:
             return
         self._held += 1
         try:
