@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     migration_database_url: str | None = None
     migration_lock_timeout: Annotated[float, Field(gt=0, le=3600)] = 300.0
 
+    # The deepest `offset`/`skip` a list accepts (None: any, as the tutorial): an offset page
+    # costs time in proportion to its depth.
+    max_offset: Annotated[int | None, Field(ge=0)] = None
     max_body_size: Annotated[int, Field(ge=1024)] = 1024 * 1024
     # A refused body (413) of up to this many bytes, arriving within this many seconds, is read
     # and dropped before the connection closes, so its client can read the 413 (see BodyLimit).

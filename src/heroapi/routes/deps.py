@@ -8,6 +8,7 @@ import hmac
 from typing import Annotated, Final
 
 from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordBearer
 from starlette.types import Scope
 
@@ -75,6 +76,30 @@ async def get_passwords(request: Request) -> PasswordHasher:
 async def get_throttle(request: Request) -> Throttle:
     throttle: Throttle = request.app.state.throttle
     return throttle
+
+
+def offset_allowed(scope: Scope, offset: int) -> bool:
+    """Whether `offset` is within HEROAPI_MAX_OFFSET (always, when it is not set)."""
+    settings: Settings = scope["app"].state.settings
+    return settings.max_offset is None or offset <= settings.max_offset
+
+
+def check_offset(request: Request, name: str, offset: int) -> None:
+    """HEROAPI_MAX_OFFSET, as the 422 pydantic's own `le` gives for the query parameter."""
+    if not offset_allowed(request.scope, offset):
+        maximum = request.app.state.settings.max_offset
+        raise RequestValidationError(
+            [
+                {
+                    "type": "less_than_equal",
+                    "loc": ("query", name),
+                    "msg": f"Input should be less than or equal to {maximum} "
+                    "(HEROAPI_MAX_OFFSET; page deeper with a narrower query)",
+                    "input": str(offset),
+                    "ctx": {"le": maximum},
+                }
+            ]
+        )
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]

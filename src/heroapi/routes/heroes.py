@@ -32,9 +32,11 @@ from heroapi.routes.deps import (
     MAX_PAGE_SIZE,
     PageSize,
     PageStart,
+    check_offset,
     database_in,
     database_of,
     in_id_range,
+    offset_allowed,
 )
 from heroapi.routes.direct import DirectRoute, plain_int, plain_query
 
@@ -65,6 +67,7 @@ async def create_hero(hero: HeroCreate, request: Request) -> Response:
 
 async def read_heroes(request: Request, offset: PageStart = 0, limit: PageSize = 100) -> Response:
     """List heroes in id order, `limit` (at most 100) from `offset`."""
+    check_offset(request, "offset", offset)
     database = database_of(request)
     page = await crud.list_heroes(database=database, offset=offset, limit=limit)
     return Response(heroes_json(page), media_type="application/json")
@@ -114,7 +117,7 @@ class HeroesRoute(DirectRoute):
 
     async def answer(self, scope: Scope) -> bytes | None:
         page = plain_query(scope["query_string"], PAGE_DEFAULTS, PAGE_MAXIMA)
-        if page is None:
+        if page is None or not offset_allowed(scope, page["offset"]):
             return None
         database = database_in(scope)
         return heroes_json(

@@ -7,14 +7,14 @@ its rule's `policy.item_owner`, and FastAPI documents just what that asks for.
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 
 from heroapi import crud, policy
 from heroapi.db import Row
 from heroapi.errors import ErrorDetail
 from heroapi.models import Item
 from heroapi.policy import AuthMode
-from heroapi.routes.deps import DatabaseDep, PageSize, PageStart, in_id_range
+from heroapi.routes.deps import DatabaseDep, PageSize, PageStart, check_offset, in_id_range
 
 
 def router(mode: AuthMode) -> APIRouter:
@@ -25,12 +25,14 @@ def router(mode: AuthMode) -> APIRouter:
 
     @items.get("/", response_model=list[Item])
     async def read_items(
+        request: Request,
         database: DatabaseDep,
         owner_id: Annotated[int | None, list_owner],
         skip: PageStart = 0,
         limit: PageSize = 100,
     ) -> list[Row]:
         """List items in id order (with `HEROAPI_AUTH_MODE=required`, only your own)."""
+        check_offset(request, "skip", skip)
         return await crud.list_items(database=database, offset=skip, limit=limit, owner_id=owner_id)
 
     @items.get(

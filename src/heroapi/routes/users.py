@@ -32,6 +32,7 @@ from heroapi.routes.deps import (
     PasswordsDep,
     SettingsDep,
     ThrottleDep,
+    check_offset,
     in_id_range,
 )
 from heroapi.routes.login import THROTTLED
@@ -101,11 +102,13 @@ async def create_user(
 
 
 async def read_users(
+    request: Request,
     database: DatabaseDep,
     skip: PageStart = 0,
     limit: PageSize = 100,
 ) -> list[Row]:
     """List accounts in id order, each with its items (`required` mode: superusers only)."""
+    check_offset(request, "skip", skip)
     return await crud.list_users(database=database, offset=skip, limit=limit)
 
 
