@@ -133,6 +133,17 @@ def test_delete_removes_the_item_once(client: TestClient) -> None:
     assert client.get(f"/users/{owner['id']}").json()["items"] == [kept]
 
 
+def test_open_mode_lets_anyone_write_any_item(client: TestClient) -> None:
+    # As the tutorial's item routes: no token asked for, and none looked at (not even another's).
+    owner = create_user(client, "deadpool@example.com")
+    create_user(client, "cable@example.com")
+    stranger = login(client, "cable@example.com")
+    item = create_item(client, owner["id"])
+    response = client.patch(f"/items/{item['id']}", json={"title": "Cable's"}, headers=stranger)
+    assert response.json() == item | {"title": "Cable's"}
+    assert client.delete(f"/items/{item['id']}", headers=stranger).json() == {"ok": True}
+
+
 # ------------------------------------------------------------------------------ required mode
 
 
