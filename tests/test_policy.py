@@ -45,6 +45,8 @@ NEEDS_A_TOKEN: dict[AuthMode, set[tuple[str, str]]] = {
         ("POST", "/users/{user_id}/items/"),
         ("GET", "/items/"),
         ("GET", "/items/{item_id}"),
+        ("PATCH", "/items/{item_id}"),
+        ("DELETE", "/items/{item_id}"),
     },
 }
 

@@ -20,7 +20,7 @@ name; `heroes.install` asks for each hero route; the login router, whose routes 
 is included with `shared_dependencies()`. So FastAPI's own OpenAPI document tells the truth: an
 operation shows `security` exactly when its rule needs a token in the running mode. An `ANYONE`
 operation gets no dependency at all, which keeps the hot hero routes flat in `open` mode (the
-direct hero reads cannot take one, and are `ANYONE` in every mode). The item reads, whose answer
+direct hero reads cannot take one, and are `ANYONE` in every mode). The item routes, whose answer
 depends on who asks, take `item_owner()`.
 
 Not in the table: the docs pages and `/health/*` (open to anyone), and `/metrics` (guarded by a
@@ -77,6 +77,8 @@ RULES: Final[dict[Operation, tuple[Rule, Rule]]] = {
     ("POST",   "/users/{user_id}/items/"):  (ANYONE,            SELF_OR_SUPERUSER),
     ("GET",    "/items/"):                  (ANYONE,            OWN_ITEMS),
     ("GET",    "/items/{item_id}"):         (ANYONE,            OWN_ITEMS),
+    ("PATCH",  "/items/{item_id}"):         (ANYONE,            OWN_ITEMS),
+    ("DELETE", "/items/{item_id}"):         (ANYONE,            OWN_ITEMS),
     ("POST",   "/login/access-token"):      (ANYONE,            ANYONE),
     ("POST",   "/login/refresh"):           (ANYONE,            ANYONE),
     ("POST",   "/logout"):                  (ANYONE,            ANYONE),

@@ -17,6 +17,7 @@ from heroapi.crud.users import (
     EmailAlreadyRegistered,
     create_item,
     create_user,
+    delete_item,
     delete_user,
     email_registered,
     get_item,
@@ -26,6 +27,7 @@ from heroapi.crud.users import (
     list_items,
     list_users,
     replace_password_hash,
+    update_item,
     update_user,
 )
 
@@ -35,6 +37,7 @@ __all__ = [
     "create_item",
     "create_user",
     "delete_hero",
+    "delete_item",
     "delete_user",
     "email_registered",
     "get_hero",
@@ -48,5 +51,6 @@ __all__ = [
     "replace_password_hash",
     "schema_revision",
     "update_hero",
+    "update_item",
     "update_user",
 ]

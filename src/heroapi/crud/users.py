@@ -3,7 +3,7 @@
 from functools import cache
 from typing import Any, Final
 
-from sqlalchemy import Insert, Select, Update, bindparam, delete, insert, select
+from sqlalchemy import Delete, Insert, Select, Update, bindparam, delete, insert, select
 
 from heroapi.crud.paging import id_page
 from heroapi.db import Connection, Database, IntegrityViolation, Row
@@ -29,6 +29,7 @@ _USER = (
     users_table.c.security_stamp,
 )
 _ITEM = (items_table.c.id, items_table.c.title, items_table.c.description, items_table.c.owner_id)
+_ITEM_NAMES = tuple(column.name for column in _ITEM)
 _USER_BY_ID = users_table.c.id == bindparam("user_id")
 
 _SELECT_USER = select(*_USER).where(_USER_BY_ID)
@@ -95,6 +96,29 @@ def _select_items(owner: bool) -> Select[Any]:
     return (
         statement.order_by(items_table.c.id).offset(bindparam("offset")).limit(bindparam("limit"))
     )
+
+
+# An item's writes name its owner in the WHERE clause when the requester may touch only their own
+# items: the check and the write are one statement, so no ownership read can go stale before it.
+@cache
+def _update_item(fields: tuple[str, ...], owner: bool, returning: bool) -> Update:
+    """The UPDATE for one set of changed columns, with or without the owner's condition."""
+    statement = (
+        items_table.update()
+        .where(items_table.c.id == bindparam("item_id"))
+        .values({name: bindparam(name) for name in fields})
+    )
+    if owner:
+        statement = statement.where(items_table.c.owner_id == bindparam("owner_id"))
+    return statement.returning(*_ITEM) if returning else statement
+
+
+@cache
+def _delete_item(owner: bool) -> Delete:
+    statement = delete(items_table).where(items_table.c.id == bindparam("item_id"))
+    if owner:
+        statement = statement.where(items_table.c.owner_id == bindparam("owner_id"))
+    return statement
 
 
 # Changing any of these gives the account a new security stamp: every earlier token stops working.
@@ -281,3 +305,31 @@ async def list_items(
     """One page of items in id order; with `owner_id`, only that user's."""
     params = {"offset": offset, "limit": limit, "owner_id": owner_id}
     return await database.fetch_all(_select_items(owner_id is not None), params)
+
+
+async def update_item(
+    *, database: Database, item_id: int, changes: dict[str, Any], owner_id: int | None = None
+) -> Row | None:
+    """Change the given columns (`title`, `description`) of an item; with `owner_id`, only if that
+    user owns it. The item as it now is, or None if there is none (or it is another's)."""
+    params = {**changes, "item_id": item_id, "owner_id": owner_id}
+    if not changes:
+        return await get_item(database=database, item_id=item_id, owner_id=owner_id)
+    owner = owner_id is not None
+    statement = _update_item(tuple(sorted(changes)), owner, database.supports_returning)
+    if database.supports_returning:
+        row = (await database.write(statement, params)).row
+        return None if row is None else dict(zip(_ITEM_NAMES, row, strict=True))
+    async with database.transaction() as connection:
+        # MariaDB: no UPDATE ... RETURNING. The UPDATE holds the row's lock until commit, so the
+        # read sees what it wrote; its rowcount cannot tell "not found" from "already so" (MySQL
+        # counts changed rows), so the read, with the same owner condition, decides.
+        await connection.execute(statement, params)
+        return await connection.fetch_one(_select_item(owner), params)
+
+
+async def delete_item(*, database: Database, item_id: int, owner_id: int | None = None) -> bool:
+    """Delete an item; with `owner_id`, only if that user owns it. False if nothing was deleted."""
+    params = {"item_id": item_id, "owner_id": owner_id}
+    result = await database.write(_delete_item(owner_id is not None), params)
+    return result.rowcount > 0

@@ -1,27 +1,39 @@
-"""Items: the tutorial's listing, and reading one item.
+"""Items: the tutorial's listing and reading one item; changing and deleting one.
 
 Which items a requester sees is the operation's rule in the app's auth mode (`policy.RULES`:
 every item, or only your own), so the handlers are made for that mode, in `router()`: each takes
 its rule's `policy.item_owner`, and FastAPI documents just what that asks for.
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 
 from heroapi import crud, policy
 from heroapi.db import Row
 from heroapi.errors import ErrorDetail
-from heroapi.models import Item
+from heroapi.models import Item, ItemUpdate
 from heroapi.policy import AuthMode
 from heroapi.routes.deps import DatabaseDep, PageSize, PageStart, check_offset, in_id_range
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Item not found"}
+}
+
+
+def item_not_found() -> HTTPException:
+    """The answer for a missing item, and so for another's (`OWN_ITEMS`)."""
+    return HTTPException(status.HTTP_404_NOT_FOUND, "Item not found")
 
 
 def router(mode: AuthMode) -> APIRouter:
     """The `/items` routes, each guarded by its rule in `mode` (`policy.RULES`)."""
     items = policy.Router(mode, prefix="/items")
     list_owner = policy.item_owner(mode, "GET", "/items/")
-    one_owner = policy.item_owner(mode, "GET", "/items/{item_id}")
+    one = "/items/{item_id}"
+    read_owner = policy.item_owner(mode, "GET", one)
+    update_owner = policy.item_owner(mode, "PATCH", one)
+    delete_owner = policy.item_owner(mode, "DELETE", one)
 
     @items.get("/", response_model=list[Item])
     async def read_items(
@@ -35,20 +47,45 @@ def router(mode: AuthMode) -> APIRouter:
         check_offset(request, "skip", skip)
         return await crud.list_items(database=database, offset=skip, limit=limit, owner_id=owner_id)
 
-    @items.get(
-        "/{item_id}",
-        response_model=Item,
-        responses={status.HTTP_404_NOT_FOUND: {"model": ErrorDetail}},
-    )
+    @items.get("/{item_id}", response_model=Item, responses=NOT_FOUND)
     async def read_item(
-        item_id: int, database: DatabaseDep, owner_id: Annotated[int | None, one_owner]
+        item_id: int, database: DatabaseDep, owner_id: Annotated[int | None, read_owner]
     ) -> Row:
         """Read one item (with `HEROAPI_AUTH_MODE=required`, one of your own)."""
         item = None
         if in_id_range(item_id):
             item = await crud.get_item(database=database, item_id=item_id, owner_id=owner_id)
         if item is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "Item not found")
+            raise item_not_found()
         return item
+
+    @items.patch("/{item_id}", response_model=Item, responses=NOT_FOUND)
+    async def update_item(
+        item_id: int,
+        item: ItemUpdate,
+        database: DatabaseDep,
+        owner_id: Annotated[int | None, update_owner],
+    ) -> Row:
+        """Change the fields sent (`description: null` clears it); the others stay as they are."""
+        updated = None
+        if in_id_range(item_id):
+            changes = item.model_dump(exclude_unset=True)
+            updated = await crud.update_item(
+                database=database, item_id=item_id, changes=changes, owner_id=owner_id
+            )
+        if updated is None:
+            raise item_not_found()
+        return updated
+
+    @items.delete("/{item_id}", responses=NOT_FOUND)
+    async def delete_item(
+        item_id: int, database: DatabaseDep, owner_id: Annotated[int | None, delete_owner]
+    ) -> dict[str, Any]:
+        """Delete an item (with `HEROAPI_AUTH_MODE=required`, one of your own)."""
+        if not in_id_range(item_id) or not await crud.delete_item(
+            database=database, item_id=item_id, owner_id=owner_id
+        ):
+            raise item_not_found()
+        return {"ok": True}
 
     return items
