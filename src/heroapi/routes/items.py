@@ -7,13 +7,14 @@ its rule's `policy.item_owner`, and FastAPI documents just what that asks for.
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 
 from heroapi import crud, policy
 from heroapi.db import Row
 from heroapi.errors import ErrorDetail
 from heroapi.models import Item
 from heroapi.policy import AuthMode
+from heroapi.rendering import http_date
 from heroapi.routes.deps import DatabaseDep, PageSize, PageStart, in_id_range
 
 
@@ -39,7 +40,10 @@ def router(mode: AuthMode) -> APIRouter:
         responses={status.HTTP_404_NOT_FOUND: {"model": ErrorDetail}},
     )
     async def read_item(
-        item_id: int, database: DatabaseDep, owner_id: Annotated[int | None, one_owner]
+        item_id: int,
+        database: DatabaseDep,
+        owner_id: Annotated[int | None, one_owner],
+        response: Response,
     ) -> Row:
         """Read one item (with `HEROAPI_AUTH_MODE=required`, one of your own)."""
         item = None
@@ -47,6 +51,7 @@ def router(mode: AuthMode) -> APIRouter:
             item = await crud.get_item(database=database, item_id=item_id, owner_id=owner_id)
         if item is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "Item not found")
+        response.headers["last-modified"] = http_date(item["last_modified"]).decode()
         return item
 
     return items
