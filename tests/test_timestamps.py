@@ -24,11 +24,11 @@ CLOCK_SLACK = timedelta(seconds=5)
 def _utc(value: Any) -> datetime:
     """A timestamp as the driver returns it, as an aware UTC datetime: text on SQLite (UTC by
     construction), aware on PostgreSQL, naive on MariaDB (read in a UTC session, see below)."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(moment, datetime)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def stamps(database_url: str, table: str, row_id: int) -> tuple[datetime, datetime]:
