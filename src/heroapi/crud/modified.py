@@ -3,6 +3,7 @@ the database in the same SELECT as the row (no second query), so the routes can 
 `Last-Modified` without knowing how each backend stores its timestamps (text on SQLite,
 `timestamptz` on PostgreSQL, `TIMESTAMP(6)` on MariaDB)."""
 
+import sqlite3
 from typing import Final
 
 from sqlalchemy import BigInteger, ColumnElement
@@ -20,8 +21,11 @@ class epoch_seconds(FunctionElement[int]):  # noqa: N801 (an SQL function, named
 
 
 _EPOCH_SECONDS_SQL: Final = {
-    # strftime('%s') drops the fraction; the stored text is UTC (models.utc_now).
-    "sqlite": "CAST(strftime('%s', {}) AS INTEGER)",
+    # The stored text is UTC (models.utc_now); both drop the fraction. unixepoch() (SQLite
+    # 3.38+) costs half what strftime does: 0.8 against 1.6 us a row, on a 1.7 us read.
+    "sqlite": "unixepoch({})"
+    if sqlite3.sqlite_version_info >= (3, 38)
+    else "CAST(strftime('%s', {}) AS INTEGER)",
     "postgresql": "CAST(floor(extract(epoch FROM {})) AS BIGINT)",
     # UNIX_TIMESTAMP of a TIMESTAMP reads its stored UTC value, whatever the session time zone.
     "mysql": "FLOOR(UNIX_TIMESTAMP({}))",

@@ -44,6 +44,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Hero not found"}
 }
 
+# Where crud.get_hero's values hold the hero's last change (Unix seconds).
+_LAST_MODIFIED: Final = crud.HERO_LAST_MODIFIED
 # read_heroes' parameters, for HeroesRoute.
 PAGE_DEFAULTS: Final = {"offset": 0, "limit": MAX_PAGE_SIZE}
 PAGE_MAXIMA: Final = {"offset": ID_MAX, "limit": MAX_PAGE_SIZE}
@@ -62,7 +64,7 @@ def hero_response(values: Values | None) -> Response:
 
 def last_modified(values: Values) -> list[tuple[bytes, bytes]]:
     """The `Last-Modified` header of a hero read by `crud.get_hero`."""
-    return [(b"last-modified", http_date(values[crud.HERO_LAST_MODIFIED]))]
+    return [(b"last-modified", http_date(values[_LAST_MODIFIED]))]
 
 
 async def create_hero(hero: HeroCreate, request: Request) -> Response:
