@@ -10,6 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
+from heroapi import migrate
 from heroapi.config import parse_database_url
 from tests.test_migrations import run_sync
 from tests.test_users import create_item, create_user, login
@@ -162,3 +163,49 @@ def test_user_and_item_timestamps(client: TestClient, database_url: str) -> None
         assert read.status_code == 200
         assert last_modified(read) == updated_at.replace(microsecond=0)
         assert last_modified(read) > created_at.replace(microsecond=0)
+
+
+def test_rows_made_before_0004_get_timestamps(empty_database_url: str) -> None:
+    """Upgrading gives existing rows the migration's time for both stamps (SQLite copies the
+    tables: the rows, their ids and the update trigger must all be there afterwards)."""
+    database = parse_database_url(empty_database_url)
+    migrate.upgrade(database, "0003")
+
+    def fill(connection: Connection) -> None:
+        connection.execute(
+            text(
+                "INSERT INTO users (id, email, email_key, hashed_password) "
+                "VALUES (1, 'a', 'a', 'x')"
+            )
+        )
+        connection.execute(text("INSERT INTO items (id, title, owner_id) VALUES (1, 't', 1)"))
+        connection.execute(text("INSERT INTO hero (id, name, secret_name) VALUES (1, 'h', 's')"))
+
+    run_sync(database, fill)
+    start = datetime.now(UTC)
+    migrate.upgrade(database)
+    for table in ("hero", "users", "items"):
+        created_at, updated_at = stamps(empty_database_url, table, 1)
+        assert_recent(created_at, start)
+        assert updated_at == created_at
+    time.sleep(0.01)
+    update_outside_heroapi(empty_database_url, "UPDATE hero SET age = 1 WHERE id = :id", 1)
+    created_at, updated_at = stamps(empty_database_url, "hero", 1)
+    assert updated_at > created_at
+
+
+def test_an_update_that_sets_updated_at_keeps_it(client: TestClient, database_url: str) -> None:
+    """A restore or data load may write the stamp itself, on every backend (as MariaDB's
+    ON UPDATE does; the triggers of SQLite and PostgreSQL follow it)."""
+    hero_id = client.post("/heroes/", json={"name": "Rusty", "secret_name": "Tommy"}).json()["id"]
+    # 2001-02-03 04:05:06 UTC, written from each backend's session (far from UTC, see above).
+    moment = {
+        "sqlite": "'2001-02-03 04:05:06'",
+        "postgresql": "'2001-02-03 04:05:06+00'",
+        "mysql": "CONVERT_TZ('2001-02-03 04:05:06', '+00:00', @@session.time_zone)",
+    }[parse_database_url(database_url).backend]
+    update_outside_heroapi(
+        database_url, f"UPDATE hero SET age = 2, updated_at = {moment} WHERE id = :id", hero_id
+    )
+    read = client.get(f"/heroes/{hero_id}")
+    assert read.headers["last-modified"] == "Sat, 03 Feb 2001 04:05:06 GMT"

@@ -84,6 +84,10 @@ def upgrade() -> None:
             op.add_column(
                 table, sa.Column(name, TIMESTAMP, nullable=False, server_default=sa.text(default))
             )
+        if dialect == "mysql":
+            # Each ADD COLUMN read the clock on its own: the existing rows' two stamps are made
+            # one (an UPDATE that sets `updated_at` itself keeps it, even against ON UPDATE).
+            op.execute(f"UPDATE {table} SET updated_at = created_at")  # noqa: S608 (TABLES)
     if dialect == "postgresql":
         op.execute(PG_FUNCTION)
         for table in TABLES:
