@@ -14,6 +14,7 @@ from heroapi.models import hero_table
 # Also through a transaction-pooling PgBouncer (tests/pooler.py).
 THROUGH_POOLER = True
 
+TIMESTAMPS = {"created_at", "updated_at"}
 RunInApp = Callable[[Callable[[Database], Awaitable[Any]]], Any]
 NOT_FOUND = {"detail": "Hero not found"}
 
@@ -27,11 +28,13 @@ def create(client: TestClient, **fields: Any) -> dict[str, Any]:
 
 
 def stored(run_in_app: RunInApp) -> list[dict[str, Any]]:
-    """Every row of the hero table, secret_name included, straight from the database."""
+    """Every row of the hero table, secret_name included, straight from the database (without
+    the database's own timestamps: tests/test_timestamps.py)."""
+    columns = [column for column in hero_table.c if column.name not in TIMESTAMPS]
 
     async def read(database: Database) -> list[dict[str, Any]]:
         async with database.connection() as connection:
-            return await connection.fetch_all(select(hero_table).order_by(hero_table.c.id), {})
+            return await connection.fetch_all(select(*columns).order_by(hero_table.c.id), {})
 
     rows: list[dict[str, Any]] = run_in_app(read)
     return rows

@@ -10,7 +10,8 @@ rows into ORM objects, so a table model bought nothing.
 """
 
 import unicodedata
-from typing import Annotated, Final, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, Final, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, Field, field_validator
@@ -18,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    DateTime,
     ForeignKey,
     Integer,
     MetaData,
@@ -26,7 +28,7 @@ from sqlalchemy import (
     false,
     true,
 )
-from sqlalchemy.dialects.mysql import VARBINARY
+from sqlalchemy.dialects.mysql import TIMESTAMP, VARBINARY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -157,6 +159,56 @@ def _random_stamp(element: random_stamp, compiler: SQLCompiler, **_: object) -> 
     return RANDOM_STAMP_SQL[compiler.dialect.name]
 
 
+class utc_now(FunctionElement[datetime]):  # noqa: N801 (an SQL function, named as one)
+    """The database's clock, in UTC, as precisely as the backend keeps it: a row's `created_at`.
+
+    SQLite has no time type: the text `YYYY-MM-DD HH:MM:SS.SSS` (milliseconds, its best).
+    PostgreSQL: `timestamptz`, microseconds. MariaDB: `TIMESTAMP(6)`, microseconds, kept in UTC
+    whatever the writing session's `time_zone` (a `DATETIME` would keep the writer's local time).
+    """
+
+    type = DateTime(timezone=True)
+    inherit_cache = True
+
+
+class utc_now_on_update(utc_now):  # noqa: N801
+    """`utc_now`, and on MariaDB again at every UPDATE that changes the row (`ON UPDATE`, which
+    MySQL keeps in the column's default). SQLite and PostgreSQL do it with a trigger of the
+    migration's (0004), which the models cannot declare."""
+
+    inherit_cache = True
+
+
+UTC_NOW_SQL: Final = {
+    "sqlite": "(strftime('%Y-%m-%d %H:%M:%f', 'now'))",
+    "postgresql": "now()",
+    "mysql": "CURRENT_TIMESTAMP(6)",
+}
+
+
+@compiles(utc_now)
+def _utc_now(element: utc_now, compiler: SQLCompiler, **_: object) -> str:
+    sql = UTC_NOW_SQL[compiler.dialect.name]
+    if isinstance(element, utc_now_on_update) and compiler.dialect.name == "mysql":
+        return f"{sql} ON UPDATE {sql}"
+    return sql
+
+
+# Microseconds on every backend that has them (SQLite stores the text utc_now gives it).
+Timestamp: Final = DateTime(timezone=True).with_variant(TIMESTAMP(fsp=6), "mysql")
+
+
+def row_timestamps() -> tuple[Column[Any], Column[Any]]:
+    """`created_at` and `updated_at`, set by the database alone (whoever writes the row: heroapi,
+    a script, an operator's SQL), so they can be trusted as the row's history: UTC, never from a
+    client's or an app server's clock. Not part of any response body; single-resource reads send
+    `updated_at` as `Last-Modified`."""
+    return (
+        Column("created_at", Timestamp, nullable=False, server_default=utc_now()),
+        Column("updated_at", Timestamp, nullable=False, server_default=utc_now_on_update()),
+    )
+
+
 hero_table = Table(
     "hero",
     metadata,
@@ -164,6 +216,7 @@ hero_table = Table(
     Column("name", String(NAME_MAX_LENGTH), nullable=False, index=True),
     Column("age", Integer, nullable=True, index=True),
     Column("secret_name", String(NAME_MAX_LENGTH), nullable=False),
+    *row_timestamps(),
     # MySQL/MariaDB: 4-byte UTF-8 (emoji) and transactions, whatever the server's defaults.
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
@@ -193,6 +246,7 @@ users_table = Table(
         nullable=False,
         server_default=random_stamp(),
     ),
+    *row_timestamps(),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
     sqlite_autoincrement=True,
@@ -212,6 +266,7 @@ items_table = Table(
         nullable=False,
         index=True,
     ),
+    *row_timestamps(),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
     sqlite_autoincrement=True,

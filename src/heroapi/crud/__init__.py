@@ -6,6 +6,7 @@ dialect. Functions take keyword arguments and return plain rows (dicts).
 """
 
 from heroapi.crud.heroes import (
+    HERO_LAST_MODIFIED,
     create_hero,
     delete_hero,
     get_hero,
@@ -32,6 +33,7 @@ from heroapi.crud.users import (
 )
 
 __all__ = [
+    "HERO_LAST_MODIFIED",
     "EmailAlreadyRegistered",
     "create_hero",
     "create_item",

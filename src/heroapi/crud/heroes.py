@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from sqlalchemy import Delete, Update, bindparam, delete, insert, select, text
 
+from heroapi.crud.modified import last_modified
 from heroapi.crud.paging import page_start
 from heroapi.db import Connection, Database, Values
 from heroapi.models import HeroCreate, HeroPublic, hero_table
@@ -17,7 +18,10 @@ from heroapi.models import HeroCreate, HeroPublic, hero_table
 _PUBLIC = tuple(hero_table.c[name] for name in HeroPublic.model_fields)
 _BY_ID = hero_table.c.id == bindparam("hero_id")
 
-_SELECT_HERO = select(*_PUBLIC).where(_BY_ID)
+# One hero is read with its `last_modified` (Unix seconds) after the public values, in the same
+# query: `GET /heroes/{id}` sends it as `Last-Modified` at no extra round trip.
+_SELECT_HERO = select(*_PUBLIC, last_modified(hero_table.c.updated_at)).where(_BY_ID)
+HERO_LAST_MODIFIED: Final = len(_PUBLIC)
 # Ordered by id: a page is the same on every backend and every call.
 _SELECT_HEROES = (
     select(*_PUBLIC).order_by(hero_table.c.id).offset(bindparam("offset")).limit(bindparam("limit"))
@@ -140,7 +144,7 @@ async def list_heroes(*, database: Database, offset: int, limit: int) -> list[Va
 
 
 async def get_hero(*, database: Database, hero_id: int) -> Values | None:
-    """One hero's `HeroPublic` values, or None."""
+    """One hero's `HeroPublic` values followed by its `last_modified`, or None."""
     return await database.fetch_values(_SELECT_HERO, {"hero_id": hero_id})
 
 

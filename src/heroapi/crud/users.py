@@ -5,6 +5,7 @@ from typing import Any, Final
 
 from sqlalchemy import Delete, Insert, Select, Update, bindparam, delete, insert, select
 
+from heroapi.crud.modified import last_modified
 from heroapi.crud.paging import id_page
 from heroapi.db import Connection, Database, IntegrityViolation, Row
 from heroapi.models import (
@@ -33,6 +34,8 @@ _ITEM_NAMES = tuple(column.name for column in _ITEM)
 _USER_BY_ID = users_table.c.id == bindparam("user_id")
 
 _SELECT_USER = select(*_USER).where(_USER_BY_ID)
+# A single read also gives the row's `last_modified` (Unix seconds), for `Last-Modified`.
+_SELECT_USER_MODIFIED = select(*_USER, last_modified(users_table.c.updated_at)).where(_USER_BY_ID)
 _SELECT_LOGIN = select(*_USER, users_table.c.hashed_password).where(
     users_table.c.email_key == bindparam("email_key")
 )
@@ -87,7 +90,9 @@ def _item_filter(statement: Select[Any], *, item_id: bool, owner: bool) -> Selec
 
 @cache
 def _select_item(owner: bool) -> Select[Any]:
-    return _item_filter(select(*_ITEM), item_id=True, owner=owner)
+    """One item, and when it last changed (`last_modified`)."""
+    modified = last_modified(items_table.c.updated_at)
+    return _item_filter(select(*_ITEM, modified), item_id=True, owner=owner)
 
 
 @cache
@@ -151,8 +156,9 @@ async def get_user(*, database: Database, user_id: int) -> Row | None:
 
 
 async def get_user_with_items(*, database: Database, user_id: int) -> Row | None:
+    """A user's account with its items, and when the account last changed (`last_modified`)."""
     async with database.connection() as connection:
-        user = await connection.fetch_one(_SELECT_USER, {"user_id": user_id})
+        user = await connection.fetch_one(_SELECT_USER_MODIFIED, {"user_id": user_id})
         if user is not None:
             user["items"] = await connection.fetch_all(_SELECT_USER_ITEMS, {"user_id": user_id})
         return user
@@ -294,7 +300,7 @@ async def _insert_item(
 
 
 async def get_item(*, database: Database, item_id: int, owner_id: int | None = None) -> Row | None:
-    """An item; with `owner_id`, only if that user owns it."""
+    """An item and its `last_modified`; with `owner_id`, only if that user owns it."""
     params = {"item_id": item_id, "owner_id": owner_id}
     return await database.fetch_one(_select_item(owner_id is not None), params)
 

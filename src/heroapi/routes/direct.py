@@ -11,12 +11,15 @@ which FastAPI then handles as it always did: same validation, same 404 and 422 b
 handlers. tests/test_direct.py holds the two ways to the same bytes.
 """
 
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
 _JSON: Final = (b"content-type", b"application/json")
+
+# A 200's JSON body, and the headers it sends besides Content-Length and Content-Type.
+Answer: TypeAlias = tuple[bytes, list[tuple[bytes, bytes]]]
 
 
 class DirectRoute(APIRoute):
@@ -31,19 +34,20 @@ class DirectRoute(APIRoute):
         if self.dependant.dependencies:
             raise TypeError(f"{path}: a DirectRoute answers before dependencies could run")
 
-    async def answer(self, scope: Scope) -> bytes | None:
-        """The JSON body of this request's 200, or None to let FastAPI handle the request."""
+    async def answer(self, scope: Scope) -> Answer | None:
+        """This request's 200 (its JSON body and any headers of its own, such as
+        `Last-Modified`), or None to let FastAPI handle the request."""
         raise NotImplementedError
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "GET":
-            body = await self.answer(scope)
-            if body is not None:
+            answer = await self.answer(scope)
+            if answer is not None:
+                body, headers = answer
                 # The headers Starlette's Response(body, media_type="application/json") sends.
                 length = (b"content-length", b"%d" % len(body))
-                await send(
-                    {"type": "http.response.start", "status": 200, "headers": [length, _JSON]}
-                )
+                headers = [length, _JSON, *headers]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return
         await super().handle(scope, receive, send)

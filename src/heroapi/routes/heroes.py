@@ -11,6 +11,8 @@ These are the hot paths (docs/performance.md):
   `HeroPublic` itself would give (`rendering.py`): FastAPI's response validation would build a
   model per row of data that the columns' types already guarantee. `response_model` still
   documents the answers.
+- `GET /heroes/{id}` sends `Last-Modified` (the row's `updated_at`, set by the database), read
+  in the same query as the hero.
 - the reads are `DirectRoute`s (`direct.py`): a plain `GET /heroes/7` or `GET /heroes/?limit=10`
   is answered without FastAPI's per-request machinery; anything else goes through the handlers
   below, which are also what the docs describe.
@@ -27,7 +29,7 @@ from heroapi.db import Values
 from heroapi.errors import ErrorDetail
 from heroapi.models import ID_MAX, HeroCreate, HeroPublic, HeroUpdate
 from heroapi.policy import AuthMode
-from heroapi.rendering import hero_json, heroes_json
+from heroapi.rendering import hero_json, heroes_json, http_date
 from heroapi.routes.deps import (
     MAX_PAGE_SIZE,
     PageSize,
@@ -38,12 +40,14 @@ from heroapi.routes.deps import (
     in_id_range,
     offset_allowed,
 )
-from heroapi.routes.direct import DirectRoute, plain_int, plain_query
+from heroapi.routes.direct import Answer, DirectRoute, plain_int, plain_query
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Hero not found"}
 }
 
+# Where crud.get_hero's values hold the hero's last change (Unix seconds).
+_LAST_MODIFIED: Final = crud.HERO_LAST_MODIFIED
 # read_heroes' parameters, for HeroesRoute.
 PAGE_DEFAULTS: Final = {"offset": 0, "limit": MAX_PAGE_SIZE}
 PAGE_MAXIMA: Final = {"offset": ID_MAX, "limit": MAX_PAGE_SIZE}
@@ -58,6 +62,11 @@ def hero_response(values: Values | None) -> Response:
     if values is None:
         raise hero_not_found()
     return Response(hero_json(values), media_type="application/json")
+
+
+def last_modified(values: Values) -> list[tuple[bytes, bytes]]:
+    """The `Last-Modified` header of a hero read by `crud.get_hero`."""
+    return [(b"last-modified", http_date(values[_LAST_MODIFIED]))]
 
 
 async def create_hero(hero: HeroCreate, request: Request) -> Response:
@@ -78,7 +87,11 @@ async def read_hero(hero_id: int, request: Request) -> Response:
     # Ids no column can hold (0, negative, past 2^63-1) belong to no hero: 404, no query.
     if not in_id_range(hero_id):
         raise hero_not_found()
-    return hero_response(await crud.get_hero(database=database_of(request), hero_id=hero_id))
+    values = await crud.get_hero(database=database_of(request), hero_id=hero_id)
+    response = hero_response(values)
+    assert values is not None  # hero_response raised the 404 otherwise
+    response.raw_headers.extend(last_modified(values))
+    return response
 
 
 async def update_hero(hero_id: int, hero: HeroUpdate, request: Request) -> Response:
@@ -104,25 +117,24 @@ async def delete_hero(hero_id: int, request: Request) -> dict[str, Any]:
 class HeroRoute(DirectRoute):
     """`GET /heroes/{hero_id}` for an id in plain digits of a hero that exists."""
 
-    async def answer(self, scope: Scope) -> bytes | None:
+    async def answer(self, scope: Scope) -> Answer | None:
         hero_id = plain_int(scope["path_params"]["hero_id"], ID_MAX)
         if hero_id is None or not in_id_range(hero_id):
             return None
         values = await crud.get_hero(database=database_in(scope), hero_id=hero_id)
-        return None if values is None else hero_json(values)
+        return None if values is None else (hero_json(values), last_modified(values))
 
 
 class HeroesRoute(DirectRoute):
     """`GET /heroes/` with no query, or plain `offset` and `limit` in range."""
 
-    async def answer(self, scope: Scope) -> bytes | None:
+    async def answer(self, scope: Scope) -> Answer | None:
         page = plain_query(scope["query_string"], PAGE_DEFAULTS, PAGE_MAXIMA)
         if page is None or not offset_allowed(scope, page["offset"]):
             return None
         database = database_in(scope)
-        return heroes_json(
-            await crud.list_heroes(database=database, offset=page["offset"], limit=page["limit"])
-        )
+        rows = await crud.list_heroes(database=database, offset=page["offset"], limit=page["limit"])
+        return heroes_json(rows), []
 
 
 def install(app: FastAPI, *, mode: AuthMode) -> None:

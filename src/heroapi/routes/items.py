@@ -7,13 +7,14 @@ its rule's `policy.item_owner`, and FastAPI documents just what that asks for.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from heroapi import crud, policy
 from heroapi.db import Row
 from heroapi.errors import ErrorDetail
 from heroapi.models import Item, ItemUpdate
 from heroapi.policy import AuthMode
+from heroapi.rendering import http_date
 from heroapi.routes.deps import DatabaseDep, PageSize, PageStart, check_offset, in_id_range
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -49,7 +50,10 @@ def router(mode: AuthMode) -> APIRouter:
 
     @items.get("/{item_id}", response_model=Item, responses=NOT_FOUND)
     async def read_item(
-        item_id: int, database: DatabaseDep, owner_id: Annotated[int | None, read_owner]
+        item_id: int,
+        database: DatabaseDep,
+        owner_id: Annotated[int | None, read_owner],
+        response: Response,
     ) -> Row:
         """Read one item (with `HEROAPI_AUTH_MODE=required`, one of your own)."""
         item = None
@@ -57,6 +61,7 @@ def router(mode: AuthMode) -> APIRouter:
             item = await crud.get_item(database=database, item_id=item_id, owner_id=owner_id)
         if item is None:
             raise item_not_found()
+        response.headers["last-modified"] = http_date(item["last_modified"]).decode()
         return item
 
     @items.patch("/{item_id}", response_model=Item, responses=NOT_FOUND)

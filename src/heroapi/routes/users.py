@@ -7,7 +7,7 @@
 from collections.abc import Callable
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from heroapi import crud, policy
@@ -24,6 +24,7 @@ from heroapi.models import (
     UserUpdateMe,
 )
 from heroapi.policy import AuthMode, user_not_found
+from heroapi.rendering import http_date
 from heroapi.routes.deps import (
     CurrentUser,
     DatabaseDep,
@@ -162,11 +163,12 @@ async def update_password_me(
     return Message(message="Password updated; log in again")
 
 
-async def read_user(user_id: UserId, database: DatabaseDep) -> Row:
+async def read_user(user_id: UserId, database: DatabaseDep, response: Response) -> Row:
     """Read one account, with its items."""
     user = await crud.get_user_with_items(database=database, user_id=user_id)
     if user is None:
         raise user_not_found()
+    response.headers["last-modified"] = http_date(user["last_modified"]).decode()
     return user
 
 
