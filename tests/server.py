@@ -82,3 +82,32 @@ def _wait_until_up(
             pass
         time.sleep(0.1)
     raise RuntimeError(f"heroapi did not come up in {timeout} s:\n{server.log_text()}")
+
+
+@contextmanager
+def plain_uvicorn(
+    directory: Path, http: str, settings: dict[str, str], *, timeout: float = 60
+) -> Iterator[LiveServer]:
+    """`uvicorn heroapi.main:app --http <http>` (h11 or httptools) on a SQLite file in
+    `directory`, with `settings` (HEROAPI_ names) in its environment and none taken from the
+    shell's; killed on exit (nothing to finish gracefully: the database is thrown away)."""
+    port = free_port()
+    environment = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("HEROAPI_")},
+        "DATABASE_URL": f"sqlite:///{directory / 'heroes.db'}",
+        **settings,
+    }
+    command = [sys.executable, "-m", "uvicorn", "heroapi.main:app", "--http", http]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    log = directory / "server.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            command, env=environment, stdout=output, stderr=subprocess.STDOUT, cwd=directory
+        )
+    server = LiveServer(f"http://127.0.0.1:{port}", log, process)
+    try:
+        _wait_until_up(server, process, timeout=timeout)
+        yield server
+    finally:
+        process.kill()
+        process.wait(timeout)

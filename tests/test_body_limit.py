@@ -4,17 +4,14 @@ closes (a server that closes while the client is still writing makes the client'
 reset, not the answer), within bounds an attacker cannot stretch."""
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx2 as httpx
 import pytest
 
-from tests.server import LiveServer, _wait_until_up, free_port
+from tests.server import LiveServer, plain_uvicorn
 
 pytestmark = pytest.mark.processes  # every test here starts uvicorn
 
@@ -31,30 +28,18 @@ def server(
     """`uvicorn heroapi.main:app --http <implementation>`, its settings in its environment (none
     taken from the shell's)."""
     http: str = request.param
-    directory = tmp_path_factory.mktemp(f"body-limit-{http}")
-    port = free_port()
-    environment = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("HEROAPI_")},
-        "DATABASE_URL": f"sqlite:///{directory / 'heroes.db'}",
-        "HEROAPI_MAX_BODY_SIZE": str(BODY_LIMIT),
-        "HEROAPI_BODY_DISCARD_SIZE": str(DISCARD_LIMIT),
-        "HEROAPI_BODY_DISCARD_SECONDS": str(DISCARD_SECONDS),
-        "HEROAPI_ACCESS_LOG": "false",
-    }
-    command = [sys.executable, "-m", "uvicorn", "heroapi.main:app", "--http", http]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-    log = directory / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            command, env=environment, stdout=output, stderr=subprocess.STDOUT, cwd=directory
-        )
-    live = LiveServer(f"http://127.0.0.1:{port}", log, process)
-    try:
-        _wait_until_up(live, process, timeout=WAIT_SECONDS)
-        yield live
-    finally:
-        process.kill()  # nothing to finish gracefully: the database is thrown away
-        process.wait(WAIT_SECONDS)
+    with plain_uvicorn(
+        tmp_path_factory.mktemp(f"body-limit-{http}"),
+        http,
+        {
+            "HEROAPI_MAX_BODY_SIZE": str(BODY_LIMIT),
+            "HEROAPI_BODY_DISCARD_SIZE": str(DISCARD_LIMIT),
+            "HEROAPI_BODY_DISCARD_SECONDS": str(DISCARD_SECONDS),
+            "HEROAPI_ACCESS_LOG": "false",
+        },
+        timeout=WAIT_SECONDS,
+    ) as server:
+        yield server
 
 
 def hero_body(size: int) -> bytes:

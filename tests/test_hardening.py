@@ -8,11 +8,8 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -27,7 +24,7 @@ from sqlalchemy import make_url
 
 from tests.conftest import make_settings, running_app
 from tests.proxy import proxy_to
-from tests.server import LiveServer, _wait_until_up, free_port
+from tests.server import LiveServer, plain_uvicorn
 from tests.test_users import PASSWORD, create_user, login
 
 WAIT_SECONDS = 30
@@ -147,27 +144,13 @@ def uvicorn_server(
     """`uvicorn heroapi.main:app` with this HTTP implementation, its settings in its environment
     (none taken from the shell's)."""
     http: str = request.param
-    directory = tmp_path_factory.mktemp(f"uvicorn-{http}")
-    port = free_port()
-    environment = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("HEROAPI_")},
-        "DATABASE_URL": f"sqlite:///{directory / 'heroes.db'}",
-        "HEROAPI_MAX_BODY_SIZE": str(BODY_LIMIT),
-    }
-    command = [sys.executable, "-m", "uvicorn", "heroapi.main:app", "--http", http]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-    log = directory / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            command, env=environment, stdout=output, stderr=subprocess.STDOUT, cwd=directory
-        )
-    server = LiveServer(f"http://127.0.0.1:{port}", log, process)
-    try:
-        _wait_until_up(server, process, timeout=WAIT_SECONDS)
+    with plain_uvicorn(
+        tmp_path_factory.mktemp(f"uvicorn-{http}"),
+        http,
+        {"HEROAPI_MAX_BODY_SIZE": str(BODY_LIMIT)},
+        timeout=WAIT_SECONDS,
+    ) as server:
         yield server
-    finally:
-        process.kill()  # nothing to finish gracefully: the database is thrown away
-        process.wait(WAIT_SECONDS)
 
 
 def request_head(*headers: str) -> bytes:
