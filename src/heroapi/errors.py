@@ -103,22 +103,23 @@ async def _on_validation_error(_request: Request, error: Exception) -> JSONRespo
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-async def _on_database_unavailable(request: Request, error: Exception) -> JSONResponse:
-    logger.warning("database unavailable during %s %s: %s", request.method, request.url.path, error)
+def _retry_later(detail: str) -> JSONResponse:
+    """503 with `Retry-After`: the request may succeed if sent again shortly."""
     return JSONResponse(
-        {"detail": "The database is unavailable; retry later"},
+        {"detail": detail},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+async def _on_database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    logger.warning("database unavailable during %s %s: %s", request.method, request.url.path, error)
+    return _retry_later("The database is unavailable; retry later")
 
 
 async def _on_transaction_conflict(request: Request, error: Exception) -> JSONResponse:
     logger.warning("lock conflict during %s %s: %s", request.method, request.url.path, error)
-    return JSONResponse(
-        {"detail": "A concurrent change held up this request; retry"},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+    return _retry_later("A concurrent change held up this request; retry")
 
 
 async def _on_integrity_violation(request: Request, error: Exception) -> JSONResponse:

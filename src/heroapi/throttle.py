@@ -116,10 +116,6 @@ class Throttle:
         self.login_address = Limit(LOGIN_ADDRESS, settings.login_failures_per_address, window)
         self.register_address = Limit(REGISTER_ADDRESS, settings.registrations_per_address, window)
         self.hashes_in_flight = Limit("hashes-in-flight", settings.password_hashes_per_address, 1)
-        self._by_name = {
-            limit.name: limit
-            for limit in (self.login_account, self.login_address, self.register_address)
-        }
         self._trusted = _networks(settings)
         self._next_cleanup = 0.0
         self._in_flight: dict[str, int] = {}  # by client address; only the event loop touches it
@@ -170,10 +166,14 @@ class Throttle:
         body: the address is past its quota, or holds every hashing slot it may."""
         address = self.client_address(scope)
         now = int(time.time())
-        refused = self._refused.get(f"{self._by_name[limit_name].name}:{address}")
+        return self._remembered(limit_name, address, now) or self._busy(address, now)
+
+    def _remembered(self, limit_name: str, key: str, now: int) -> "Throttled | None":
+        """429 if this process has seen `key` past its quota under `limit_name` this window."""
+        refused = self._refused.get(f"{limit_name}:{key}")
         if refused is not None and now < refused.hits.reset_at:
             return Throttled(refused, now)
-        return self._busy(address, now)
+        return None
 
     async def hold(self, refusal: "Throttled") -> None:
         """Hold back a 429 this process knew without asking the database (`known_refusal`: an
@@ -203,9 +203,9 @@ class Throttle:
         now = int(time.time())
         await self._clean_up(now)
         for limit, key in attempts:
-            refused = self._refused.get(f"{limit.name}:{key}")
-            if refused is not None and now < refused.hits.reset_at:
-                raise Throttled(refused, now)  # known to be over: no database write, no log line
+            refused = self._remembered(limit.name, key, now)
+            if refused is not None:
+                raise refused  # known to be over: no database write, no log line
         counted = []
         for limit, key in attempts:
             hits = await auth.count_hit(
