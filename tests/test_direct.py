@@ -144,7 +144,7 @@ def test_a_database_failure_is_answered_as_fastapi_would(
         raise DatabaseUnavailable("connection refused")
 
     monkeypatch.setattr(crud, "get_hero", unavailable)
-    monkeypatch.setattr(crud, "list_heroes", unavailable)
+    monkeypatch.setattr(crud, "hero_page", unavailable)
     paths = [f"/heroes/{heroes['first']}", "/heroes/"]
     direct = [_seen(client.get(path)) for path in paths]
     monkeypatch.setattr(HeroRoute, "answer", _decline)

@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.database = database
         passwords = app.state.passwords = password_hasher(settings)
         app.state.throttle = Throttle(database, settings)
-        app.state.tokens = None  # the signing key is read (or made) at the first use
+        # The signing key is read (or made) at the first use.
+        app.state.tokens = app.state.cursors = None
         if settings.first_superuser_email and settings.first_superuser_password:
             created = await create_superuser(
                 database,

@@ -75,7 +75,7 @@ def _not_null(value: T | None) -> T:
     return value
 
 
-def _storable_text(value: str) -> str:
+def storable_text(value: str) -> str:
     """Refuse what no database stores as text: NUL characters and lone UTF-16 surrogates."""
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
@@ -88,7 +88,7 @@ def _storable_text(value: str) -> str:
 
 def _email_address(value: str) -> str:
     """A syntactically valid address, its domain normalized (lowercase, IDNA); no DNS lookup."""
-    _storable_text(value)
+    storable_text(value)
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as error:
@@ -121,7 +121,7 @@ EmailAddress = Annotated[
 Password = Annotated[
     str,
     Field(max_length=PASSWORD_MAX_LENGTH),
-    AfterValidator(_storable_text),
+    AfterValidator(storable_text),
 ]
 
 
@@ -339,7 +339,7 @@ class HeroPublic(HeroBase):
 class HeroCreate(HeroBase):
     secret_name: str = Field(max_length=NAME_MAX_LENGTH)
 
-    _storable = field_validator("name", "secret_name")(_storable_text)
+    _storable = field_validator("name", "secret_name")(storable_text)
 
 
 class HeroUpdate(BaseModel):
@@ -351,7 +351,7 @@ class HeroUpdate(BaseModel):
     @classmethod
     def _stored_as_given(cls, value: str | None) -> str:
         """`null` may clear `age`; `name` and `secret_name` are NOT NULL columns."""
-        return _storable_text(_not_null(value))
+        return storable_text(_not_null(value))
 
 
 class ItemBase(BaseModel):
@@ -363,7 +363,7 @@ class ItemCreate(ItemBase):
     @field_validator("title", "description")
     @classmethod
     def _storable(cls, value: str | None) -> str | None:
-        return None if value is None else _storable_text(value)
+        return None if value is None else storable_text(value)
 
 
 class ItemUpdate(BaseModel):
@@ -376,13 +376,13 @@ class ItemUpdate(BaseModel):
     @classmethod
     def _title_stored_as_given(cls, value: str | None) -> str:
         """`title` is a NOT NULL column: it may be left out, not set to null."""
-        return _storable_text(_not_null(value))
+        return storable_text(_not_null(value))
 
     @field_validator("description")
     @classmethod
     def _description_storable(cls, value: str | None) -> str | None:
         """`null` clears the description."""
-        return None if value is None else _storable_text(value)
+        return None if value is None else storable_text(value)
 
 
 class Item(ItemBase):

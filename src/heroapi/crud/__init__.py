@@ -7,9 +7,11 @@ dialect. Functions take keyword arguments and return plain rows (dicts).
 
 from heroapi.crud.heroes import (
     HERO_LAST_MODIFIED,
+    HEROES,
     create_hero,
     delete_hero,
     get_hero,
+    hero_page,
     list_heroes,
     schema_revision,
     update_hero,
@@ -33,6 +35,7 @@ from heroapi.crud.users import (
 )
 
 __all__ = [
+    "HEROES",
     "HERO_LAST_MODIFIED",
     "EmailAlreadyRegistered",
     "create_hero",
@@ -47,6 +50,7 @@ __all__ = [
     "get_login",
     "get_user",
     "get_user_with_items",
+    "hero_page",
     "list_heroes",
     "list_items",
     "list_users",

@@ -8,6 +8,17 @@ from typing import Any, Final
 
 from sqlalchemy import Delete, Update, bindparam, delete, insert, select, text
 
+from heroapi.crud.listing import (
+    Field,
+    Kind,
+    Listing,
+    ListQuery,
+    Op,
+    Page,
+    fetch_page,
+    page_of,
+    timestamps,
+)
 from heroapi.crud.modified import last_modified
 from heroapi.crud.paging import page_start
 from heroapi.db import Connection, Database, Values
@@ -141,6 +152,35 @@ async def list_heroes(*, database: Database, offset: int, limit: int) -> list[Va
         if rows:
             anchors.learn(token, offset, rows[0][_ID])
         return rows
+
+
+HEROES: Final = Listing(
+    "heroes",
+    hero_table,
+    _PUBLIC,
+    (
+        Field("name", hero_table.c.name, Kind.TEXT, (Op.EQ, Op.PREFIX)),
+        Field("age", hero_table.c.age, Kind.INT, (Op.EQ, Op.GTE, Op.LTE, Op.NULL)),
+        *timestamps(hero_table),
+    ),
+)
+_ID_KEY: Final = (_ID,)
+
+
+async def hero_page(*, database: Database, query: ListQuery) -> Page:
+    """A page of heroes as `HeroPublic` values (and sort values past them, for cursors).
+
+    The tutorial's page (id order, by offset, no filter) keeps its own statements
+    (`list_heroes`); any other goes through the listing."""
+    if (
+        query.filters
+        or query.scope
+        or query.position is not None
+        or query.order != HEROES.default_order
+    ):
+        return await fetch_page(database, HEROES, query)
+    rows = await list_heroes(database=database, offset=query.offset, limit=query.limit + 1)
+    return page_of(rows, query, _ID_KEY)
 
 
 async def get_hero(*, database: Database, hero_id: int) -> Values | None:

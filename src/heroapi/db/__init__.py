@@ -27,7 +27,7 @@ retry) and `IntegrityViolation` (a constraint said no).
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Hashable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -92,6 +92,10 @@ class Statement:
         return tuple([params[name] for name in self.names])
 
 
+# What the fetch and execute methods take: a Core statement, or one `compile_for` compiled.
+SQL = ClauseElement | Statement
+
+
 def as_dicts(columns: tuple[str, ...], rows: Iterable[Values]) -> list[Row]:
     return [dict(zip(columns, row)) for row in rows]  # noqa: B905 (strict=True costs 40% here)
 
@@ -107,30 +111,34 @@ def compile_statement(clause: ClauseElement, dialect: Dialect) -> Statement:
     return Statement(str(compiled), names, literals, columns)
 
 
+# How many statements made from requests' choices a process keeps compiled (`compile_for`).
+COMPILED_SHAPES = 512
+
+
 class Connection(ABC):
     """One connection, as handlers and `crud` see it."""
 
     def __init__(self, database: "Database") -> None:
         self._database = database
 
-    async def fetch_one(self, clause: ClauseElement, params: Params) -> Row | None:
+    async def fetch_one(self, clause: SQL, params: Params) -> Row | None:
         return await self._fetch_one(self._database.compile(clause), params)
 
-    async def fetch_all(self, clause: ClauseElement, params: Params) -> list[Row]:
+    async def fetch_all(self, clause: SQL, params: Params) -> list[Row]:
         return await self._fetch_all(self._database.compile(clause), params)
 
-    async def fetch_values(self, clause: ClauseElement, params: Params) -> Values | None:
+    async def fetch_values(self, clause: SQL, params: Params) -> Values | None:
         """The first row's values in column order, or None: no dict is built."""
         return await self._fetch_values(self._database.compile(clause), params)
 
-    async def fetch_all_values(self, clause: ClauseElement, params: Params) -> list[Values]:
+    async def fetch_all_values(self, clause: SQL, params: Params) -> list[Values]:
         """Every row's values in column order."""
         return await self._fetch_all_values(self._database.compile(clause), params)
 
-    async def execute(self, clause: ClauseElement, params: Params) -> "ExecuteResult":
+    async def execute(self, clause: SQL, params: Params) -> "ExecuteResult":
         return await self._execute(self._database.compile(clause), params)
 
-    async def write(self, clause: ClauseElement, params: Params) -> "ExecuteResult":
+    async def write(self, clause: SQL, params: Params) -> "ExecuteResult":
         """An INSERT, UPDATE or DELETE of one row: the rows it changed, the id it inserted and,
         if it has a RETURNING clause, the row it returned."""
         return await self._write(self._database.compile(clause), params)
@@ -176,16 +184,38 @@ class Database(ABC):
         self.url = url
         self.settings = settings
         self._compiled: dict[ClauseElement, Statement] = {}
+        self._shapes: dict[Hashable, Statement] = {}  # in order of use, for compile_for
         # Statements run so far by this process: how tests see that a page of users costs a
         # constant number of queries.
         self.statements_run = 0
 
-    def compile(self, clause: ClauseElement) -> Statement:
-        """The statement for this dialect (compiled the first time it is used), about to run."""
+    def compile(self, clause: SQL) -> Statement:
+        """The statement for this dialect (compiled the first time it is used), about to run.
+
+        Statements built once, at import, are cached by identity, for good. One already compiled
+        (by `compile_for`) passes through."""
         self.statements_run += 1
+        if isinstance(clause, Statement):
+            return clause
         statement = self._compiled.get(clause)
         if statement is None:
             statement = self._compiled[clause] = compile_statement(clause, self.dialect)
+        return statement
+
+    def compile_for(self, shape: Hashable, build: Callable[[], ClauseElement]) -> Statement:
+        """The statement of one `shape`, built and compiled the first time it is asked for.
+
+        For statements a request's choices make (a list's filters and order): there are too
+        many possible ones to keep each, so the least recently used are forgotten past
+        `COMPILED_SHAPES`."""
+        statement = self._shapes.get(shape)
+        if statement is None:
+            statement = compile_statement(build(), self.dialect)
+            if len(self._shapes) >= COMPILED_SHAPES:
+                del self._shapes[next(iter(self._shapes))]
+        else:
+            del self._shapes[shape]  # moved to the end: the most recently used
+        self._shapes[shape] = statement
         return statement
 
     @abstractmethod
@@ -209,23 +239,23 @@ class Database(ABC):
     # One statement on its own, in autocommit: what most reads are. A backend may run it
     # without checking a connection out (SQLite does, when no transaction is open on its one).
 
-    async def fetch_one(self, clause: ClauseElement, params: Params) -> Row | None:
+    async def fetch_one(self, clause: SQL, params: Params) -> Row | None:
         async with self.connection() as connection:
             return await connection.fetch_one(clause, params)
 
-    async def fetch_all(self, clause: ClauseElement, params: Params) -> list[Row]:
+    async def fetch_all(self, clause: SQL, params: Params) -> list[Row]:
         async with self.connection() as connection:
             return await connection.fetch_all(clause, params)
 
-    async def fetch_values(self, clause: ClauseElement, params: Params) -> Values | None:
+    async def fetch_values(self, clause: SQL, params: Params) -> Values | None:
         async with self.connection() as connection:
             return await connection.fetch_values(clause, params)
 
-    async def fetch_all_values(self, clause: ClauseElement, params: Params) -> list[Values]:
+    async def fetch_all_values(self, clause: SQL, params: Params) -> list[Values]:
         async with self.connection() as connection:
             return await connection.fetch_all_values(clause, params)
 
-    async def write(self, clause: ClauseElement, params: Params) -> ExecuteResult:
+    async def write(self, clause: SQL, params: Params) -> ExecuteResult:
         """One row's INSERT, UPDATE or DELETE (as `Connection.write`), committed on its own.
 
         A backend may commit writes that arrive together in one transaction (SQLite does: one
@@ -242,6 +272,11 @@ class Database(ABC):
         backend cannot tell cheaply (then every caller must assume the data changed)."""
         async with self.connection() as connection:
             yield connection, None
+
+    async def estimated_rows(self, clause: SQL, params: Params) -> int | None:
+        """How many rows the query planner expects `clause` (a SELECT) to return, without
+        running it; None where the backend keeps no such figure (SQLite)."""
+        return None
 
     def read_latest(self) -> None:
         """This task's later reads must see every write committed so far (what security checks

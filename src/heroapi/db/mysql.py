@@ -12,8 +12,10 @@ end it (see `lock_wait_timeout`): as a conflict, on a connection that is kept.
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import asyncmy
@@ -23,6 +25,7 @@ from sqlalchemy.dialects.mysql.asyncmy import MySQLDialect_asyncmy
 
 from heroapi.config import DatabaseURL, Settings
 from heroapi.db import (
+    SQL,
     Connection,
     DatabaseTimeout,
     DatabaseUnavailable,
@@ -142,6 +145,23 @@ def lock_wait_timeout(command_timeout: float) -> int:
     return max(1, math.ceil(command_timeout) - 1)
 
 
+def _first_table(plan: Any) -> dict[str, Any] | None:
+    """The first table access in an EXPLAIN FORMAT=JSON plan that estimates its rows."""
+    if isinstance(plan, dict):
+        if "rows" in plan and "table_name" in plan:
+            return plan
+        children: Iterable[Any] = plan.values()
+    elif isinstance(plan, list):
+        children = plan
+    else:
+        return None
+    for child in children:
+        found = _first_table(child)
+        if found is not None:
+            return found
+    return None
+
+
 class MySQLDatabase(PooledDatabase[Any]):
     dialect = MySQLDialect_asyncmy()
     # MariaDB has INSERT ... RETURNING but not UPDATE ... RETURNING; MySQL has neither.
@@ -158,6 +178,20 @@ class MySQLDatabase(PooledDatabase[Any]):
         )
         # The connections inside a transaction block, as opposed to autocommit.
         self.transactions: set[Any] = set()
+
+    async def estimated_rows(self, clause: SQL, params: Params) -> int | None:
+        # The optimizer's figures: rows it expects to examine, and the share of them it expects
+        # the conditions to keep (InnoDB's index statistics, sampled; no row is read).
+        statement = self.compile(clause)
+        explain = dataclasses.replace(
+            statement, sql="EXPLAIN FORMAT=JSON " + statement.sql, columns=("plan",)
+        )
+        plan = await self.fetch_values(explain, params)
+        assert plan is not None  # EXPLAIN always answers
+        table = _first_table(json.loads(plan[0]))
+        if table is None:  # "Impossible WHERE" and the like: the optimizer knows it is empty
+            return 0
+        return round(int(table["rows"]) * float(table.get("filtered", 100)) / 100)
 
     async def _open(self) -> Any:
         url = self.url.url

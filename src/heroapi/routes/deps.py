@@ -15,6 +15,7 @@ from starlette.types import Scope
 from heroapi import crud
 from heroapi.config import Settings
 from heroapi.crud.auth import SIGNING_KEY, stored_secret
+from heroapi.cursors import Cursors
 from heroapi.db import Database, Row
 from heroapi.models import ID_MAX
 from heroapi.security import AccessTokens, PasswordHasher, new_secret_key
@@ -52,20 +53,33 @@ PageSize = Annotated[
 ]
 
 
+async def _signing_key(scope: Scope) -> str:
+    """HEROAPI_SECRET_KEY or, without it, the key kept in the database (made at random by the
+    first process that needs one)."""
+    settings: Settings = scope["app"].state.settings
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    return await stored_secret(
+        database=database_in(scope), name=SIGNING_KEY, candidate=new_secret_key()
+    )
+
+
 async def get_tokens(request: Request) -> AccessTokens:
-    """The app's access tokens, signed with HEROAPI_SECRET_KEY or, without it, with the key kept
-    in the database (made at random by the first process that needs one)."""
+    """The app's access tokens, signed with the signing key."""
     tokens: AccessTokens | None = request.app.state.tokens
     if tokens is None:
-        settings: Settings = request.app.state.settings
-        if settings.secret_key is not None:
-            key = settings.secret_key.get_secret_value()
-        else:
-            key = await stored_secret(
-                database=database_of(request), name=SIGNING_KEY, candidate=new_secret_key()
-            )
-        tokens = request.app.state.tokens = AccessTokens(key, settings)
+        key = await _signing_key(request.scope)
+        tokens = request.app.state.tokens = AccessTokens(key, request.app.state.settings)
     return tokens
+
+
+async def cursors_in(scope: Scope) -> Cursors:
+    """The app's list cursors, signed with a key derived from the signing key."""
+    state = scope["app"].state
+    cursors: Cursors | None = state.cursors
+    if cursors is None:
+        cursors = state.cursors = Cursors(await _signing_key(scope))
+    return cursors
 
 
 async def get_passwords(request: Request) -> PasswordHasher:

@@ -25,7 +25,8 @@ from fastapi import FastAPI, HTTPException, Request, Response, status
 from starlette.types import Scope
 
 from heroapi import crud, policy
-from heroapi.db import Values
+from heroapi.crud.listing import ListQuery, Page
+from heroapi.db import Database, Values
 from heroapi.errors import ErrorDetail
 from heroapi.models import ID_MAX, HeroCreate, HeroPublic, HeroUpdate
 from heroapi.policy import AuthMode
@@ -41,6 +42,7 @@ from heroapi.routes.deps import (
     offset_allowed,
 )
 from heroapi.routes.direct import Answer, DirectRoute, plain_int, plain_query
+from heroapi.routes.lists import count_preference, read_list, with_list_parameters
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Hero not found"}
@@ -74,12 +76,34 @@ async def create_hero(hero: HeroCreate, request: Request) -> Response:
     return hero_response(await crud.create_hero(database=database_of(request), hero=hero))
 
 
-async def read_heroes(request: Request, offset: PageStart = 0, limit: PageSize = 100) -> Response:
-    """List heroes in id order, `limit` (at most 100) from `offset`."""
+async def _heroes_page(scope: Scope, choices: dict[str, Any], offset: int, limit: int) -> Answer:
+    page, headers = await read_list(
+        scope,
+        crud.HEROES,
+        choices,
+        _fetch_heroes,
+        offset_param="offset",
+        offset=offset,
+        limit=limit,
+    )
+    return heroes_json(page.rows), headers
+
+
+async def _fetch_heroes(database: Database, query: ListQuery) -> Page:
+    return await crud.hero_page(database=database, query=query)
+
+
+@with_list_parameters(crud.HEROES)
+async def read_heroes(
+    request: Request, offset: PageStart = 0, limit: PageSize = 100, **choices: Any
+) -> Response:
+    """List heroes, `limit` (at most 100) from `offset` or from a `cursor`; by id, or in the
+    `order` asked for; only those the filters match."""
     check_offset(request, "offset", offset)
-    database = database_of(request)
-    page = await crud.list_heroes(database=database, offset=offset, limit=limit)
-    return Response(heroes_json(page), media_type="application/json")
+    body, headers = await _heroes_page(request.scope, choices, offset, limit)
+    response = Response(body, media_type="application/json")
+    response.raw_headers.extend(headers)
+    return response
 
 
 async def read_hero(hero_id: int, request: Request) -> Response:
@@ -126,15 +150,13 @@ class HeroRoute(DirectRoute):
 
 
 class HeroesRoute(DirectRoute):
-    """`GET /heroes/` with no query, or plain `offset` and `limit` in range."""
+    """`GET /heroes/` with no query, or plain `offset` and `limit` in range, and no `Prefer`."""
 
     async def answer(self, scope: Scope) -> Answer | None:
         page = plain_query(scope["query_string"], PAGE_DEFAULTS, PAGE_MAXIMA)
-        if page is None or not offset_allowed(scope, page["offset"]):
+        if page is None or not offset_allowed(scope, page["offset"]) or count_preference(scope):
             return None
-        database = database_in(scope)
-        rows = await crud.list_heroes(database=database, offset=page["offset"], limit=page["limit"])
-        return heroes_json(rows), []
+        return await _heroes_page(scope, {}, page["offset"], page["limit"])
 
 
 def install(app: FastAPI, *, mode: AuthMode) -> None:

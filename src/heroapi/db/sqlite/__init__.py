@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.sql import ClauseElement
 
 from heroapi.config import DatabaseURL, Settings
 from heroapi.db import (
+    SQL,
     Connection,
     Database,
     DatabaseUnavailable,
@@ -122,7 +122,7 @@ class SQLiteDatabase(Database):
     # The hot path: a statement on the free connection. Refused by another connection's lock
     # (rare: WAL readers do not wait for writers), it waits in `_when_free`.
 
-    async def fetch_one(self, clause: ClauseElement, params: Params) -> Row | None:
+    async def fetch_one(self, clause: SQL, params: Params) -> Row | None:
         connection = self._free()
         if connection is None:
             return await super().fetch_one(clause, params)
@@ -132,7 +132,7 @@ class SQLiteDatabase(Database):
         except LockBusy:
             return await self._when_free(connection.one, statement, params)
 
-    async def fetch_all(self, clause: ClauseElement, params: Params) -> list[Row]:
+    async def fetch_all(self, clause: SQL, params: Params) -> list[Row]:
         connection = self._free()
         if connection is None:
             return await super().fetch_all(clause, params)
@@ -142,7 +142,7 @@ class SQLiteDatabase(Database):
         except LockBusy:
             return await self._when_free(connection.all, statement, params)
 
-    async def fetch_values(self, clause: ClauseElement, params: Params) -> Values | None:
+    async def fetch_values(self, clause: SQL, params: Params) -> Values | None:
         connection = self._free()
         if connection is None:
             return await super().fetch_values(clause, params)
@@ -152,7 +152,7 @@ class SQLiteDatabase(Database):
         except LockBusy:
             return await self._when_free(connection.values, statement, params)
 
-    async def fetch_all_values(self, clause: ClauseElement, params: Params) -> list[Values]:
+    async def fetch_all_values(self, clause: SQL, params: Params) -> list[Values]:
         connection = self._free()
         if connection is None:
             return await super().fetch_all_values(clause, params)
@@ -174,7 +174,7 @@ class SQLiteDatabase(Database):
                 with contextlib.suppress(LockBusy):
                     return run(statement, params)
 
-    async def write(self, clause: ClauseElement, params: Params) -> ExecuteResult:
+    async def write(self, clause: SQL, params: Params) -> ExecuteResult:
         if self.group_commit is None:
             raise DatabaseUnavailable("the database is not connected")
         return await self.group_commit.write(self.compile(clause), params)

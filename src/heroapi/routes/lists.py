@@ -1,0 +1,370 @@
+"""The HTTP side of lists: filters, `order=`, cursors, counts and `Link` headers.
+
+All of it follows from a resource's `Listing` (crud/listing.py): `with_list_parameters` adds its
+filters, `order` and `cursor` to a list endpoint's signature, so FastAPI validates them and the
+OpenAPI document declares each one, typed; `list_query` turns them into a `ListQuery`, and
+`list_headers` writes what a page says about itself.
+
+Paging. A request with `offset` (`skip` on the older tutorial's lists) gets an offset page, as
+in the tutorial, and `Link` headers to the offset pages around it. Any other request gets a page
+by key: the first one, or the one its `cursor` names; its links carry cursors, which stay right
+while rows are added and deleted, and cost the same at any depth.
+
+Counts. `Prefer: count=exact` (or `estimated`) adds `X-Total-Count`, the rows matching the
+filters, and `Preference-Applied` (RFC 7240); an unknown preference is ignored, as the RFC asks.
+Every list answer says `Vary: Prefer`.
+
+Only parameters that look like a filter of the list (`age_gt`, a misspelt operator) are refused;
+others are ignored, as the tutorial's app ignores them.
+"""
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal, TypeVar
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator
+from sqlalchemy import Integer
+from starlette.types import Scope
+
+from heroapi.crud.listing import (
+    Filter,
+    Kind,
+    ListError,
+    Listing,
+    ListQuery,
+    Op,
+    Page,
+    Position,
+    count,
+    key_from_json,
+    key_to_json,
+    moment_param,
+    order_text,
+    parse_order,
+    prefix_end,
+)
+from heroapi.cursors import MAX_CURSOR_LENGTH, Cursors, InvalidCursor
+from heroapi.db import Database
+from heroapi.models import ID_MAX, storable_text
+from heroapi.routes.deps import cursors_in, database_in
+
+Headers = list[tuple[bytes, bytes]]
+CountMode = Literal["exact", "estimated", "none"]
+E = TypeVar("E", bound=Callable[..., Awaitable[Any]])
+
+COUNT_HEADER: Final = b"x-total-count"
+_COUNT_MODES: Final[dict[str, CountMode]] = {
+    "exact": "exact",
+    "estimated": "estimated",
+    "none": "none",
+}
+_VARY: Final = (b"vary", b"Prefer")
+
+_DESCRIPTIONS: Final = {
+    Op.EQ: "Only rows whose `{field}` is this.",
+    Op.PREFIX: "Only rows whose `{field}` starts with this (case-sensitive).",
+    Op.GTE: "Only rows whose `{field}` is at least this.",
+    Op.LTE: "Only rows whose `{field}` is at most this.",
+    Op.NULL: "`true`: only rows without a `{field}`; `false`: only rows with one.",
+    Op.AFTER: "Only rows whose `{field}` is later than this (ISO 8601; without an offset, UTC).",
+    Op.BEFORE: "Only rows whose `{field}` is earlier than this (ISO 8601; without an offset, UTC).",
+}
+
+
+def _annotation(item: Filter) -> Any:
+    """The type and constraints of a filter's query parameter."""
+    field = item.field
+    description = (field.description if item.op is Op.EQ else "") or _DESCRIPTIONS[item.op].format(
+        field=field.name
+    )
+    if item.op is Op.NULL:
+        return Annotated[bool | None, Query(description=description)]
+    if field.kind is Kind.INT:
+        # What the column can hold: a value past it would be refused by the database.
+        limit = 2**31 - 1 if type(field.column.type) is Integer else ID_MAX
+        return Annotated[int | None, Query(ge=-limit - 1, le=limit, description=description)]
+    if field.kind is Kind.TEXT:
+        length = getattr(field.column.type, "length", None)
+        return Annotated[
+            str | None,
+            Query(
+                min_length=1 if item.op is Op.PREFIX else 0,
+                max_length=length,
+                description=description,
+            ),
+            AfterValidator(lambda value: None if value is None else storable_text(value)),
+        ]
+    if field.kind is Kind.BOOL:
+        return Annotated[bool | None, Query(description=description)]
+    return Annotated[datetime | None, Query(description=description)]
+
+
+def _list_parameters(listing: Listing) -> list[inspect.Parameter]:
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [
+        inspect.Parameter(name, keyword, default=None, annotation=_annotation(item))
+        for name, item in listing.filters.items()
+    ]
+    sortable = ", ".join(f"`{name}`" for name in listing.sortable)
+    order = Query(
+        max_length=200,
+        description=f"Sort by these fields, comma-separated, `-` for descending ({sortable}); "
+        "ties are broken by `id`, in the direction of the last field. Text sorts by Unicode "
+        "code point; a missing value sorts first ascending, last descending.",
+        examples=["-" + listing.sortable[-1]],
+    )
+    cursor = Query(
+        max_length=MAX_CURSOR_LENGTH,
+        description="Where the page starts: a cursor from a previous answer's `Link` header "
+        "(`rel=next` or `rel=prev`). Not with the offset parameter.",
+    )
+    parameters.append(
+        inspect.Parameter("order", keyword, default=None, annotation=Annotated[str | None, order])
+    )
+    parameters.append(
+        inspect.Parameter("cursor", keyword, default=None, annotation=Annotated[str | None, cursor])
+    )
+    return parameters
+
+
+def with_list_parameters(listing: Listing) -> Callable[[E], E]:
+    """Add `listing`'s filters, `order` and `cursor` to a list endpoint, which takes them as
+    `**choices`: FastAPI then validates and documents each one."""
+
+    def decorate(endpoint: E) -> E:
+        signature = inspect.signature(endpoint)
+        own = [
+            parameter
+            for parameter in signature.parameters.values()
+            if parameter.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*own, *_list_parameters(listing)]
+        )
+        return endpoint
+
+    return decorate
+
+
+# ------------------------------------------------------------------------------------ requests
+
+
+def _invalid(
+    param: str, message: str, value: Any, kind: str = "value_error"
+) -> RequestValidationError:
+    """A 422 naming the query parameter, shaped as FastAPI's own."""
+    return RequestValidationError(
+        [{"type": kind, "loc": ("query", param), "msg": message, "input": value}]
+    )
+
+
+def _refuse_unknown_filters(
+    listing: Listing, pairs: Iterable[tuple[str, str]], known: set[str]
+) -> None:
+    """422 for a parameter that reads as a filter the list does not have (`age_gt`, `title`
+    where only `title_prefix` exists); anything else unknown is ignored, as the tutorial does."""
+    for name, value in pairs:
+        if name in known:
+            continue
+        for stem, filters in listing.stems.items():
+            if name == stem or name.startswith(stem + "_"):
+                takes = ", ".join(item.param for item in filters)
+                raise _invalid(
+                    name,
+                    f"Unknown filter {name!r}: {stem} is filtered by {takes}",
+                    value,
+                    "extra_forbidden",
+                )
+
+
+def query_pairs(scope: Scope) -> list[tuple[str, str]]:
+    return parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+
+
+def list_query(
+    scope: Scope,
+    listing: Listing,
+    choices: dict[str, Any],
+    *,
+    offset_param: str,
+    offset: int,
+    limit: int,
+    cursors: Cursors,
+    backend: str,
+) -> ListQuery | None:
+    """The list request the validated parameters make; None if no row can match (an email
+    filter no account can have)."""
+    pairs = query_pairs(scope)
+    known = {*listing.filters, "order", "cursor", offset_param, "limit"}
+    _refuse_unknown_filters(listing, pairs, known)
+    query = ListQuery(offset=offset, limit=limit)
+    for name, value in choices.items():
+        if value is None or name in ("order", "cursor"):
+            continue
+        item = listing.filters[name]
+        if item.field.convert is not None:
+            value = item.field.convert(value)
+            if value is None:
+                return None
+        if item.op is Op.PREFIX:
+            value = (value, prefix_end(value))
+        elif item.field.kind is Kind.TIME:
+            value = moment_param(backend, value, item.op)
+        query.filters[name] = value
+    order = choices.get("order")
+    try:
+        if order is not None:
+            query.order = parse_order(listing, order)
+    except ListError as error:
+        raise _invalid(error.param, str(error), order) from None
+    cursor = choices.get("cursor")
+    if cursor is not None:
+        if any(name == offset_param for name, _ in pairs):
+            raise _invalid("cursor", f"Page by cursor or by {offset_param}, not both", cursor)
+        query.position = _position(listing, query, cursor, cursors, backend, order is not None)
+    return query
+
+
+def _position(
+    listing: Listing,
+    query: ListQuery,
+    cursor: str,
+    cursors: Cursors,
+    backend: str,
+    order_given: bool,
+) -> Position:
+    try:
+        made_order, direction, values = cursors.read(cursor, listing.name)
+        order = parse_order(listing, made_order)
+        if order_given and order != query.order:
+            raise InvalidCursor(f"a cursor for order={made_order}, not this order")
+        if direction not in ("after", "before") or len(values) != len(order):
+            raise InvalidCursor("not a cursor of this list")
+        keys = tuple(
+            key_from_json(backend, listing.fields[name].kind, value)
+            for (name, _), value in zip(order, values, strict=True)
+        )
+    except (InvalidCursor, ListError, ValueError, TypeError) as error:
+        raise _invalid("cursor", f"Invalid cursor: {error}", cursor) from None
+    query.order = order
+    return Position(direction, keys)
+
+
+# ------------------------------------------------------------------------------------- answers
+
+
+def count_preference(scope: Scope) -> CountMode | None:
+    """The `count` preference of the request's `Prefer` headers (RFC 7240), if it is one we
+    honour."""
+    for name, value in scope["headers"]:
+        if name != b"prefer":
+            continue
+        for preference in value.decode("latin-1").split(","):
+            token, _, argument = preference.split(";")[0].partition("=")
+            if token.strip().lower() == "count":
+                mode = _COUNT_MODES.get(argument.strip().strip('"').lower())
+                if mode is not None:
+                    return mode
+    return None
+
+
+def _link(path: str, pairs: list[tuple[str, str]], page: tuple[str, str], relation: str) -> str:
+    query = urlencode([*pairs, page], safe=",:")
+    return f'<{path}?{query}>; rel="{relation}"'
+
+
+def list_headers(
+    scope: Scope,
+    listing: Listing,
+    query: ListQuery,
+    page: Page,
+    *,
+    offset_param: str,
+    cursors: Cursors,
+    total: tuple[CountMode, int | None] | None = None,
+) -> Headers:
+    """`Link` (RFC 8288: `next`, `prev`), `Vary: Prefer` and, when asked for, the count."""
+    pairs = query_pairs(scope)
+    by_offset = query.position is None and any(name == offset_param for name, _ in pairs)
+    kept = [(name, value) for name, value in pairs if name not in (offset_param, "cursor")]
+    path = scope["path"]
+    links: list[str] = []
+    if query.limit > 0:
+        if by_offset:
+            if page.more_after:
+                links.append(
+                    _link(path, kept, (offset_param, str(query.offset + query.limit)), "next")
+                )
+            if query.offset > 0:
+                previous = max(0, query.offset - query.limit)
+                links.append(_link(path, kept, (offset_param, str(previous)), "prev"))
+        elif page.rows:
+            order = order_text(query.order)
+            ends: tuple[tuple[str, Literal["after", "before"], tuple[Any, ...], bool], ...] = (
+                ("next", "after", page.last_key, page.more_after),
+                ("prev", "before", page.first_key, page.more_before),
+            )
+            for relation, direction, key, wanted in ends:
+                if wanted:
+                    values = [key_to_json(value) for value in key]
+                    token = cursors.make(listing.name, order, direction, values)
+                    links.append(_link(path, kept, ("cursor", token), relation))
+    headers: Headers = [_VARY]
+    if links:
+        headers.append((b"link", ", ".join(links).encode()))
+    if total is not None:
+        mode, figure = total
+        if figure is not None:
+            headers.append((COUNT_HEADER, str(figure).encode()))
+        headers.append((b"preference-applied", b"count=" + mode.encode()))
+    return headers
+
+
+Fetch = Callable[[Database, ListQuery], Awaitable[Page]]
+
+
+async def read_list(
+    scope: Scope,
+    listing: Listing,
+    choices: dict[str, Any],
+    fetch: Fetch,
+    *,
+    offset_param: str,
+    offset: int,
+    limit: int,
+    conditions: dict[str, Any] | None = None,
+) -> tuple[Page, Headers]:
+    """One page of a list for a request's validated parameters (`choices`: the filters, `order`
+    and `cursor`), read by `fetch`, with the headers that go with it. `conditions` are
+    equalities the route adds (an auth rule's owner)."""
+    database = database_in(scope)
+    cursors = await cursors_in(scope)
+    query = list_query(
+        scope,
+        listing,
+        choices,
+        offset_param=offset_param,
+        offset=offset,
+        limit=limit,
+        cursors=cursors,
+        backend=database.url.backend,
+    )
+    mode = count_preference(scope)
+    if query is None:  # nothing can match
+        query = ListQuery(offset=offset, limit=limit)
+        page, total = Page([]), 0
+    else:
+        query.scope.update(conditions or {})
+        page = await fetch(database, query)
+        total = None
+        if mode in ("exact", "estimated"):
+            total = await count(database, listing, query, mode)
+    counted = None if mode is None else (mode, None if mode == "none" else total)
+    headers = list_headers(
+        scope, listing, query, page, offset_param=offset_param, cursors=cursors, total=counted
+    )
+    return page, headers
