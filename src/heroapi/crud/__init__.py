@@ -17,6 +17,8 @@ from heroapi.crud.heroes import (
     update_hero,
 )
 from heroapi.crud.users import (
+    ITEMS,
+    USERS,
     EmailAlreadyRegistered,
     create_item,
     create_user,
@@ -27,16 +29,18 @@ from heroapi.crud.users import (
     get_login,
     get_user,
     get_user_with_items,
-    list_items,
-    list_users,
+    items_page,
     replace_password_hash,
     update_item,
     update_user,
+    users_page,
 )
 
 __all__ = [
     "HEROES",
     "HERO_LAST_MODIFIED",
+    "ITEMS",
+    "USERS",
     "EmailAlreadyRegistered",
     "create_hero",
     "create_item",
@@ -51,12 +55,12 @@ __all__ = [
     "get_user",
     "get_user_with_items",
     "hero_page",
+    "items_page",
     "list_heroes",
-    "list_items",
-    "list_users",
     "replace_password_hash",
     "schema_revision",
     "update_hero",
     "update_item",
     "update_user",
+    "users_page",
 ]

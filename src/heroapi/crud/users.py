@@ -5,9 +5,23 @@ from typing import Any, Final
 
 from sqlalchemy import Delete, Insert, Select, Update, bindparam, delete, insert, select
 
+from heroapi.crud.listing import (
+    Field,
+    Kind,
+    Listing,
+    ListQuery,
+    Op,
+    Page,
+    compiled_page,
+    fetch_page,
+    key_indexes,
+    page_of,
+    page_params,
+    page_statement,
+    timestamps,
+)
 from heroapi.crud.modified import last_modified
-from heroapi.crud.paging import id_page
-from heroapi.db import Connection, Database, IntegrityViolation, Row
+from heroapi.db import Connection, Database, IntegrityViolation, Row, as_dicts
 from heroapi.models import (
     ItemCreate,
     email_key,
@@ -20,6 +34,12 @@ from heroapi.security import new_security_stamp
 
 class EmailAlreadyRegistered(Exception):
     """Another account has this email (compared case-insensitively)."""
+
+
+def _login_key(email: str) -> str | None:
+    """What the login looks an address up by; None if no account can have it."""
+    normalized = normalized_email(email)
+    return None if normalized is None else email_key(normalized)
 
 
 _USER = (
@@ -38,17 +58,6 @@ _SELECT_USER = select(*_USER).where(_USER_BY_ID)
 _SELECT_USER_MODIFIED = select(*_USER, last_modified(users_table.c.updated_at)).where(_USER_BY_ID)
 _SELECT_LOGIN = select(*_USER, users_table.c.hashed_password).where(
     users_table.c.email_key == bindparam("email_key")
-)
-_SELECT_USERS = (
-    select(*_USER).order_by(users_table.c.id).offset(bindparam("offset")).limit(bindparam("limit"))
-)
-# The items of one page of users, in one query whatever the page's size (a derived table: MySQL
-# allows no LIMIT inside IN (...)).
-_USERS_PAGE = id_page(users_table)
-_SELECT_PAGE_ITEMS = (
-    select(*_ITEM)
-    .select_from(items_table.join(_USERS_PAGE, items_table.c.owner_id == _USERS_PAGE.c.id))
-    .order_by(items_table.c.owner_id, items_table.c.id)
 )
 _SELECT_USER_ITEMS = (
     select(*_ITEM).where(items_table.c.owner_id == bindparam("user_id")).order_by(items_table.c.id)
@@ -93,14 +102,6 @@ def _select_item(owner: bool) -> Select[Any]:
     """One item, and when it last changed (`last_modified`)."""
     modified = last_modified(items_table.c.updated_at)
     return _item_filter(select(*_ITEM, modified), item_id=True, owner=owner)
-
-
-@cache
-def _select_items(owner: bool) -> Select[Any]:
-    statement = _item_filter(select(*_ITEM), item_id=False, owner=owner)
-    return (
-        statement.order_by(items_table.c.id).offset(bindparam("offset")).limit(bindparam("limit"))
-    )
 
 
 # An item's writes name its owner in the WHERE clause when the requester may touch only their own
@@ -169,22 +170,61 @@ async def get_login(*, database: Database, email: str) -> Row | None:
 
     The address is normalized as registration normalizes it (Unicode NFC, the domain's IDNA
     form), so whatever form the user types, it finds the account it registered."""
-    normalized = normalized_email(email)
-    if normalized is None:
+    key = _login_key(email)
+    if key is None:
         return None  # no account can have it (and no database should be asked)
-    return await database.fetch_one(_SELECT_LOGIN, {"email_key": email_key(normalized)})
+    return await database.fetch_one(_SELECT_LOGIN, {"email_key": key})
 
 
 async def email_registered(*, database: Database, email: str) -> bool:
     return await get_login(database=database, email=email) is not None
 
 
-async def list_users(*, database: Database, offset: int, limit: int) -> list[Row]:
-    """One page of users in id order, each with its items: two queries, whatever the page size."""
-    page = {"offset": offset, "limit": limit}
+USERS: Final = Listing(
+    "users",
+    users_table,
+    _USER,
+    (
+        Field(
+            "email",
+            users_table.c.email,
+            Kind.TEXT,
+            (Op.EQ,),
+            compared=users_table.c.email_key,
+            convert=_login_key,
+            description="Only the account with this address, compared as the login compares "
+            "it (its domain normalized, case-insensitively).",
+        ),
+        Field("is_active", users_table.c.is_active, Kind.BOOL, (Op.EQ,), sortable=False),
+        *timestamps(users_table),
+    ),
+)
+
+
+def _page_items(database: Database, query: ListQuery) -> Select[Any]:
+    """The items of a page of users, in one query whatever the page's size: joined to the
+    page's own statement, as a derived table (MySQL allows no LIMIT inside IN (...))."""
+    page = page_statement(USERS, query, database.url.backend, ids_only=True).subquery("page")
+    return (
+        select(*_ITEM)
+        .select_from(items_table.join(page, items_table.c.owner_id == page.c.id))
+        .order_by(items_table.c.owner_id, items_table.c.id)
+    )
+
+
+async def users_page(*, database: Database, query: ListQuery) -> Page:
+    """A page of users, each with its items: two queries, whatever the page size."""
+    statement = compiled_page(database, USERS, query)
+    params = page_params(USERS, query)
+    items_statement = database.compile_for(
+        ("user items", compiled_page(database, USERS, query, ids_only=True).sql),
+        lambda: _page_items(database, query),
+    )
     async with database.connection() as connection:
-        users = await connection.fetch_all(_SELECT_USERS, page)
-        items = await connection.fetch_all(_SELECT_PAGE_ITEMS, page) if users else []
+        rows = await connection.fetch_all_values(statement, params)
+        page = page_of(rows, query, key_indexes(USERS, query.order))
+        items = await connection.fetch_all(items_statement, params) if page.rows else []
+    users = as_dicts(statement.columns, page.rows)
     by_owner: dict[int, list[Row]] = {user["id"]: [] for user in users}
     for item in items:
         owned = by_owner.get(item["owner_id"])
@@ -192,7 +232,8 @@ async def list_users(*, database: Database, offset: int, limit: int) -> list[Row
             owned.append(item)
     for user in users:
         user["items"] = by_owner[user["id"]]
-    return users
+    page.rows = users
+    return page
 
 
 async def create_user(
@@ -305,12 +346,23 @@ async def get_item(*, database: Database, item_id: int, owner_id: int | None = N
     return await database.fetch_one(_select_item(owner_id is not None), params)
 
 
-async def list_items(
-    *, database: Database, offset: int, limit: int, owner_id: int | None = None
-) -> list[Row]:
-    """One page of items in id order; with `owner_id`, only that user's."""
-    params = {"offset": offset, "limit": limit, "owner_id": owner_id}
-    return await database.fetch_all(_select_items(owner_id is not None), params)
+ITEMS: Final = Listing(
+    "items",
+    items_table,
+    _ITEM,
+    (
+        Field("title", items_table.c.title, Kind.TEXT, (Op.PREFIX,)),
+        Field("owner_id", items_table.c.owner_id, Kind.INT, (Op.EQ,)),
+        *timestamps(items_table),
+    ),
+)
+
+
+async def items_page(*, database: Database, query: ListQuery) -> Page:
+    """A page of items (`query.scope` may hold an `owner_id` an auth rule requires)."""
+    page = await fetch_page(database, ITEMS, query)
+    page.rows = as_dicts(_ITEM_NAMES, page.rows)
+    return page
 
 
 async def update_item(

@@ -26,6 +26,8 @@ retry) and `IntegrityViolation` (a constraint said no).
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -277,6 +279,16 @@ class Database(ABC):
         """How many rows the query planner expects `clause` (a SELECT) to return, without
         running it; None where the backend keeps no such figure (SQLite)."""
         return None
+
+    async def _plan(self, explain: str, clause: SQL, params: Params) -> Any:
+        """The JSON plan `explain` (the backend's EXPLAIN, in JSON) gives for `clause`."""
+        statement = self.compile(clause)
+        explained = dataclasses.replace(
+            statement, sql=f"{explain} {statement.sql}", columns=("plan",)
+        )
+        row = await self.fetch_values(explained, params)
+        assert row is not None  # EXPLAIN always answers
+        return json.loads(row[0])
 
     def read_latest(self) -> None:
         """This task's later reads must see every write committed so far (what security checks

@@ -12,8 +12,6 @@ end it (see `lock_wait_timeout`): as a conflict, on a connection that is kept.
 
 import asyncio
 import contextlib
-import dataclasses
-import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -182,13 +180,7 @@ class MySQLDatabase(PooledDatabase[Any]):
     async def estimated_rows(self, clause: SQL, params: Params) -> int | None:
         # The optimizer's figures: rows it expects to examine, and the share of them it expects
         # the conditions to keep (InnoDB's index statistics, sampled; no row is read).
-        statement = self.compile(clause)
-        explain = dataclasses.replace(
-            statement, sql="EXPLAIN FORMAT=JSON " + statement.sql, columns=("plan",)
-        )
-        plan = await self.fetch_values(explain, params)
-        assert plan is not None  # EXPLAIN always answers
-        table = _first_table(json.loads(plan[0]))
+        table = _first_table(await self._plan("EXPLAIN FORMAT=JSON", clause, params))
         if table is None:  # "Impossible WHERE" and the like: the optimizer knows it is empty
             return 0
         return round(int(table["rows"]) * float(table.get("filtered", 100)) / 100)

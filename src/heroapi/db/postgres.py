@@ -15,9 +15,7 @@ so the cache stays on, as on a direct connection.
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
-import json
 import logging
 import time
 import weakref
@@ -304,13 +302,8 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
     async def estimated_rows(self, clause: SQL, params: Params) -> int | None:
         # The planner's row estimate for the statement's top node, from the table's statistics
         # (kept by autovacuum's ANALYZE): no row is read.
-        statement = self.compile(clause)
-        explain = dataclasses.replace(
-            statement, sql="EXPLAIN (FORMAT JSON) " + statement.sql, columns=("plan",)
-        )
-        plan = await self.fetch_values(explain, params)
-        assert plan is not None  # EXPLAIN always answers
-        return int(json.loads(plan[0])[0]["Plan"]["Plan Rows"])
+        plan = await self._plan("EXPLAIN (FORMAT JSON)", clause, params)
+        return int(plan[0]["Plan"]["Plan Rows"])
 
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[tuple[Connection, Hashable | None]]:

@@ -10,12 +10,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from heroapi import crud, policy
-from heroapi.db import Row
+from heroapi.crud.listing import ListQuery, Page
+from heroapi.db import Database, Row
 from heroapi.errors import ErrorDetail
 from heroapi.models import Item, ItemUpdate
 from heroapi.policy import AuthMode
 from heroapi.rendering import http_date
 from heroapi.routes.deps import DatabaseDep, PageSize, PageStart, check_offset, in_id_range
+from heroapi.routes.lists import add_headers, read_list, with_list_parameters
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Item not found"}
@@ -25,6 +27,10 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 def item_not_found() -> HTTPException:
     """The answer for a missing item, and so for another's (`OWN_ITEMS`)."""
     return HTTPException(status.HTTP_404_NOT_FOUND, "Item not found")
+
+
+async def _fetch_items(database: Database, query: ListQuery) -> Page:
+    return await crud.items_page(database=database, query=query)
 
 
 def router(mode: AuthMode) -> APIRouter:
@@ -37,16 +43,31 @@ def router(mode: AuthMode) -> APIRouter:
     delete_owner = policy.item_owner(mode, "DELETE", one)
 
     @items.get("/", response_model=list[Item])
+    @with_list_parameters(crud.ITEMS)
     async def read_items(
         request: Request,
-        database: DatabaseDep,
-        owner_id: Annotated[int | None, list_owner],
+        response: Response,
+        rule_owner: Annotated[int | None, list_owner],
         skip: PageStart = 0,
         limit: PageSize = 100,
+        **choices: Any,
     ) -> list[Row]:
-        """List items in id order (with `HEROAPI_AUTH_MODE=required`, only your own)."""
+        """List items, `limit` from `skip` or from a `cursor`; by id, or in the `order` asked
+        for; only those the filters match (with `HEROAPI_AUTH_MODE=required`, your own)."""
         check_offset(request, "skip", skip)
-        return await crud.list_items(database=database, offset=skip, limit=limit, owner_id=owner_id)
+        page, headers = await read_list(
+            request.scope,
+            crud.ITEMS,
+            choices,
+            _fetch_items,
+            offset_param="skip",
+            offset=skip,
+            limit=limit,
+            conditions=None if rule_owner is None else {"owner_id": rule_owner},
+        )
+        add_headers(response, headers)
+        rows: list[Row] = page.rows
+        return rows
 
     @items.get("/{item_id}", response_model=Item, responses=NOT_FOUND)
     async def read_item(

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import Query
+from fastapi import Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 from sqlalchemy import Integer
@@ -325,6 +325,12 @@ def list_headers(
 
 
 Fetch = Callable[[Database, ListQuery], Awaitable[Page]]
+
+
+def add_headers(response: Response, headers: Headers) -> None:
+    """A page's headers, on the `Response` FastAPI gives a handler to add headers to."""
+    for name, value in headers:
+        response.headers.append(name.decode(), value.decode())
 
 
 async def read_list(

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from heroapi import crud, policy
+from heroapi.crud.listing import ListQuery, Page
 from heroapi.db import Database, Row
 from heroapi.errors import ErrorDetail
 from heroapi.models import (
@@ -36,6 +37,7 @@ from heroapi.routes.deps import (
     check_offset,
     in_id_range,
 )
+from heroapi.routes.lists import add_headers, read_list, with_list_parameters
 from heroapi.routes.login import THROTTLED
 from heroapi.throttle import REGISTER_ADDRESS, refusing_route
 
@@ -102,15 +104,33 @@ async def create_user(
         raise email_taken() from None
 
 
+async def _fetch_users(database: Database, query: ListQuery) -> Page:
+    return await crud.users_page(database=database, query=query)
+
+
+@with_list_parameters(crud.USERS)
 async def read_users(
     request: Request,
-    database: DatabaseDep,
+    response: Response,
     skip: PageStart = 0,
     limit: PageSize = 100,
+    **choices: Any,
 ) -> list[Row]:
-    """List accounts in id order, each with its items (`required` mode: superusers only)."""
+    """List accounts, each with its items, `limit` from `skip` or from a `cursor`; by id, or in
+    the `order` asked for; only those the filters match (`required` mode: superusers only)."""
     check_offset(request, "skip", skip)
-    return await crud.list_users(database=database, offset=skip, limit=limit)
+    page, headers = await read_list(
+        request.scope,
+        crud.USERS,
+        choices,
+        _fetch_users,
+        offset_param="skip",
+        offset=skip,
+        limit=limit,
+    )
+    add_headers(response, headers)
+    rows: list[Row] = page.rows
+    return rows
 
 
 async def read_user_me(user: CurrentUser, database: DatabaseDep) -> Row:
