@@ -19,6 +19,7 @@ thousands of combinations costs memory for the recent ones only.
 """
 
 import enum
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -409,19 +410,28 @@ def _order_by(keys: list[tuple[Field, bool]], backend: str) -> list[ColumnElemen
     return clauses
 
 
-def key_columns(listing: Listing, order: Order) -> list[Column[Any]]:
-    """The sort fields a row needs besides its public columns, to make a cursor from it."""
-    return [
+@functools.lru_cache(maxsize=1024)
+def _sort_columns(
+    listing: Listing, order: Order
+) -> tuple[tuple[Column[Any], ...], tuple[int, ...]]:
+    """The sort fields a row needs besides its public columns, to make a cursor from it; and
+    where each sort value is in a row of `page_statement`."""
+    public = [column.name for column in listing.columns]
+    extra = tuple(
         listing.fields[name].column
         for name, _ in order
-        if listing.fields[name].column not in listing.columns
-    ]
+        if listing.fields[name].column.name not in public
+    )
+    selected = [*public, *(column.name for column in extra)]
+    return extra, tuple(selected.index(listing.fields[name].column.name) for name, _ in order)
 
 
-def key_indexes(listing: Listing, order: Order) -> list[int]:
-    """Where each sort value is in a row of `page_statement`."""
-    selected = [*listing.columns, *key_columns(listing, order)]
-    return [selected.index(listing.fields[name].column) for name, _ in order]
+def key_columns(listing: Listing, order: Order) -> tuple[Column[Any], ...]:
+    return _sort_columns(listing, order)[0]
+
+
+def key_indexes(listing: Listing, order: Order) -> tuple[int, ...]:
+    return _sort_columns(listing, order)[1]
 
 
 def page_statement(

@@ -85,3 +85,23 @@ def plain_query(
         seen.add(name)
         values[name] = value
     return values
+
+
+_CURSOR_CHARACTERS: Final = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+)
+
+
+def plain_cursor(query_string: bytes) -> tuple[bytes, str | None]:
+    """The query without its `cursor` parameter, and the cursor, if there is one, once, in
+    base64url characters (nothing to decode); else the query as it is, and None."""
+    if b"cursor=" not in query_string:
+        return query_string, None
+    parts = query_string.split(b"&")
+    cursors = [part for part in parts if part.startswith(b"cursor=")]
+    if len(cursors) != 1:
+        return query_string, None
+    value = cursors[0].removeprefix(b"cursor=")
+    if not value or not _CURSOR_CHARACTERS.issuperset(value):
+        return query_string, None
+    return b"&".join(part for part in parts if part is not cursors[0]), value.decode("ascii")

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from fastapi import FastAPI, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from starlette.types import Scope
 
 from heroapi import crud, policy
@@ -41,8 +42,13 @@ from heroapi.routes.deps import (
     in_id_range,
     offset_allowed,
 )
-from heroapi.routes.direct import Answer, DirectRoute, plain_int, plain_query
-from heroapi.routes.lists import count_preference, read_list, with_list_parameters
+from heroapi.routes.direct import Answer, DirectRoute, plain_cursor, plain_int, plain_query
+from heroapi.routes.lists import (
+    count_preference,
+    read_list,
+    read_plain_list,
+    with_list_parameters,
+)
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Hero not found"}
@@ -150,13 +156,32 @@ class HeroRoute(DirectRoute):
 
 
 class HeroesRoute(DirectRoute):
-    """`GET /heroes/` with no query, or plain `offset` and `limit` in range, and no `Prefer`."""
+    """`GET /heroes/` with no query, or plain `offset` and `limit` in range, or a `cursor` and
+    plain `limit` (the `next` and `prev` links of the tutorial's own order); and no `Prefer`."""
 
     async def answer(self, scope: Scope) -> Answer | None:
-        page = plain_query(scope["query_string"], PAGE_DEFAULTS, PAGE_MAXIMA)
+        query_string, cursor = plain_cursor(scope["query_string"])
+        page = plain_query(query_string, PAGE_DEFAULTS, PAGE_MAXIMA)
         if page is None or not offset_allowed(scope, page["offset"]) or count_preference(scope):
             return None
-        return await _heroes_page(scope, {}, page["offset"], page["limit"])
+        parts = query_string.split(b"&") if query_string else []
+        kept = [part for part in parts if not part.startswith(b"offset=")]
+        if cursor is not None and len(kept) < len(parts):
+            return None  # FastAPI's 422: a cursor or an offset, not both
+        try:
+            listed, headers = await read_plain_list(
+                scope,
+                crud.HEROES,
+                _fetch_heroes,
+                offset_param="offset",
+                offset=page["offset"] if len(kept) < len(parts) else None,
+                limit=page["limit"],
+                cursor=cursor,
+                kept=b"&".join(kept).decode("ascii"),
+            )
+        except RequestValidationError:  # a cursor this list did not make: FastAPI's 422
+            return None
+        return heroes_json(listed.rows), headers
 
 
 def install(app: FastAPI, *, mode: AuthMode) -> None:

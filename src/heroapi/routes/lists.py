@@ -186,7 +186,7 @@ def query_pairs(scope: Scope) -> list[tuple[str, str]]:
 
 
 def list_query(
-    scope: Scope,
+    pairs: list[tuple[str, str]],
     listing: Listing,
     choices: dict[str, Any],
     *,
@@ -198,7 +198,6 @@ def list_query(
 ) -> ListQuery | None:
     """The list request the validated parameters make; None if no row can match (an email
     filter no account can have)."""
-    pairs = query_pairs(scope)
     known = {*listing.filters, "order", "cursor", offset_param, "limit"}
     _refuse_unknown_filters(listing, pairs, known)
     query = ListQuery(offset=offset, limit=limit)
@@ -272,11 +271,6 @@ def count_preference(scope: Scope) -> CountMode | None:
     return None
 
 
-def _link(path: str, pairs: list[tuple[str, str]], page: tuple[str, str], relation: str) -> str:
-    query = urlencode([*pairs, page], safe=",:")
-    return f'<{path}?{query}>; rel="{relation}"'
-
-
 def list_headers(
     scope: Scope,
     listing: Listing,
@@ -284,24 +278,25 @@ def list_headers(
     page: Page,
     *,
     offset_param: str,
+    kept: str,
+    by_offset: bool,
     cursors: Cursors,
     total: tuple[CountMode, int | None] | None = None,
 ) -> Headers:
-    """`Link` (RFC 8288: `next`, `prev`), `Vary: Prefer` and, when asked for, the count."""
-    pairs = query_pairs(scope)
-    by_offset = query.position is None and any(name == offset_param for name, _ in pairs)
-    kept = [(name, value) for name, value in pairs if name not in (offset_param, "cursor")]
-    path = scope["path"]
+    """`Link` (RFC 8288: `next`, `prev`), `Vary: Prefer` and, when asked for, the count.
+
+    `kept` is the request's query without its page (offset or cursor), encoded: the links add
+    theirs (a cursor is base64url, an offset digits: nothing to escape)."""
+    start = f"<{scope['path']}?{kept}{'&' if kept else ''}"
     links: list[str] = []
     if query.limit > 0:
         if by_offset:
             if page.more_after:
-                links.append(
-                    _link(path, kept, (offset_param, str(query.offset + query.limit)), "next")
-                )
+                following = query.offset + query.limit
+                links.append(f'{start}{offset_param}={following}>; rel="next"')
             if query.offset > 0:
                 previous = max(0, query.offset - query.limit)
-                links.append(_link(path, kept, (offset_param, str(previous)), "prev"))
+                links.append(f'{start}{offset_param}={previous}>; rel="prev"')
         elif page.rows:
             order = order_text(query.order)
             ends: tuple[tuple[str, Literal["after", "before"], tuple[Any, ...], bool], ...] = (
@@ -312,7 +307,7 @@ def list_headers(
                 if wanted:
                     values = [key_to_json(value) for value in key]
                     token = cursors.make(listing.name, order, direction, values)
-                    links.append(_link(path, kept, ("cursor", token), relation))
+                    links.append(f'{start}cursor={token}>; rel="{relation}"')
     headers: Headers = [_VARY]
     if links:
         headers.append((b"link", ", ".join(links).encode()))
@@ -349,8 +344,9 @@ async def read_list(
     equalities the route adds (an auth rule's owner)."""
     database = database_in(scope)
     cursors = await cursors_in(scope)
+    pairs = query_pairs(scope)
     query = list_query(
-        scope,
+        pairs,
         listing,
         choices,
         offset_param=offset_param,
@@ -359,18 +355,65 @@ async def read_list(
         cursors=cursors,
         backend=database.url.backend,
     )
-    mode = count_preference(scope)
+    kept = urlencode([pair for pair in pairs if pair[0] not in (offset_param, "cursor")], safe=",")
+    by_offset = choices.get("cursor") is None and any(name == offset_param for name, _ in pairs)
+    paging = (offset_param, kept, by_offset)
     if query is None:  # nothing can match
-        query = ListQuery(offset=offset, limit=limit)
-        page, total = Page([]), 0
-    else:
-        query.scope.update(conditions or {})
+        return await _answer(scope, listing, ListQuery(offset=offset, limit=limit), None, paging)
+    query.scope.update(conditions or {})
+    return await _answer(scope, listing, query, fetch, paging)
+
+
+async def read_plain_list(
+    scope: Scope,
+    listing: Listing,
+    fetch: Fetch,
+    *,
+    offset_param: str,
+    offset: int | None,
+    limit: int,
+    cursor: str | None,
+    kept: str,
+) -> tuple[Page, Headers]:
+    """`read_list` for a direct route's plain request: its query holds nothing but an offset
+    (None: not given), a limit and a cursor, in plain characters, so it is read as it is."""
+    query = ListQuery(offset=offset or 0, limit=limit)
+    if cursor is not None:
+        database = database_in(scope)
+        cursors = await cursors_in(scope)
+        query.position = _position(listing, query, cursor, cursors, database.url.backend, False)
+    paging = (offset_param, kept, cursor is None and offset is not None)
+    return await _answer(scope, listing, query, fetch, paging)
+
+
+async def _answer(
+    scope: Scope,
+    listing: Listing,
+    query: ListQuery,
+    fetch: Fetch | None,
+    paging: tuple[str, str, bool],
+) -> tuple[Page, Headers]:
+    """The page (none if `fetch` is None: nothing can match), its count if asked for, and the
+    headers."""
+    database = database_in(scope)
+    mode = count_preference(scope)
+    figure: int | None = 0
+    page = Page([])
+    if fetch is not None:
         page = await fetch(database, query)
-        total = None
-        if mode in ("exact", "estimated"):
-            total = await count(database, listing, query, mode)
-    counted = None if mode is None else (mode, None if mode == "none" else total)
+        figure = None
+        if mode == "exact" or mode == "estimated":
+            figure = await count(database, listing, query, mode)
+    offset_param, kept, by_offset = paging
     headers = list_headers(
-        scope, listing, query, page, offset_param=offset_param, cursors=cursors, total=counted
+        scope,
+        listing,
+        query,
+        page,
+        offset_param=offset_param,
+        kept=kept,
+        by_offset=by_offset,
+        cursors=await cursors_in(scope),
+        total=None if mode is None else (mode, None if mode == "none" else figure),
     )
     return page, headers
