@@ -1,0 +1,89 @@
+"""A page by cursor costs the same at any depth; a page by offset costs the rows it skips.
+
+On each backend: 100,000 heroes, made by the database itself (one INSERT ... SELECT), then the
+first page, a cursor page at row 99,800 and an offset page at row 99,800, timed over HTTP,
+interleaved, median of several. The offset page is taken in `order=name` (no page anchors
+there: crud/heroes.py remembers where the id order's deep pages start), the cursor pages in the
+same order. The bounds leave room for a loaded 2-core machine: the cursor page at depth within
+3x the first page, the offset page over 3x the cursor page (measured: ~1x and 20-150x).
+"""
+
+import statistics
+import time
+from typing import Final
+
+from fastapi.testclient import TestClient
+from httpx2 import Response
+from sqlalchemy import text
+
+from heroapi.db import Database
+
+ROWS: Final = 100_000
+DEPTH: Final = ROWS - 200
+LIMIT: Final = 100
+ROUNDS: Final = 7
+
+_FILL: Final = {
+    "sqlite": "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < {rows})"
+    " INSERT INTO hero (name, age, secret_name)"
+    " SELECT printf('Hero %06d', (n * 7919) % {rows}), n % 100, 's' FROM seq",
+    "postgresql": "INSERT INTO hero (name, age, secret_name)"
+    " SELECT format('Hero %s', lpad(((n * 7919) % {rows})::text, 6, '0')), n % 100, 's'"
+    " FROM generate_series(1, {rows}) AS n",
+    "mysql": "INSERT INTO hero (name, age, secret_name)"
+    " SELECT CONCAT('Hero ', LPAD((seq * 7919) % {rows}, 6, '0')), seq % 100, 's'"
+    " FROM seq_1_to_{rows}",
+}
+_ANALYZE: Final = {"sqlite": "ANALYZE", "postgresql": "ANALYZE hero", "mysql": "ANALYZE TABLE hero"}
+
+
+def _fill(client: TestClient) -> None:
+    async def fill(database: Database) -> None:
+        backend = database.url.backend
+        async with database.transaction() as connection:
+            await connection.execute(text(_FILL[backend].format(rows=ROWS)), {})
+        async with database.connection() as connection:
+            await connection.execute(text(_ANALYZE[backend]), {})
+
+    assert client.portal is not None
+    client.portal.call(fill, client.app.state.database)  # type: ignore[attr-defined]
+
+
+def _next_link(response: Response) -> str:
+    link = response.headers["link"]
+    assert link.split(", <")[0].endswith('rel="next"'), link
+    return link[1 : link.index(">")]
+
+
+def _deep_cursor_page(client: TestClient, first: str) -> str:
+    """The cursor page at row DEPTH, found as a client finds it: by following `next` links."""
+    path = first
+    for _ in range(DEPTH // LIMIT):
+        path = _next_link(client.get(path))
+    return path
+
+
+def _time(client: TestClient, path: str) -> float:
+    start = time.perf_counter()
+    response = client.get(path)
+    elapsed = time.perf_counter() - start
+    assert response.status_code == 200, response.text
+    assert len(response.json()) == LIMIT
+    return elapsed
+
+
+def test_a_deep_cursor_page_costs_what_the_first_page_costs(client: TestClient) -> None:
+    _fill(client)
+    order = "name"
+    first = f"/heroes/?order={order}&limit={LIMIT}"
+    deep_cursor = _deep_cursor_page(client, first)
+    deep_offset = f"/heroes/?order={order}&offset={DEPTH}&limit={LIMIT}"
+    # The cursor page really is the page at DEPTH: the same rows as the offset page.
+    assert client.get(deep_cursor).json() == client.get(deep_offset).json()
+    timings: dict[str, list[float]] = {first: [], deep_cursor: [], deep_offset: []}
+    for _ in range(ROUNDS):
+        for path, seen in timings.items():
+            seen.append(_time(client, path))
+    first_time, cursor_time, offset_time = (statistics.median(seen) for seen in timings.values())
+    assert cursor_time < 3 * first_time, (first_time, cursor_time)
+    assert offset_time > 3 * cursor_time, (cursor_time, offset_time)
