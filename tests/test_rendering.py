@@ -1,13 +1,14 @@
 """Heroes are rendered to JSON without HeroPublic instances: the bytes must be the model's."""
 
+from datetime import datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, computed_field, field_serializer
 
-from heroapi.models import HeroPublic
-from heroapi.rendering import hero_json, heroes_json
+from heroapi.models import Age, HeroPublic
+from heroapi.rendering import hero_json, heroes_json, json_renderers
 from heroapi.routes.heroes import hero_response
 
 AWKWARD = [
@@ -40,9 +41,91 @@ def test_a_page_is_rendered_as_a_list_of_heropublic_would() -> None:
     assert heroes_json([]) == b"[]"
 
 
-def test_the_rendered_fields_are_heropublics_fields() -> None:
-    # hero_json names the fields itself: a field added to HeroPublic must be added there too.
-    assert tuple(HeroPublic.model_fields) == ("name", "age", "id")
+class MoreFields(BaseModel):
+    """HeroPublic with fields added and reordered: what the renderers must follow."""
+
+    id: int
+    motto: str | None = Field(default=None, max_length=255)
+    name: str
+    level: Age
+
+
+def test_the_renderers_follow_the_schemas_fields() -> None:
+    rows = [
+        (1, None, "Deadpond", 0),
+        (2**63 - 1, 'Quote " and \\ backslash \x01', "Unicode é 🦸 \u2028", 2**31 - 1),
+        (3, "", "", 7),
+    ]
+    one, page = json_renderers(MoreFields)
+    models = [MoreFields(**dict(zip(MoreFields.model_fields, row, strict=True))) for row in rows]
+    for row, model in zip(rows, models, strict=True):
+        assert one(row) == model.model_dump_json().encode()
+        assert one((*row, "a value past the schema's")) == model.model_dump_json().encode()
+    assert page(rows) == TypeAdapter(list[MoreFields]).dump_json(models)
+    assert page([]) == b"[]"
+
+
+class WithBool(BaseModel):
+    id: int
+    active: bool  # 0 and 1 from SQLite and MariaDB, where pydantic writes false and true
+
+
+class WithTime(BaseModel):
+    id: int
+    born: datetime | None
+
+
+class WithFloat(BaseModel):
+    id: int
+    power: float
+
+
+class WithAlias(BaseModel):
+    name: str = Field(alias="heroName")
+
+
+class WithSerializationAlias(BaseModel):
+    name: str = Field(serialization_alias="heroName")
+
+
+class WithExcluded(BaseModel):
+    name: str
+    secret_name: str = Field(exclude=True)
+
+
+class WithComputed(BaseModel):
+    name: str
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def shout(self) -> str:
+        return self.name.upper()
+
+
+class WithSerializer(BaseModel):
+    name: str
+
+    @field_serializer("name")
+    def _upper(self, name: str) -> str:
+        return name.upper()
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        WithBool,
+        WithTime,
+        WithFloat,
+        WithAlias,
+        WithSerializationAlias,
+        WithExcluded,
+        WithComputed,
+        WithSerializer,
+    ],
+)
+def test_a_schema_the_renderers_would_not_reproduce_is_refused(schema: type[BaseModel]) -> None:
+    with pytest.raises(TypeError, match=f"{schema.__name__} cannot be rendered from its values"):
+        json_renderers(schema)
 
 
 def test_pages_from_the_database_are_heropublics_bytes(client: TestClient) -> None:

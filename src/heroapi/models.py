@@ -10,11 +10,15 @@ rows into ORM objects, so a table model bought nothing.
 """
 
 import unicodedata
+from collections.abc import Collection
 from datetime import datetime
-from typing import Annotated, Any, Final, TypeVar
+from types import NoneType, UnionType
+from typing import Annotated, Any, Final, TypeVar, Union, get_args, get_origin
 
+from annotated_types import MaxLen
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -343,6 +347,9 @@ class HeroCreate(HeroBase):
 
 
 class HeroUpdate(BaseModel):
+    # HeroCreate's fields, each optional, written out: a class built from HeroCreate at run time
+    # would be no type to mypy, nor to the route that takes it. `check_update_schema` below
+    # refuses, at import, a HeroUpdate that has drifted from HeroCreate.
     name: str | None = Field(default=None, max_length=NAME_MAX_LENGTH)
     age: Age | None = None
     secret_name: str | None = Field(default=None, max_length=NAME_MAX_LENGTH)
@@ -352,6 +359,133 @@ class HeroUpdate(BaseModel):
     def _stored_as_given(cls, value: str | None) -> str:
         """`null` may clear `age`; `name` and `secret_name` are NOT NULL columns."""
         return storable_text(_not_null(value))
+
+
+# A hero field is declared once per place that needs its own facts: its type and checks in
+# HeroCreate (HeroBase if public), its PATCH form in HeroUpdate, its SQL type and index in
+# `hero_table` (and a migration). The queries, the JSON rendering (`rendering.py`) and
+# MariaDB's read-back after an INSERT (`crud/heroes.py`) are derived from HeroPublic and
+# HeroCreate; the checks below make the declarations that cannot be derived fail at import,
+# rather than disagree at run time, when they drift apart.
+
+
+def _types(annotation: Any) -> tuple[Any, ...]:
+    """The types a field's annotation allows (`int | None`: int and NoneType)."""
+    if get_origin(annotation) in (Union, UnionType):
+        return get_args(annotation)
+    return (annotation,)
+
+
+def _takes_null(field: FieldInfo) -> bool:
+    return any(kind in (NoneType, Any) for kind in _types(field.annotation))
+
+
+def _python_types(field: FieldInfo) -> set[Any]:
+    """The Python types of a field's values other than None (`Age | None`: int)."""
+    return {
+        get_args(kind)[0] if get_origin(kind) is Annotated else kind
+        for kind in _types(field.annotation)
+        if kind is not NoneType
+    }
+
+
+def _type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", str(kind))
+
+
+def _max_length(field: FieldInfo) -> int | None:
+    return next((item.max_length for item in field.metadata if isinstance(item, MaxLen)), None)
+
+
+def check_columns(table: Table, *schemas: type[BaseModel], private: Collection[str] = ()) -> None:
+    """Raise TypeError unless every field of `schemas` has its column in `table`, of the field's
+    Python type, NULL where the field takes `null` and NOT NULL where it does not, as long as the
+    field's `max_length`; and every column is some schema's field, or one of the `private`
+    columns no schema shows."""
+    problems = []
+    fields: dict[str, FieldInfo] = {}
+    for schema in schemas:
+        for name, field in schema.model_fields.items():
+            fields.setdefault(name, field)
+            column = table.columns.get(name)
+            if column is None:
+                problems.append(f"{schema.__name__}.{name} has no column")
+                continue
+            if _python_types(field) != {column.type.python_type}:
+                kinds = " | ".join(sorted(map(_type_name, _python_types(field))))
+                problems.append(
+                    f"{schema.__name__}.{name} is {kinds}, "
+                    f"its column {_type_name(column.type.python_type)}"
+                )
+            if _takes_null(field) != column.nullable:
+                takes = "takes" if _takes_null(field) else "refuses"
+                null = "NULL" if column.nullable else "NOT NULL"
+                problems.append(f"{schema.__name__}.{name} {takes} null, its column is {null}")
+            length = getattr(column.type, "length", None)
+            if length is not None and _max_length(field) != length:
+                problems.append(
+                    f"{schema.__name__}.{name} has max_length={_max_length(field)}, "
+                    f"its column holds {length}"
+                )
+    problems.extend(
+        f"column {column.name!r} is in no schema (add the field, or list it as private)"
+        for column in table.columns
+        if column.name not in fields and column.name not in private
+    )
+    if problems:
+        raise TypeError(f"table {table.name!r} and its schemas disagree: " + "; ".join(problems))
+
+
+def _validated_fields(schema: type[BaseModel]) -> set[str]:
+    validators = schema.__pydantic_decorators__.field_validators.values()
+    return {name for validator in validators for name in validator.info.fields}
+
+
+def check_update_schema(create: type[BaseModel], update: type[BaseModel]) -> None:
+    """Raise TypeError unless `update` (a PATCH body) has `create`'s fields, each optional, of the
+    same type and constraints, with the same fields checked by validators, and refusing `null`
+    exactly where `create` does (a NOT NULL column may be left out of a PATCH, not set to null)."""
+    problems = []
+    missing = create.model_fields.keys() - update.model_fields.keys()
+    extra = update.model_fields.keys() - create.model_fields.keys()
+    if missing or extra:
+        problems.append(f"fields missing: {sorted(missing)}, extra: {sorted(extra)}")
+    for name, created in create.model_fields.items():
+        updated = update.model_fields.get(name)
+        if updated is None:
+            continue
+        if updated.is_required() or updated.default is not None:
+            problems.append(f"{name} must default to None (a PATCH may leave it out)")
+        without_null = [
+            tuple(kind for kind in _types(field.annotation) if kind is not NoneType)
+            for field in (created, updated)
+        ]
+        if without_null[0] != without_null[1] or created.metadata != updated.metadata:
+            problems.append(f"{name}: {updated} is not {created} made optional")
+        try:
+            update.model_validate({name: None})
+        except ValidationError as error:
+            takes_null = all(problem["loc"][:1] != (name,) for problem in error.errors())
+        else:
+            takes_null = True
+        if takes_null != _takes_null(created):
+            problems.append(f"{name}: null must be {'refused' if takes_null else 'taken'}")
+    if _validated_fields(create) != _validated_fields(update):
+        problems.append(
+            f"fields with validators: {sorted(_validated_fields(create))} in "
+            f"{create.__name__}, {sorted(_validated_fields(update))} in {update.__name__}"
+        )
+    if problems:
+        raise TypeError(
+            f"{update.__name__} does not match {create.__name__}: " + "; ".join(problems)
+        )
+
+
+# The row's timestamps are the database's own, in no response body.
+check_columns(
+    hero_table, HeroCreate, HeroPublic, private=[column.name for column in row_timestamps()]
+)
+check_update_schema(HeroCreate, HeroUpdate)
 
 
 class ItemBase(BaseModel):

@@ -4,6 +4,7 @@ import bisect
 import weakref
 from collections.abc import Hashable
 from functools import cache
+from operator import itemgetter
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -82,10 +83,15 @@ _SELECT_HEROES_FROM = (
     .limit(bindparam("limit"))
 )
 _ID = list(HeroPublic.model_fields).index("id")
-_INSERT_HERO = insert(hero_table).values(
-    name=bindparam("name"), age=bindparam("age"), secret_name=bindparam("secret_name")
-)
+# What a new hero's row is given: HeroCreate's fields (the database adds the id and timestamps).
+_INSERTED = tuple(HeroCreate.model_fields)
+_INSERT_HERO = insert(hero_table).values({name: bindparam(name) for name in _INSERTED})
 _INSERT_HERO_RETURNING = _INSERT_HERO.returning(*_PUBLIC)
+# Without RETURNING (MariaDB), a new hero's `HeroPublic` values are picked by name from the values
+# inserted and the id the database gave: every public field but the id must be an inserted one.
+if _unknown := set(HeroPublic.model_fields) - {*_INSERTED, "id"}:
+    raise TypeError(f"HeroPublic fields {sorted(_unknown)} are neither the id nor in HeroCreate")
+_public_values = itemgetter(*HeroPublic.model_fields)
 _DELETE_HERO: Delete = delete(hero_table).where(_BY_ID)
 
 
@@ -105,13 +111,14 @@ def _update_hero(fields: tuple[str, ...], returning: bool) -> Update:
 
 async def create_hero(*, database: Database, hero: HeroCreate) -> Values:
     """Store a new hero; the database assigns its id. Returns the `HeroPublic` values."""
-    values = hero.model_dump(include={"name", "age", "secret_name"})
+    values = hero.model_dump()
     if database.supports_returning:
         row = (await database.write(_INSERT_HERO_RETURNING, values)).row
         assert row is not None  # an INSERT ... RETURNING returns its row
         return row
     result = await database.write(_INSERT_HERO, values)
-    return (values["name"], values["age"], result.lastrowid)
+    public: Values = _public_values({**values, "id": result.lastrowid})
+    return public
 
 
 class PageAnchors:
