@@ -17,8 +17,11 @@ from typing import Any, Final, Literal
 import orjson
 
 _TAG_SIZE: Final = 16
-# Longer than any cursor heroapi makes (its sort values are bounded by the columns' sizes).
-MAX_CURSOR_LENGTH: Final = 2048
+# Longer than any cursor heroapi makes: its sort values are bounded by the columns' sizes, but
+# JSON writes a control character as 6 bytes (`\u0001`), so a 255-character name of them alone
+# is 1,530 bytes, 2,040 characters in base64; with the other fields of the longest order, the
+# tag and the list's name, under 2,400.
+MAX_CURSOR_LENGTH: Final = 4096
 
 
 class InvalidCursor(ValueError):

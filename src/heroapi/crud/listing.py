@@ -243,22 +243,28 @@ def _sqlite_time(moment: datetime, *, round_up: bool) -> str:
     """A moment as SQLite's timestamps are stored (UTC text, milliseconds; models.utc_now).
 
     Stored values are whole milliseconds: `stored > t` is `stored > floor(t)`, and
-    `stored < t` is `stored < ceil(t)`."""
+    `stored < t` is `stored < ceil(t)`. The text compares as the time only with a four-digit
+    year (`isoformat` pads it; `strftime("%Y")` does not, before the year 1000)."""
     moment = moment.astimezone(UTC)
     whole = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     if round_up and whole != moment:
         whole += _MILLISECOND
-    return whole.strftime("%Y-%m-%d %H:%M:%S.") + f"{whole.microsecond // 1000:03d}"
+    return whole.replace(tzinfo=None).isoformat(sep=" ", timespec="milliseconds")
 
 
 def moment_param(backend: str, moment: datetime, op: Op) -> Any:
-    """A filter's moment as the backend compares its timestamps (naive values are UTC)."""
+    """A filter's moment as the backend compares its timestamps (naive values are UTC).
+
+    OverflowError if it is no moment of the years 1 to 9999 in UTC (no backend's either)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
+    # In UTC here, for every backend: a moment that has none is refused as the parameter's
+    # (a driver converting it would fail later, as a database error).
+    moment = moment.astimezone(UTC)
     if backend == "sqlite":
         return _sqlite_time(moment, round_up=op is Op.BEFORE)
     if backend == "mysql":  # sessions run in UTC (db/mysql.py); TIMESTAMP takes naive values
-        return moment.astimezone(UTC).replace(tzinfo=None)
+        return moment.replace(tzinfo=None)
     return moment
 
 

@@ -212,7 +212,11 @@ def list_query(
         if item.op is Op.PREFIX:
             value = (value, prefix_end(value))
         elif item.field.kind is Kind.TIME:
-            value = moment_param(backend, value, item.op)
+            try:
+                value = moment_param(backend, value, item.op)
+            except OverflowError:
+                message = "Input should be a moment of the years 1 to 9999 in UTC"
+                raise _invalid(name, message, value.isoformat()) from None
         query.filters[name] = value
     order = choices.get("order")
     try:
