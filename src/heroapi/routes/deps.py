@@ -46,7 +46,14 @@ async def get_settings(request: Request) -> Settings:
 
 
 # Paging, as in the tutorials (`offset` for heroes, `skip` for users and items).
-PageStart = Annotated[int, Query(ge=0, le=ID_MAX, description="Rows to skip, in id order.")]
+PageStart = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=ID_MAX,
+        description="Rows to skip, in the list's order (by id unless `order` says).",
+    ),
+]
 MAX_PAGE_SIZE: Final = 100
 PageSize = Annotated[
     int, Query(ge=0, le=MAX_PAGE_SIZE, description=f"Rows to return, at most {MAX_PAGE_SIZE}.")

@@ -69,7 +69,7 @@ _DESCRIPTIONS: Final = {
     Op.PREFIX: "Only rows whose `{field}` starts with this (case-sensitive).",
     Op.GTE: "Only rows whose `{field}` is at least this.",
     Op.LTE: "Only rows whose `{field}` is at most this.",
-    Op.NULL: "`true`: only rows without a `{field}`; `false`: only rows with one.",
+    Op.NULL: "`true`: only rows with no `{field}`; `false`: only rows with one.",
     Op.AFTER: "Only rows whose `{field}` is later than this (ISO 8601; without an offset, UTC).",
     Op.BEFORE: "Only rows whose `{field}` is earlier than this (ISO 8601; without an offset, UTC).",
 }
