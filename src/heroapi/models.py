@@ -158,9 +158,10 @@ class nulls_low(UnaryExpression[Any]):  # noqa: N801 (an SQL construct, named as
     """`column` in ascending (or `descending`) order, NULL below every value: first going up,
     last going down. SQLite and MariaDB sort NULL so already and have no NULLS clause in an
     index; PostgreSQL sorts it above every value, so there alone this adds NULLS FIRST (going
-    up) or NULLS LAST (going down). For an index column and an ORDER BY alike: an index on
-    `nulls_low(age)` is read forwards for `nulls_low(age)` and backwards for
-    `nulls_low(age, descending=True)`."""
+    up) or NULLS LAST (going down), and only to a column that may be NULL: on a NOT NULL one the
+    clause would change nothing but keep a plain (column, id) index from serving the order.
+    For an index column and an ORDER BY alike: an index on `nulls_low(age)` is read forwards
+    for `nulls_low(age)` and backwards for `nulls_low(age, descending=True)`."""
 
     inherit_cache = True
 
@@ -177,7 +178,9 @@ def _nulls_low(element: nulls_low, compiler: SQLCompiler, **kw: Any) -> str:
         nulls, ordered = "NULLS LAST", f"{column} DESC"
     else:
         nulls, ordered = "NULLS FIRST", f"{column} ASC"
-    return f"{ordered} {nulls}" if compiler.dialect.name == "postgresql" else ordered
+    if compiler.dialect.name != "postgresql" or not getattr(element.element, "nullable", True):
+        return ordered
+    return f"{ordered} {nulls}"
 
 
 SECURITY_STAMP_LENGTH: Final = 32
