@@ -373,3 +373,23 @@ def test_the_query_is_served_by_its_index(backend: str, listed_database: str, ca
         [row] = asyncio.run(mysql_plan(listed_database, sql, args))
         assert "filesort" not in (row["Extra"] or ""), row
         assert row["key"] == ("PRIMARY" if case.index == "pk" else case.index), row
+
+
+def test_null_sorts_below_every_value(backend: str, listed_database: str) -> None:
+    """`nulls_low`: heroes without an age come first going up and last going down, on every
+    backend (PostgreSQL alone would put them the other way round)."""
+    ascending = select(hero.age).order_by(nulls_low(hero.age), hero.id)
+    descending = select(hero.age).order_by(nulls_low(hero.age, descending=True), hero.id.desc())
+
+    def read(connection: Connection) -> tuple[list[Any], list[Any]]:
+        return (
+            list(connection.execute(ascending).scalars()),
+            list(connection.execute(descending).scalars()),
+        )
+
+    up, down = run_sync(parse_database_url(listed_database), read)
+    nulls = HEROES // 50
+    assert up[:nulls] == [None] * nulls
+    assert None not in up[nulls:]
+    assert up[nulls:] == sorted(up[nulls:])
+    assert down == list(reversed(up))
