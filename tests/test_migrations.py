@@ -1,6 +1,7 @@
 """Alembic owns the schema: migrations match the models, run at start-up, and never race."""
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -99,6 +100,121 @@ def test_upgrading_to_0003_keeps_every_row(empty_database_url: str) -> None:
     with TestClient(create_app(make_settings(empty_database_url))) as client:
         new = client.post("/heroes/", json={"name": "new", "secret_name": "s"}).json()
     assert new["id"] > 2
+
+
+# Strings a case-, accent- or padding-blind collation would take for one another, in Unicode
+# code point order.
+CODE_POINT_ORDER = ("A", "Z", "a", "a ", "b", "e", "é", "é ", "ā")
+
+
+def test_upgrading_to_0005_compares_text_by_code_point(empty_database_url: str) -> None:
+    """After 0005, the text the lists sort and filter by keeps its rows and compares exactly:
+    'a' is neither 'A' nor 'a ', and ORDER BY is by code point ('Z' < 'a' < 'é')."""
+    database = parse_database_url(empty_database_url)
+    migrate.upgrade(database, "0004")
+    shuffled = [CODE_POINT_ORDER[(7 * number) % len(CODE_POINT_ORDER)] for number in range(9)]
+    assert sorted(shuffled) == list(CODE_POINT_ORDER)
+
+    def fill(connection: Connection) -> None:
+        for number, value in enumerate(shuffled, 1):
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, email, email_key, hashed_password) "
+                    "VALUES (:id, :value, :key, 'x')"
+                ),
+                {"id": number, "value": value, "key": f"key{number}"},
+            )
+            connection.execute(
+                text("INSERT INTO items (id, title, owner_id) VALUES (:id, :value, :id)"),
+                {"id": number, "value": value},
+            )
+            connection.execute(
+                text("INSERT INTO hero (id, name, secret_name) VALUES (:id, :value, 's')"),
+                {"id": number, "value": value},
+            )
+
+    run_sync(database, fill)
+    migrate.upgrade(database)
+
+    def read(connection: Connection) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for table, column in (("hero", "name"), ("users", "email"), ("items", "title")):
+            ordered = connection.execute(
+                text(f"SELECT {column} FROM {table} ORDER BY {column}, id")
+            )
+            equal = connection.execute(
+                text(f"SELECT {column} FROM {table} WHERE {column} = :value"),
+                {"value": "a"},
+            )
+            prefix = connection.execute(
+                text(
+                    f"SELECT {column} FROM {table} "
+                    f"WHERE {column} >= :low AND {column} < :high ORDER BY {column}"
+                ),
+                {"low": "a", "high": "b"},
+            )
+            found[table] = (
+                [row[0] for row in ordered],
+                [row[0] for row in equal],
+                [row[0] for row in prefix],
+            )
+        return found
+
+    for table, (ordered, equal, prefix) in run_sync(database, read).items():
+        assert ordered == list(CODE_POINT_ORDER), table
+        assert equal == ["a"], table
+        assert prefix == ["a", "a "], table
+
+
+def schema(database: DatabaseURL) -> dict[str, Any]:
+    """What the inspector reads of every table: columns, indexes, keys and constraints."""
+
+    def read(connection: Connection) -> dict[str, Any]:
+        inspector = inspect(connection)
+        found: dict[str, Any] = {}
+        for table in inspector.get_table_names():
+            # In any order: a column added back by a downgrade may come last.
+            columns = sorted(
+                (column["name"], repr(column["type"]), column["nullable"], column["default"])
+                for column in inspector.get_columns(table)
+            )
+            indexes = sorted(
+                (
+                    str(index["name"]),
+                    tuple(index["column_names"]),
+                    sorted(index.get("column_sorting", {}).items()),
+                    index["unique"],
+                )
+                for index in inspector.get_indexes(table)
+            )
+            keys = sorted(
+                (str(key["name"]), tuple(key["constrained_columns"]), key["referred_table"])
+                for key in inspector.get_foreign_keys(table)
+            )
+            uniques = sorted(
+                (str(unique["name"]), tuple(unique["column_names"]))
+                for unique in inspector.get_unique_constraints(table)
+            )
+            found[table] = (columns, indexes, keys, uniques)
+        return found
+
+    return run_sync(database, read)
+
+
+def test_each_downgrade_restores_the_schema_before_it(empty_database_url: str) -> None:
+    """Down one revision, the tables are as that revision left them: columns (type, collation,
+    NULL, default), indexes (and their order), foreign keys and unique constraints."""
+    database = parse_database_url(empty_database_url)
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    revisions = [revision.revision for revision in reversed(list(script.walk_revisions()))]
+    migrate.upgrade(database, revisions[0])
+    for before, revision in itertools.pairwise(revisions):
+        expected = schema(database)
+        migrate.upgrade(database, revision)
+        assert schema(database) != expected, revision
+        migrate.downgrade(database, before)
+        assert schema(database) == expected, revision
+        migrate.upgrade(database, revision)
 
 
 def cli(database_url: str, *arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -32,9 +33,11 @@ from sqlalchemy import (
     false,
     true,
 )
-from sqlalchemy.dialects.mysql import TIMESTAMP, VARBINARY
+from sqlalchemy.dialects.mysql import TIMESTAMP, VARBINARY, VARCHAR
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import operators
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from sqlalchemy.sql.functions import FunctionElement
 
 # Constraint names Alembic can find again on every backend.
@@ -139,6 +142,51 @@ IdType: Final = BigInteger().with_variant(Integer, "sqlite")
 # trailing spaces ignored. A key that must compare exactly is stored as bytes there (4 per
 # character at most in UTF-8).
 ExactText = String(EMAIL_MAX_LENGTH).with_variant(VARBINARY(4 * EMAIL_MAX_LENGTH), "mysql")
+
+
+def code_point_text(length: int) -> String:
+    """Text that every backend compares as SQLite's default BINARY collation does: exactly (case,
+    accents and trailing spaces count) and in Unicode code point order ('Z' < 'a' < 'é'). A list
+    sorted or filtered on such a column answers the same on all three, and a prefix is a plain
+    range of its index (`col >= 'ab' AND col < 'ac'`). PostgreSQL's "C" collation compares the
+    UTF-8 bytes, whose order is the code points'; MariaDB's `utf8mb4_nopad_bin` compares code
+    points with no padding ('a' <> 'a ')."""
+    return (
+        String(length)
+        .with_variant(String(length, collation="C"), "postgresql")
+        .with_variant(VARCHAR(length, charset="utf8mb4", collation="utf8mb4_nopad_bin"), "mysql")
+    )
+
+
+class nulls_low(UnaryExpression[Any]):  # noqa: N801 (an SQL construct, named as one)
+    """`column` in ascending (or `descending`) order, NULL below every value: first going up,
+    last going down. SQLite and MariaDB sort NULL so already and have no NULLS clause in an
+    index; PostgreSQL sorts it above every value, so there alone this adds NULLS FIRST (going
+    up) or NULLS LAST (going down), and only to a column that may be NULL: on a NOT NULL one the
+    clause would change nothing but keep a plain (column, id) index from serving the order.
+    For an index column and an ORDER BY alike: an index on `nulls_low(age)` is read forwards
+    for `nulls_low(age)` and backwards for `nulls_low(age, descending=True)`."""
+
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any], *, descending: bool = False) -> None:
+        # ASC/DESC as the modifier keeps it a plain column to Alembic's index comparison and to
+        # MySQL's CREATE INDEX (which would make any other expression a functional index).
+        super().__init__(column, modifier=operators.desc_op if descending else operators.asc_op)
+
+
+@compiles(nulls_low)
+def _nulls_low(element: nulls_low, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.element, **kw)
+    if element.modifier is operators.desc_op:
+        nulls, ordered = "NULLS LAST", f"{column} DESC"
+    else:
+        nulls, ordered = "NULLS FIRST", f"{column} ASC"
+    if compiler.dialect.name != "postgresql" or not getattr(element.element, "nullable", True):
+        return ordered
+    return f"{ordered} {nulls}"
+
+
 SECURITY_STAMP_LENGTH: Final = 32
 
 
@@ -217,8 +265,8 @@ hero_table = Table(
     "hero",
     metadata,
     Column("id", IdType, primary_key=True),
-    Column("name", String(NAME_MAX_LENGTH), nullable=False, index=True),
-    Column("age", Integer, nullable=True, index=True),
+    Column("name", code_point_text(NAME_MAX_LENGTH), nullable=False),
+    Column("age", Integer, nullable=True),
     Column("secret_name", String(NAME_MAX_LENGTH), nullable=False),
     *row_timestamps(),
     # MySQL/MariaDB: 4-byte UTF-8 (emoji) and transactions, whatever the server's defaults.
@@ -226,6 +274,13 @@ hero_table = Table(
     mysql_charset="utf8mb4",
     sqlite_autoincrement=True,
 )
+# The lists' indexes. A list is ordered by the field it is sorted (or filtered) by, then by `id`
+# in the same direction (ORDER BY age DESC, id DESC), so each such field has an index on
+# (field, id): a page, and the keyset condition that starts the next one, are one range of it.
+Index(None, hero_table.c.name, hero_table.c.id)
+Index(None, nulls_low(hero_table.c.age), hero_table.c.id)
+Index(None, hero_table.c.created_at, hero_table.c.id)
+Index(None, hero_table.c.updated_at, hero_table.c.id)
 
 
 users_table = Table(
@@ -233,7 +288,7 @@ users_table = Table(
     metadata,
     Column("id", IdType, primary_key=True),
     # As the user typed it (domain normalized), for display.
-    Column("email", String(EMAIL_MAX_LENGTH), nullable=False),
+    Column("email", code_point_text(EMAIL_MAX_LENGTH), nullable=False),
     # email_key(email): the database refuses a second account for the same address, whatever
     # its case, even when two requests race.
     Column("email_key", ExactText, nullable=False, unique=True),
@@ -255,26 +310,29 @@ users_table = Table(
     mysql_charset="utf8mb4",
     sqlite_autoincrement=True,
 )
+Index(None, users_table.c.email, users_table.c.id)
+Index(None, users_table.c.is_active, users_table.c.id)
+Index(None, users_table.c.created_at, users_table.c.id)
+Index(None, users_table.c.updated_at, users_table.c.id)
 
 items_table = Table(
     "items",
     metadata,
     Column("id", IdType, primary_key=True),
-    Column("title", String(NAME_MAX_LENGTH), nullable=False, index=True),
+    Column("title", code_point_text(NAME_MAX_LENGTH), nullable=False),
     Column("description", String(DESCRIPTION_MAX_LENGTH), nullable=True),
     # Deleting a user deletes their items, in the database itself: never an orphan.
-    Column(
-        "owner_id",
-        IdType,
-        ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
+    Column("owner_id", IdType, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     *row_timestamps(),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
     sqlite_autoincrement=True,
 )
+Index(None, items_table.c.title, items_table.c.id)
+# Also the index MariaDB needs for the foreign key, and a user's items found by the cascade.
+Index(None, items_table.c.owner_id, items_table.c.id)
+Index(None, items_table.c.created_at, items_table.c.id)
+Index(None, items_table.c.updated_at, items_table.c.id)
 
 # The key that signs tokens when HEROAPI_SECRET_KEY is not set: made once, at random, by the
 # first process that needs it, and read by every other (workers, replicas, restarts).

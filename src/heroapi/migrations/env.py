@@ -1,10 +1,13 @@
 """Alembic's environment: heroapi's metadata, its drivers, and the migration lock."""
 
 import asyncio
+from typing import Any
 
 from alembic import context
-from sqlalchemy import Connection, create_engine, event, pool
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Column, Connection, create_engine, event, pool
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.types import TypeEngine
 
 from heroapi.config import DatabaseURL, get_settings
 from heroapi.migrate import connect_arguments, migration_lock, sqlalchemy_url
@@ -16,6 +19,22 @@ lock_timeout: float = config.attributes.get("lock_timeout", 300.0)
 target_metadata = metadata
 
 
+def collation_differs(
+    context: MigrationContext,
+    inspected_column: Column[Any],
+    metadata_column: Column[Any],
+    inspected_type: TypeEngine[Any],
+    metadata_type: TypeEngine[Any],
+) -> bool | None:
+    """Whether a column's collation differs from the models' (None: let Alembic compare the rest
+    of the type). Alembic alone compares collations only when both sides name one, so a column
+    the models give one that the database lacks (a migration that forgot it) would pass; here
+    either side naming one counts. The database names one only where it is not the default."""
+    wanted = getattr(metadata_type.dialect_impl(context.dialect), "collation", None)
+    found = getattr(inspected_type, "collation", None)
+    return True if wanted != found else None
+
+
 def configure(connection: Connection | None = None) -> None:
     context.configure(
         connection=connection,
@@ -23,7 +42,7 @@ def configure(connection: Connection | None = None) -> None:
         target_metadata=target_metadata,
         # SQLite alters tables by copying them ("batch mode").
         render_as_batch=database.backend == "sqlite",
-        compare_type=True,
+        compare_type=collation_differs,
         literal_binds=connection is None,
     )
 
