@@ -9,7 +9,7 @@ Semantics, the same on every backend:
   prefix is a range (`name >= 'Sp' AND name < 'Sq'`) that an index serves.
 - An order is total: `id` ends it, in the direction of the field before it.
 - NULL sorts before every value in ascending order, after every value in descending order
-  (SQLite's and MariaDB's own rule; PostgreSQL is told `NULLS FIRST`/`NULLS LAST`).
+  (SQLite's and MariaDB's own rule; PostgreSQL is told so: `models.nulls_low`).
 - A page by key (`Position`) holds the rows strictly after (or before) a row's sort values:
   rows inserted or deleted elsewhere never shift it, unlike an offset.
 
@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 
 from heroapi.db import Database, Statement, Values
+from heroapi.models import nulls_low
 
 # -------------------------------------------------------------------------------- declaration
 
@@ -406,14 +407,8 @@ def _after(keys: list[tuple[Field, bool]], nulls: tuple[bool, ...]) -> ColumnEle
     return condition
 
 
-def _order_by(keys: list[tuple[Field, bool]], backend: str) -> list[ColumnElement[Any]]:
-    clauses: list[ColumnElement[Any]] = []
-    for key, descending in keys:
-        clause = key.column.desc() if descending else key.column.asc()
-        if backend == "postgresql" and key.nullable:
-            clause = clause.nulls_last() if descending else clause.nulls_first()
-        clauses.append(clause)
-    return clauses
+def _order_by(keys: list[tuple[Field, bool]]) -> list[ColumnElement[Any]]:
+    return [nulls_low(key.column, descending=descending) for key, descending in keys]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -440,9 +435,7 @@ def key_indexes(listing: Listing, order: Order) -> tuple[int, ...]:
     return _sort_columns(listing, order)[1]
 
 
-def page_statement(
-    listing: Listing, query: ListQuery, backend: str, *, ids_only: bool = False
-) -> Select[Any]:
+def page_statement(listing: Listing, query: ListQuery, *, ids_only: bool = False) -> Select[Any]:
     """The SELECT of one page (bind parameters: filters `f_*`, scope `s_*`, position `k*`,
     `offset` and `limit`); with `ids_only`, just the rows' ids (for joining to them)."""
     position = query.position
@@ -454,7 +447,7 @@ def page_statement(
     columns = (
         [listing.table.c.id] if ids_only else [*listing.columns, *key_columns(listing, query.order)]
     )
-    statement = select(*columns).where(*conditions).order_by(*_order_by(keys, backend))
+    statement = select(*columns).where(*conditions).order_by(*_order_by(keys))
     if position is None and query.offset > 0:
         statement = statement.offset(bindparam("offset"))
     return statement.limit(bindparam("limit"))
@@ -476,7 +469,7 @@ def compiled_page(
     """`page_statement`, compiled for `database` (once per shape)."""
     return database.compile_for(
         _shape(listing, query, "ids" if ids_only else "rows"),
-        lambda: page_statement(listing, query, database.url.backend, ids_only=ids_only),
+        lambda: page_statement(listing, query, ids_only=ids_only),
     )
 
 

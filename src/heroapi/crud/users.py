@@ -201,10 +201,10 @@ USERS: Final = Listing(
 )
 
 
-def _page_items(database: Database, query: ListQuery) -> Select[Any]:
+def _page_items(query: ListQuery) -> Select[Any]:
     """The items of a page of users, in one query whatever the page's size: joined to the
     page's own statement, as a derived table (MySQL allows no LIMIT inside IN (...))."""
-    page = page_statement(USERS, query, database.url.backend, ids_only=True).subquery("page")
+    page = page_statement(USERS, query, ids_only=True).subquery("page")
     return (
         select(*_ITEM)
         .select_from(items_table.join(page, items_table.c.owner_id == page.c.id))
@@ -218,7 +218,7 @@ async def users_page(*, database: Database, query: ListQuery) -> Page:
     params = page_params(USERS, query)
     items_statement = database.compile_for(
         ("user items", compiled_page(database, USERS, query, ids_only=True).sql),
-        lambda: _page_items(database, query),
+        lambda: _page_items(query),
     )
     async with database.connection() as connection:
         rows = await connection.fetch_all_values(statement, params)
