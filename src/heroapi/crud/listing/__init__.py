@@ -1,0 +1,73 @@
+"""Lists that filter, sort, count and page by key: declared once per resource.
+
+A `Listing` names a table's fields, what each can be filtered by (`Op`) and whether it can be
+sorted on. Everything else follows from that one declaration: the SQL here, and the query
+parameters, their OpenAPI and their validation in `routes/lists.py`.
+
+Semantics, the same on every backend:
+- Text compares by Unicode code point (the columns have a binary collation: models.py), so a
+  prefix is a range (`name >= 'Sp' AND name < 'Sq'`) that an index serves.
+- An order is total: `id` ends it, in the direction of the field before it.
+- NULL sorts before every value in ascending order, after every value in descending order
+  (SQLite's and MariaDB's own rule; PostgreSQL is told so: `models.nulls_low`).
+- A page by key (`Position`) holds the rows strictly after (or before) a row's sort values:
+  rows inserted or deleted elsewhere never shift it, unlike an offset.
+
+Statements are built per shape (which filters, which order, which kind of page), compiled once
+per database and kept in a bounded cache (`Database.compile_for`): a client choosing among
+thousands of combinations costs memory for the recent ones only.
+"""
+
+from heroapi.crud.listing.counts import ESTIMATE_EXACT_UP_TO, count
+from heroapi.crud.listing.declaration import (
+    Field,
+    Filter,
+    Kind,
+    ListError,
+    Listing,
+    ListQuery,
+    Op,
+    Order,
+    Page,
+    Position,
+    order_text,
+    parse_order,
+    timestamps,
+)
+from heroapi.crud.listing.pages import (
+    compiled_page,
+    fetch_page,
+    key_indexes,
+    page_of,
+    page_params,
+    page_statement,
+)
+from heroapi.crud.listing.values import key_from_json, key_to_json, moment_param, prefix_end
+
+__all__ = [
+    "ESTIMATE_EXACT_UP_TO",
+    "Field",
+    "Filter",
+    "Kind",
+    "ListError",
+    "ListQuery",
+    "Listing",
+    "Op",
+    "Order",
+    "Page",
+    "Position",
+    "compiled_page",
+    "count",
+    "fetch_page",
+    "key_from_json",
+    "key_indexes",
+    "key_to_json",
+    "moment_param",
+    "order_text",
+    "page_of",
+    "page_params",
+    "page_statement",
+    "parse_order",
+    "prefix_end",
+    "timestamps",
+]
