@@ -276,9 +276,10 @@ hero_table = Table(
 )
 # The lists' indexes. A list is ordered by the field it is sorted (or filtered) by, then by `id`
 # in the same direction (ORDER BY age DESC, id DESC), so each such field has an index on
-# (field, id): a page, and the keyset condition that starts the next one, are one range of it.
+# (field, id): a page is a run of it, read forwards or backwards from where the filter, or the
+# last row of the page before, puts its start. tests/test_list_plans.py checks each query.
 Index(None, hero_table.c.name, hero_table.c.id)
-Index(None, nulls_low(hero_table.c.age), hero_table.c.id)
+Index(None, nulls_low(hero_table.c.age), hero_table.c.id)  # PostgreSQL: (age NULLS FIRST, id)
 Index(None, hero_table.c.created_at, hero_table.c.id)
 Index(None, hero_table.c.updated_at, hero_table.c.id)
 
