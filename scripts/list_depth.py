@@ -1,8 +1,8 @@
 """Server CPU of a list page by its depth: cursor pages against offset pages.
 
 Fills a throwaway database with N heroes (default 100,000; ages 0-99, one in ten without),
-starts `heroapi serve` on it (one process, a free loopback port), and for two orders (the
-tutorial's id order, and `order=-age,name`) finds a cursor deep in the list by following `next`
+starts `heroapi serve` on it (one process, a free loopback port), and for three orders (the
+tutorial's id order, `order=name` and `order=-age,name`) finds a cursor deep in the list by following `next`
 links from the first page. Then it sends each page of the table below R times (default 200) and
 divides the CPU time the server used by R: heroapi's process, and on PostgreSQL the database's
 backends too (from /proc, utime + stime). Prints one table; `--json` prints JSON.
@@ -196,7 +196,7 @@ def main() -> None:
                     get(base, "/health/ready")
                     break
                 time.sleep(0.05)
-            for order in ("", "order=-age,name&"):
+            for order in ("", "order=name&", "order=-age,name&"):
                 first = f"/heroes/?{order}limit={limit}"
                 deep = deep_cursor_page(base, first, depth // limit)
                 offset = f"/heroes/?{order}offset={depth}&limit={limit}"
