@@ -203,12 +203,16 @@ USERS: Final = Listing(
 
 def _page_items(query: ListQuery) -> Select[Any]:
     """The items of a page of users, in one query whatever the page's size: joined to the
-    page's own statement, as a derived table (MySQL allows no LIMIT inside IN (...))."""
+    page's own statement, as a derived table (MySQL allows no LIMIT inside IN (...)).
+
+    Ordered by the page's id, the same as the owner's: by `items.owner_id`, SQLite (which
+    does not know the page's size, its LIMIT a parameter) reads every item in the owner index
+    to skip a sort, looking each up in the page (tests/test_list_plans.py)."""
     page = page_statement(USERS, query, ids_only=True).subquery("page")
     return (
         select(*_ITEM)
         .select_from(items_table.join(page, items_table.c.owner_id == page.c.id))
-        .order_by(items_table.c.owner_id, items_table.c.id)
+        .order_by(page.c.id, items_table.c.id)
     )
 
 
