@@ -4,8 +4,8 @@ Fills a throwaway database with N heroes (default 100,000; ages 0-99, one in ten
 starts `heroapi serve` on it (one process, a free loopback port), and for three orders (the
 tutorial's id order, `order=name` and `order=-age,name`) finds a cursor deep in the list by
 following `next` links from the first page. Then it sends each page of the table below R times
-(default 200) and divides the CPU time the server used by R: heroapi's process, and on PostgreSQL the database's
-backends too (from /proc, utime + stime). Prints one table; `--json` prints JSON.
+(default 200) and divides the CPU time the server used by R: heroapi's process, and on
+PostgreSQL the database's backends too (from /proc, utime + stime). Prints one table; `--json` prints JSON.
 
     PYTHONPATH=src .venv/bin/python scripts/list_depth.py --backend sqlite
     PYTHONPATH=src .venv/bin/python scripts/list_depth.py --backend postgresql
