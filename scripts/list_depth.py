@@ -5,7 +5,8 @@ starts `heroapi serve` on it (one process, a free loopback port), and for three 
 tutorial's id order, `order=name` and `order=-age,name`) finds a cursor deep in the list by
 following `next` links from the first page. Then it sends each page of the table below R times
 (default 200) and divides the CPU time the server used by R: heroapi's process, and on
-PostgreSQL the database's backends too (from /proc, utime + stime). Prints one table; `--json` prints JSON.
+PostgreSQL the database's backends too (from /proc, utime + stime). Prints one table;
+`--json` prints JSON.
 
     PYTHONPATH=src .venv/bin/python scripts/list_depth.py --backend sqlite
     PYTHONPATH=src .venv/bin/python scripts/list_depth.py --backend postgresql
