@@ -193,7 +193,7 @@ def list_query(
     offset_param: str,
     offset: int,
     limit: int,
-    cursors: Cursors,
+    cursors: Cursors | None,
     backend: str,
 ) -> ListQuery | None:
     """The list request the validated parameters make; None if no row can match (an email
@@ -228,6 +228,7 @@ def list_query(
     if cursor is not None:
         if any(name == offset_param for name, _ in pairs):
             raise _invalid("cursor", f"Page by cursor or by {offset_param}, not both", cursor)
+        assert cursors is not None  # read_list reads the key when a cursor comes
         query.position = _position(listing, query, cursor, cursors, backend, order is not None)
     return query
 
@@ -284,13 +285,14 @@ def list_headers(
     offset_param: str,
     kept: str,
     by_offset: bool,
-    cursors: Cursors,
+    cursors: Cursors | None,
     total: tuple[CountMode, int | None] | None = None,
 ) -> Headers:
     """`Link` (RFC 8288: `next`, `prev`), `Vary: Prefer` and, when asked for, the count.
 
     `kept` is the request's query without its page (offset or cursor), encoded: the links add
-    theirs (a cursor is base64url, an offset digits: nothing to escape)."""
+    theirs (a cursor is base64url, an offset digits: nothing to escape). `cursors` is needed
+    for cursor links only (`needs_cursors`)."""
     start = f"<{scope['path']}?{kept}{'&' if kept else ''}"
     links: list[str] = []
     if query.limit > 0:
@@ -308,7 +310,7 @@ def list_headers(
                 ("prev", "before", page.first_key, page.more_before),
             )
             for relation, direction, key, wanted in ends:
-                if wanted:
+                if wanted and cursors is not None:
                     values = [key_to_json(value) for value in key]
                     token = cursors.make(listing.name, order, direction, values)
                     links.append(f'{start}cursor={token}>; rel="{relation}"')
@@ -324,6 +326,12 @@ def list_headers(
 
 
 Fetch = Callable[[Database, ListQuery], Awaitable[Page]]
+
+
+def needs_cursors(query: ListQuery, page: Page, by_offset: bool) -> bool:
+    """Whether the page's links carry cursors (whose key may have to be read first: offset
+    pages never read it, so they never write it either)."""
+    return not by_offset and query.limit > 0 and (page.more_after or page.more_before)
 
 
 def add_headers(response: Response, headers: Headers) -> None:
@@ -347,7 +355,7 @@ async def read_list(
     and `cursor`), read by `fetch`, with the headers that go with it. `conditions` are
     equalities the route adds (an auth rule's owner)."""
     database = database_in(scope)
-    cursors = await cursors_in(scope)
+    cursors = None if choices.get("cursor") is None else await cursors_in(scope)
     pairs = query_pairs(scope)
     query = list_query(
         pairs,
@@ -417,7 +425,7 @@ async def _answer(
         offset_param=offset_param,
         kept=kept,
         by_offset=by_offset,
-        cursors=await cursors_in(scope),
+        cursors=await cursors_in(scope) if needs_cursors(query, page, by_offset) else None,
         total=None if mode is None else (mode, None if mode == "none" else figure),
     )
     return page, headers
