@@ -6,10 +6,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import (
-    Column,
-    Table,
-)
+from sqlalchemy import Column, Table
+
+from heroapi.db import Values
 
 
 class Op(enum.Enum):
@@ -173,11 +172,20 @@ class ListQuery:
 
 @dataclass(slots=True)
 class Page:
-    """One page's rows; the sort values of its first and last rows (what cursors start from);
-    and whether rows exist past each end (for `Link` headers)."""
+    """One page's rows; whether rows exist past each end (for `Link` headers); and its first
+    and last rows as read, with where their sort values are (`keys`): what cursors start from,
+    taken only for the pages whose links carry cursors."""
 
     rows: list[Any]
-    first_key: tuple[Any, ...] = ()
-    last_key: tuple[Any, ...] = ()
     more_after: bool = False
     more_before: bool = False
+    ends: tuple[Values, Values] | None = None
+    keys: Sequence[int] = ()
+
+    @property
+    def first_key(self) -> tuple[Any, ...]:
+        return () if self.ends is None else tuple(self.ends[0][index] for index in self.keys)
+
+    @property
+    def last_key(self) -> tuple[Any, ...]:
+        return () if self.ends is None else tuple(self.ends[1][index] for index in self.keys)

@@ -216,10 +216,7 @@ def page_of(rows: list[Values], query: ListQuery, keys: Sequence[int]) -> Page:
     backwards = position is not None and position.direction == "before"
     if backwards:
         rows.reverse()
-    page = Page(rows)
-    if rows:
-        page.first_key = tuple(rows[0][index] for index in keys)
-        page.last_key = tuple(rows[-1][index] for index in keys)
+    page = Page(rows, ends=(rows[0], rows[-1]) if rows else None, keys=keys)
     if backwards:
         # The extra row says there are more before; the row the position names is after.
         page.more_after, page.more_before = True, more
