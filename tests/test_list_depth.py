@@ -5,8 +5,8 @@ first page, a cursor page at row 99,800 and an offset page at row 99,800, reques
 interleaved, median of several, each as the server timed it (its access log). The offset page
 is taken in `order=name` (no page anchors there: crud/heroes.py remembers where the id order's
 deep pages start), the cursor pages in the same order. The bounds leave room for a loaded
-2-core machine: the cursor page at depth within 3x the first page, the offset page over 2x the cursor page (measured: ~1.1x; and 4x on SQLite,
-18x on PostgreSQL, 90x on MariaDB).
+2-core machine: the cursor page at depth within 3x the first page, the offset page over 2x the
+cursor page (measured: ~1.1x; and 4x on SQLite, 18x on PostgreSQL, 90x on MariaDB).
 """
 
 import json
