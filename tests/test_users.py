@@ -132,6 +132,19 @@ def test_read_users_with_their_items_in_id_order(client: TestClient) -> None:
     assert client.get(f"/users/{second['id']}").json() == users[1]
 
 
+def test_a_deeper_page_of_users_has_its_items_after_the_first_page(client: TestClient) -> None:
+    """Reported on SQLite: after `skip=0`, a page at another `skip` showed every user with
+    `"items": []` (its items query was the first page's, cached under the same SQL text)."""
+    users = [create_user(client, f"user{number}@example.com") for number in range(14)]
+    for user in users:
+        create_item(client, user["id"], f"for {user['id']}")
+    first = client.get("/users/?skip=0&limit=5").json()
+    deeper = client.get("/users/?skip=7&limit=5").json()
+    assert [[item["owner_id"] for item in user["items"]] for user in first + deeper] == [
+        [user["id"]] for user in users[:5] + users[7:12]
+    ]
+
+
 @pytest.mark.parametrize("query", ["skip=-1", "limit=101", "limit=-1", "skip=9223372036854775808"])
 def test_bad_paging_is_422(client: TestClient, query: str) -> None:
     assert client.get(f"/users/?{query}").status_code == 422

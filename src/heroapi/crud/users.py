@@ -18,6 +18,7 @@ from heroapi.crud.listing import (
     page_of,
     page_params,
     page_statement,
+    statement_shape,
     timestamps,
 )
 from heroapi.crud.modified import last_modified
@@ -220,9 +221,10 @@ async def users_page(*, database: Database, query: ListQuery) -> Page:
     """A page of users, each with its items: two queries, whatever the page size."""
     statement = compiled_page(database, USERS, query)
     params = page_params(USERS, query)
+    # Keyed by the page's shape, not its SQL: SQLite's SQL reads `LIMIT ? OFFSET ?` with and
+    # without an offset (a literal 0 then), so one text has two sets of parameters.
     items_statement = database.compile_for(
-        ("user items", compiled_page(database, USERS, query, ids_only=True).sql),
-        lambda: _page_items(query),
+        ("user items", statement_shape(USERS, query, "ids")), lambda: _page_items(query)
     )
     async with database.connection() as connection:
         rows = await connection.fetch_all_values(statement, params)

@@ -41,6 +41,7 @@ from heroapi.crud.listing.pages import (
     page_of,
     page_params,
     page_statement,
+    statement_shape,
 )
 from heroapi.crud.listing.values import key_from_json, key_to_json, moment_param, prefix_end
 
@@ -69,5 +70,6 @@ __all__ = [
     "page_statement",
     "parse_order",
     "prefix_end",
+    "statement_shape",
     "timestamps",
 ]
