@@ -221,6 +221,9 @@ ORDERS: dict[str, Any] = {
     "created_at": lambda row: (row[3], row[0]),
     "-created_at,age": lambda row: (-row[3], row[2] is not None, row[2] or 0, row[0]),
     "-id": lambda row: -row[0],
+    # An id direction given explicitly, against the last field's: the cursors must keep it.
+    "name,-id": lambda row: (row[1], -row[0]),
+    "-age,id": lambda row: (*null_last_descending(row[2]), row[0]),
 }
 
 
@@ -238,6 +241,21 @@ def test_cursor_links_walk_every_row_once_both_ways(
     assert_walks_both_ways(
         client, "/heroes/", params | {"age_gte": 20, "limit": 3}, ordered(matching, ORDERS[order])
     )
+
+
+def test_next_link_of_an_order_with_its_own_id_direction_is_followed(
+    client: TestClient,
+) -> None:
+    """Three heroes named "A" by `order=name,-id`, one a page: each `next` link is accepted
+    and gives the next id down; the same cursor sent without `order=` gives the same page."""
+    ids = add_heroes(client, [("A", None)] * 3)
+    first = get_ok(client, "/heroes/", {"order": "name,-id", "limit": 1})
+    second = get_ok(client, links(first)["next"])
+    third = get_ok(client, links(second)["next"])
+    assert [row_ids(page) for page in (first, second, third)] == [[ids[2]], [ids[1]], [ids[0]]]
+    assert "next" not in links(third)
+    cursor = link_query(links(first)["next"])["cursor"][0]
+    assert row_ids(get_ok(client, "/heroes/", {"cursor": cursor, "limit": 1})) == [ids[1]]
 
 
 def test_cursor_links_keep_filters_order_and_limit(

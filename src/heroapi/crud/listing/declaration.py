@@ -143,8 +143,10 @@ def parse_order(listing: Listing, text: str) -> Order:
 
 
 def order_text(order: Order) -> str:
-    """An order as `order=` spells it (without the implied trailing id)."""
-    keys = order[:-1] if len(order) > 1 else order
+    """An order as `order=` spells it, which `parse_order` reads back as `order`: the trailing
+    id is left out only where it is implied (in the direction of the field before it)."""
+    implied = len(order) > 1 and order[-1] == ("id", order[-2][1])
+    keys = order[:-1] if implied else order
     return ",".join(("-" if descending else "") + name for name, descending in keys)
 
 
