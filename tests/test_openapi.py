@@ -84,6 +84,16 @@ def test_404_is_documented(openapi: dict[str, Any]) -> None:
         assert "404" in openapi["paths"]["/heroes/{hero_id}"][method]["responses"]
 
 
+@pytest.mark.parametrize("path", ["/heroes/{hero_id}", "/items/{item_id}"])
+def test_a_delete_documents_its_answer_as_ok_true(openapi: dict[str, Any], path: str) -> None:
+    answer = openapi["paths"][path]["delete"]["responses"]["200"]
+    reference = answer["content"]["application/json"]["schema"]["$ref"]
+    schema = openapi["components"]["schemas"][reference.rsplit("/", 1)[1]]
+    assert schema["properties"] == {"ok": {"type": "boolean", "const": True, "title": "Ok"}}
+    assert schema["required"] == ["ok"]
+    assert schema.get("additionalProperties") is not True
+
+
 def test_secret_name_is_not_in_public_schema(openapi: dict[str, Any]) -> None:
     assert "secret_name" not in openapi["components"]["schemas"]["HeroPublic"]["properties"]
 

@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Collection
 from datetime import datetime
 from types import NoneType, UnionType
-from typing import Annotated, Any, Final, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Literal, TypeVar, Union, get_args, get_origin
 
 from annotated_types import MaxLen
 from email_validator import EmailNotValidError, validate_email
@@ -630,6 +630,12 @@ class Token(BaseModel):
 
 class RefreshRequest(BaseModel):
     refresh_token: str = Field(max_length=REFRESH_TOKEN_MAX_LENGTH)
+
+
+class Deleted(BaseModel):
+    """The answer to a DELETE that deleted: always `{"ok": true}`."""
+
+    ok: Literal[True]
 
 
 class Message(BaseModel):

@@ -29,7 +29,7 @@ from heroapi import crud, policy
 from heroapi.crud.listing import ListQuery, Page
 from heroapi.db import Database, Values
 from heroapi.errors import ErrorDetail
-from heroapi.models import ID_MAX, HeroCreate, HeroPublic, HeroUpdate
+from heroapi.models import ID_MAX, Deleted, HeroCreate, HeroPublic, HeroUpdate
 from heroapi.policy import AuthMode
 from heroapi.rendering import hero_json, heroes_json, http_date
 from heroapi.routes.deps import (
@@ -135,13 +135,13 @@ async def update_hero(hero_id: int, hero: HeroUpdate, request: Request) -> Respo
     )
 
 
-async def delete_hero(hero_id: int, request: Request) -> dict[str, Any]:
+async def delete_hero(hero_id: int, request: Request) -> Deleted:
     """Delete a hero."""
     if not in_id_range(hero_id) or not await crud.delete_hero(
         database=database_of(request), hero_id=hero_id
     ):
         raise hero_not_found()
-    return {"ok": True}
+    return Deleted(ok=True)
 
 
 class HeroRoute(DirectRoute):
@@ -210,4 +210,4 @@ def install(app: FastAPI, *, mode: AuthMode) -> None:
         route_class_override=HeroRoute,
     )
     add("PATCH", one, update_hero, response_model=HeroPublic, responses=NOT_FOUND)
-    add("DELETE", one, delete_hero, responses=NOT_FOUND)
+    add("DELETE", one, delete_hero, response_model=Deleted, responses=NOT_FOUND)

@@ -13,7 +13,7 @@ from heroapi import crud, policy
 from heroapi.crud.listing import ListQuery, Page
 from heroapi.db import Database, Row
 from heroapi.errors import ErrorDetail
-from heroapi.models import Item, ItemUpdate
+from heroapi.models import Deleted, Item, ItemUpdate
 from heroapi.policy import AuthMode
 from heroapi.rendering import http_date
 from heroapi.routes.deps import DatabaseDep, PageSize, PageStart, check_offset, in_id_range
@@ -103,15 +103,15 @@ def router(mode: AuthMode) -> APIRouter:
             raise item_not_found()
         return updated
 
-    @items.delete("/{item_id}", responses=NOT_FOUND)
+    @items.delete("/{item_id}", response_model=Deleted, responses=NOT_FOUND)
     async def delete_item(
         item_id: int, database: DatabaseDep, owner_id: Annotated[int | None, delete_owner]
-    ) -> dict[str, Any]:
+    ) -> Deleted:
         """Delete an item (with `HEROAPI_AUTH_MODE=required`, one of your own)."""
         if not in_id_range(item_id) or not await crud.delete_item(
             database=database, item_id=item_id, owner_id=owner_id
         ):
             raise item_not_found()
-        return {"ok": True}
+        return Deleted(ok=True)
 
     return items
