@@ -228,7 +228,7 @@ class Throttle:
         hits = await auth.read_hits(database=self._database, key=f"{limit.name}:{key}")
         if hits is not None and hits.count > limit.quota:
             return True
-        del self._refused[f"{limit.name}:{key}"]
+        self._refused.pop(f"{limit.name}:{key}", None)
         return False
 
     def _remember_refused(self, entry: Counted) -> None:
