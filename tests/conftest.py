@@ -22,7 +22,7 @@ from heroapi.models import (
     hero_table,
     items_table,
     rate_limits_table,
-    refresh_tokens_table,
+    sessions_table,
     users_table,
 )
 from tests import pooler
@@ -141,7 +141,7 @@ def settings(database_url: str) -> Settings:
 async def _empty_tables(database: Database) -> None:
     async with database.transaction() as connection:
         for table in (
-            refresh_tokens_table,
+            sessions_table,
             items_table,
             users_table,
             hero_table,

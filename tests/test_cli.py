@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from heroapi import __version__
+from tests.conftest import make_settings, running_app
+from tests.test_users import PASSWORD, create_user
 
 pytestmark = pytest.mark.processes  # every test here starts heroapi or its command
 
@@ -16,9 +18,15 @@ HEROAPI = [sys.executable, "-m", "heroapi"]
 
 
 def heroapi(*arguments: str, cwd: Path, **environment: str) -> subprocess.CompletedProcess[str]:
+    """`heroapi ARGUMENTS` in `cwd`, with the settings in `environment` and none of the shell's."""
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("HEROAPI_") and name != "DATABASE_URL"
+    }
     return subprocess.run(
         [*HEROAPI, *arguments],
-        env={**os.environ, **environment},
+        env={**inherited, **environment},
         capture_output=True,
         text=True,
         timeout=120,
@@ -52,6 +60,7 @@ def test_version(tmp_path: Path) -> None:
         ["db", "current"],
         ["db", "check"],
         ["users", "create-superuser"],
+        ["users", "unlock"],
         ["version"],
     ],
 )
@@ -115,3 +124,55 @@ def test_serve_without_migrations_checks_the_database_first(tmp_path: Path) -> N
     )
     assert_one_line_error(result, "cannot reach", f"127.0.0.1:{port}")
     assert "hunter2secret" not in result.stderr
+
+
+def test_users_unlock_lets_a_locked_account_log_in_at_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """An account locked by failed logins, unlocked from the command line while the server
+    runs: the server lets its owner in at once, though it had remembered the account as
+    locked."""
+    with running_app(make_settings(database_url)) as client:
+        create_user(client, "a@example.com")
+
+        def log_in(password: str) -> int:
+            form = {"username": "a@example.com", "password": password}
+            return client.post("/login/access-token", data=form).status_code
+
+        assert [log_in("wrong password") for _ in range(10)] == [400] * 10
+        assert log_in("wrong password") == 429
+        assert log_in(PASSWORD) == 429  # locked
+
+        result = heroapi(
+            "users", "unlock", "--email", "A@example.com", cwd=tmp_path, DATABASE_URL=database_url
+        )
+        assert result.returncode == 0, result.stderr
+        assert (
+            result.stdout == "unlocked A@example.com: 11 failed logins cleared (the limit is 10)\n"
+        )
+        assert log_in(PASSWORD) == 200
+
+        again = heroapi(
+            "users", "unlock", "--email", "a@example.com", cwd=tmp_path, DATABASE_URL=database_url
+        )
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == "a@example.com was not locked; its 0 failed logins were cleared\n"
+
+
+def test_users_unlock_refuses_an_unknown_or_invalid_address(
+    database_url: str, tmp_path: Path
+) -> None:
+    with running_app(make_settings(database_url)):
+        unknown = heroapi(
+            "users",
+            "unlock",
+            "--email",
+            "nobody@example.com",
+            cwd=tmp_path,
+            DATABASE_URL=database_url,
+        )
+        assert_one_line_error(unknown, "no account has the email nobody@example.com")
+        invalid = heroapi(
+            "users", "unlock", "--email", "not an address", cwd=tmp_path, DATABASE_URL=database_url
+        )
+        assert_one_line_error(invalid, "not an email address: 'not an address'")

@@ -1,5 +1,5 @@
 """The `heroapi` command: serve, db upgrade | downgrade | current | check,
-users create-superuser, version."""
+users create-superuser | unlock, version."""
 
 import asyncio
 import gc
@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Annotated, NoReturn
 
 import typer
@@ -248,6 +249,52 @@ def create_superuser(
     if not created:
         fail(f"{email} is already registered")
     typer.echo(f"superuser {email} created")
+
+
+@users_cli.command("unlock")
+def unlock(
+    email: Annotated[str, typer.Option(help="The account's email.")],
+) -> None:
+    """Clear an account's failed logins, so that it can log in again at once (every server sees
+    it: the count is kept in the database)."""
+    from heroapi.db import DatabaseError
+    from heroapi.models import normalized_email
+
+    settings = load_settings()
+    if normalized_email(email) is None:
+        fail(f"not an email address: {email!r}")
+    try:
+        cleared = asyncio.run(_clear_failed_logins(settings, email))
+    except DatabaseError as error:
+        fail(f"cannot reach {settings.database.render()}: {error}")
+    if cleared is None:
+        fail(f"no account has the email {email}")
+    quota = settings.login_failures_per_account
+    if cleared >= quota:
+        typer.echo(f"unlocked {email}: {cleared} failed logins cleared (the limit is {quota})")
+    else:
+        typer.echo(f"{email} was not locked; its {cleared} failed logins were cleared")
+
+
+async def _clear_failed_logins(settings: Settings, email: str) -> int | None:
+    """Forget the failed logins counted for the account `email` in the current window; how many
+    there were (None: no such account)."""
+    from heroapi import crud
+    from heroapi.crud import auth
+    from heroapi.db import create_database
+    from heroapi.throttle import LOGIN_ACCOUNT, Throttle
+
+    database = create_database(settings)
+    await database.connect()
+    try:
+        if not await crud.email_registered(database=database, email=email):
+            return None
+        key = f"{LOGIN_ACCOUNT}:{Throttle.account_key(email)}"
+        hits = await auth.read_hits(database=database, key=key)
+        await auth.clear_hits(database=database, key=key)
+    finally:
+        await database.close()
+    return 0 if hits is None or hits.reset_at <= time.time() else hits.count
 
 
 @cli.command()

@@ -156,6 +156,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     access_token_expire_minutes: Annotated[int, Field(ge=1, le=60 * 24)] = 15
     refresh_token_expire_days: Annotated[int, Field(ge=1, le=366)] = 14
+    # A login ends this many days after it was made, however often it is refreshed.
+    session_max_days: Annotated[int, Field(ge=1, le=3660)] = 30
+    # Refreshes per login per minute: a client refreshes once per access token (15 minutes by
+    # default); a loop of refreshes is answered 429.
+    refreshes_per_minute: Annotated[int, Field(ge=1, le=600)] = 10
     token_issuer: Annotated[str, Field(min_length=1, max_length=255)] = "heroapi"  # noqa: S105 (a name, not a secret)
     token_audience: Annotated[str, Field(min_length=1, max_length=255)] = "heroapi"  # noqa: S105 (a name, not a secret)
     password_min_length: Annotated[int, Field(ge=1, le=128)] = 8

@@ -59,6 +59,18 @@ async def create_superuser(
     return True
 
 
+async def _warn_if_not_superuser(database: Database, email: str) -> None:
+    """HEROAPI_FIRST_SUPERUSER_EMAIL names an account that already exists: say so if it is not
+    a superuser (it is never promoted behind its owner's back)."""
+    account = await crud.get_login(database=database, email=email)
+    if account is not None and not account["is_superuser"]:
+        logger.warning(
+            "HEROAPI_FIRST_SUPERUSER_EMAIL names an existing account that is not a superuser: "
+            "left as it is, not promoted (a superuser can promote it: PATCH /users/{id} with "
+            '{"is_superuser": true})'
+        )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The heroapi ASGI app for `settings` (by default, the environment's)."""
     settings = settings or get_settings()
@@ -96,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             if created:
                 logger.info("created the first superuser %s", settings.first_superuser_email)
+            else:
+                await _warn_if_not_superuser(database, settings.first_superuser_email)
         logger.info("heroapi %s serving %s", __version__, settings.database.render())
         # Everything loaded so far (SQLAlchemy, Alembic, pydantic's schemas...) lives as long as
         # the process: out of the collector's sight, a full collection no longer scans it, which

@@ -62,6 +62,7 @@ HASH_MAX_LENGTH: Final = 255
 DESCRIPTION_MAX_LENGTH: Final = 2000
 PASSWORD_MAX_LENGTH: Final = 128
 REFRESH_TOKEN_MAX_LENGTH: Final = 128
+SESSION_ID_LENGTH: Final = 32
 
 
 def storable(value: str) -> bool:
@@ -358,14 +359,13 @@ rate_limits_table = Table(
     mysql_charset="utf8mb4",
 )
 
-# Refresh tokens: only their SHA-256 is stored. Each is used once and replaced by the next of
-# its family; a spent one presented again revokes the whole family (it was stolen).
-refresh_tokens_table = Table(
-    "refresh_tokens",
+# One row per login: its refresh tokens, of which only the current one's SHA-256 is kept. A token
+# carries its login's id (`id`), so a spent one is still recognized as this login's: presented
+# again, it ends the login (the token was copied) without a row kept per spent token.
+sessions_table = Table(
+    "sessions",
     metadata,
-    Column("id", IdType, primary_key=True),
-    Column("token_hash", String(64), nullable=False, unique=True),
-    Column("family", String(32), nullable=False, index=True),
+    Column("id", String(SESSION_ID_LENGTH), primary_key=True),
     Column(
         "user_id",
         IdType,
@@ -373,19 +373,18 @@ refresh_tokens_table = Table(
         nullable=False,
         index=True,
     ),
-    # The account's security stamp when issued: a password or role change ends the family.
-    Column(
-        "security_stamp",
-        String(SECURITY_STAMP_LENGTH),
-        nullable=False,
-        server_default=random_stamp(),
-    ),
+    # The account's security stamp at login: a password or role change ends the login.
+    Column("security_stamp", String(SECURITY_STAMP_LENGTH), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    # Unix seconds: when the current refresh token expires (then the row is deleted), never
+    # later than `ends_at`, the login's absolute end (HEROAPI_SESSION_MAX_DAYS).
     Column("expires_at", BigInteger, nullable=False, index=True),
-    Column("used", Boolean, nullable=False, server_default=false()),
-    Column("revoked", Boolean, nullable=False, server_default=false()),
+    Column("ends_at", BigInteger, nullable=False),
+    # Refreshes in the window ending at `window_ends_at` (HEROAPI_REFRESHES_PER_MINUTE).
+    Column("refreshes", Integer, nullable=False),
+    Column("window_ends_at", BigInteger, nullable=False),
     mysql_engine="InnoDB",
     mysql_charset="utf8mb4",
-    sqlite_autoincrement=True,
 )
 
 

@@ -162,9 +162,19 @@ class AccessTokens:
         return TokenClaims(user_id, stamp)
 
 
-def new_refresh_token() -> tuple[str, str]:
-    """A refresh token (opaque, 256 random bits) and the hash it is stored under."""
-    token = secrets.token_urlsafe(32)
+# A login's id (`new_session_id`), as the first part of each of its refresh tokens.
+SESSION_ID_FORMAT: Final = re.compile(r"[0-9a-f]{32}")
+
+
+def new_session_id() -> str:
+    """A login's id: 128 random bits, in hex."""
+    return uuid.uuid4().hex
+
+
+def new_refresh_token(session_id: str) -> tuple[str, str]:
+    """A refresh token of the login `session_id` and the hash it is stored under: the login's id,
+    a dot, and 256 random bits. The id lets a spent token be recognized as its login's."""
+    token = f"{session_id}.{secrets.token_urlsafe(32)}"
     return token, refresh_token_hash(token)
 
 
@@ -174,5 +184,7 @@ def refresh_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def new_token_family() -> str:
-    return uuid.uuid4().hex
+def refresh_token_session(token: str) -> str | None:
+    """The login a refresh token names, if it has the form `new_refresh_token` gives."""
+    session_id, dot, _ = token.partition(".")
+    return session_id if dot and SESSION_ID_FORMAT.fullmatch(session_id) else None

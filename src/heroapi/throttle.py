@@ -204,7 +204,7 @@ class Throttle:
         await self._clean_up(now)
         for limit, key in attempts:
             refused = self._remembered(limit.name, key, now)
-            if refused is not None:
+            if refused is not None and await self._still_refused(limit, key):
                 raise refused  # known to be over: no database write, no log line
         counted = []
         for limit, key in attempts:
@@ -219,10 +219,23 @@ class Throttle:
                 raise Throttled(entry, now)
         return counted
 
+    async def _still_refused(self, limit: Limit, key: str) -> bool:
+        """Whether a remembered refusal still holds. An account's count may be cleared before
+        its window ends (`heroapi users unlock`, in another process): it is read again, which
+        costs a read instead of the write counting would."""
+        if limit is not self.login_account:
+            return True
+        hits = await auth.read_hits(database=self._database, key=f"{limit.name}:{key}")
+        if hits is not None and hits.count > limit.quota:
+            return True
+        self._refused.pop(f"{limit.name}:{key}", None)
+        return False
+
     def _remember_refused(self, entry: Counted) -> None:
         """A key past its quota stays past it until its window ends (within a window counts only
-        grow, and a success, which alone takes one back, cannot happen while it is refused): the
-        flood of attempts that follows is answered from memory."""
+        grow, and a success, which alone takes one back, cannot happen while it is refused; only
+        an unlocked account's count is cleared, see `_still_refused`): the flood of attempts
+        that follows is answered from memory."""
         if len(self._refused) >= MAX_REMEMBERED:
             self._refused.clear()  # bounded memory; the database still has every count
         self._refused[f"{entry.limit.name}:{entry.key}"] = entry

@@ -1,20 +1,26 @@
 """What logging in keeps in the database: the stored signing key, throttling counters and
-refresh tokens. Kept there, not in a process, so every worker and replica agrees with no other
-server."""
+logins (sessions) with their refresh tokens. Kept there, not in a process, so every worker and
+replica agrees with no other server."""
 
 import enum
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import Insert, bindparam, case, delete, false, insert, select, true, update
+from sqlalchemy import Insert, bindparam, case, delete, insert, or_, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from heroapi.db import Database, IntegrityViolation
 from heroapi.models import (
     app_secrets_table,
     rate_limits_table,
-    refresh_tokens_table,
+    sessions_table,
     users_table,
+)
+from heroapi.security import (
+    new_refresh_token,
+    new_session_id,
+    refresh_token_hash,
+    refresh_token_session,
 )
 
 SIGNING_KEY: Final = "token-signing-key"
@@ -112,6 +118,14 @@ async def count_hit(*, database: Database, key: str, now: int, window: int) -> H
     return Hits(row["hits"], row["reset_at"])
 
 
+async def read_hits(*, database: Database, key: str) -> Hits | None:
+    """`key`'s count as the database has it now (None: no count, or it was cleared), read
+    where it is written (never a replica behind it)."""
+    async with database.transaction() as connection:
+        row = await connection.fetch_one(_SELECT_HITS, {"key": key})
+    return None if row is None else Hits(row["hits"], row["reset_at"])
+
+
 async def take_back_hit(*, database: Database, key: str) -> None:
     """Undo one hit (a login that succeeded was counted before its password was checked)."""
     async with database.transaction() as connection:
@@ -123,53 +137,58 @@ async def clear_hits(*, database: Database, key: str) -> None:
         await connection.execute(_CLEAR_HITS, {"key": key})
 
 
-# -------------------------------------------------------------------------- refresh tokens
+# -------------------------------------------------------------------------------- sessions
 
-_REFRESH_BY_HASH = refresh_tokens_table.c.token_hash == bindparam("token_hash")
-_INSERT_REFRESH = insert(refresh_tokens_table).values(
-    token_hash=bindparam("token_hash"),
-    family=bindparam("family"),
+_SESSION_COLUMNS = (
+    sessions_table.c.id,
+    sessions_table.c.user_id,
+    sessions_table.c.expires_at,
+    sessions_table.c.ends_at,
+    sessions_table.c.refreshes,
+    sessions_table.c.window_ends_at,
+    (sessions_table.c.security_stamp == users_table.c.security_stamp).label("stamp_matches"),
+    users_table.c.is_active,
+    users_table.c.security_stamp,
+)
+_SELECT_SESSION = (
+    select(*_SESSION_COLUMNS)
+    .select_from(sessions_table.join(users_table, sessions_table.c.user_id == users_table.c.id))
+    .where(sessions_table.c.token_hash == bindparam("token_hash"))
+)
+_INSERT_SESSION = insert(sessions_table).values(
+    id=bindparam("id"),
     user_id=bindparam("user_id"),
     security_stamp=bindparam("security_stamp"),
+    token_hash=bindparam("token_hash"),
     expires_at=bindparam("expires_at"),
+    ends_at=bindparam("ends_at"),
+    refreshes=0,
+    window_ends_at=0,
 )
-_SELECT_REFRESH = (
-    select(
-        refresh_tokens_table.c.id,
-        refresh_tokens_table.c.family,
-        refresh_tokens_table.c.user_id,
-        refresh_tokens_table.c.expires_at,
-        refresh_tokens_table.c.used,
-        refresh_tokens_table.c.revoked,
-        (refresh_tokens_table.c.security_stamp == users_table.c.security_stamp).label(
-            "stamp_matches"
-        ),
-        users_table.c.is_active,
-        users_table.c.security_stamp,
-    )
-    .select_from(
-        refresh_tokens_table.join(users_table, refresh_tokens_table.c.user_id == users_table.c.id)
-    )
-    .where(_REFRESH_BY_HASH)
-)
-# Spending a token is a compare-and-set: of two requests presenting it at once, one wins.
-_SPEND_REFRESH = (
-    update(refresh_tokens_table)
+# A compare-and-set on the current token: of two requests presenting it at once, one wins.
+_ROTATE = (
+    update(sessions_table)
     .where(
-        refresh_tokens_table.c.id == bindparam("id"),
-        refresh_tokens_table.c.used == false(),
-        refresh_tokens_table.c.revoked == false(),
+        sessions_table.c.id == bindparam("id"),
+        sessions_table.c.token_hash == bindparam("token_hash"),
     )
-    .values(used=true())
+    .values(
+        token_hash=bindparam("successor_hash"),
+        expires_at=bindparam("expires_at"),
+        refreshes=bindparam("refreshes"),
+        window_ends_at=bindparam("window_ends_at"),
+    )
 )
-_REVOKE_FAMILY = (
-    update(refresh_tokens_table)
-    .where(refresh_tokens_table.c.family == bindparam("family"))
-    .values(revoked=true())
+_END_SESSION = delete(sessions_table).where(sessions_table.c.id == bindparam("id"))
+# Logging out: by the current token, or by any token of the login (a spent one too).
+_LOG_OUT = delete(sessions_table).where(
+    or_(
+        sessions_table.c.token_hash == bindparam("token_hash"),
+        sessions_table.c.id == bindparam("id"),
+    )
 )
-_SELECT_FAMILY = select(refresh_tokens_table.c.family).where(_REFRESH_BY_HASH)
-_DELETE_EXPIRED_REFRESH = delete(refresh_tokens_table).where(
-    refresh_tokens_table.c.expires_at <= bindparam("now")
+_DELETE_EXPIRED_SESSIONS = delete(sessions_table).where(
+    sessions_table.c.expires_at <= bindparam("now")
 )
 
 
@@ -179,7 +198,8 @@ class Refresh(enum.Enum):
     ROTATED = "rotated"  # spent; its successor is stored
     UNKNOWN = "unknown"  # no such token
     INVALID = "invalid"  # expired, or the account changed (password, role, deactivated)
-    REUSED = "reused"  # already spent or revoked: the whole family is revoked now
+    REUSED = "reused"  # a spent token of a login: the login is ended
+    THROTTLED = "throttled"  # the login refreshed too often: nothing changed
 
 
 @dataclass(frozen=True)
@@ -187,72 +207,99 @@ class RefreshOutcome:
     result: Refresh
     user_id: int | None = None
     security_stamp: str | None = None
+    refresh_token: str | None = None  # ROTATED: the successor
+    # THROTTLED: the login's refreshes so far, and when its window ends (Unix seconds).
+    hits: Hits | None = None
 
 
-async def store_refresh_token(
+@dataclass(frozen=True)
+class RefreshRate:
+    """At most `quota` refreshes per login in a window of `window` seconds."""
+
+    quota: int
+    window: int
+
+
+async def start_session(
     *,
     database: Database,
-    token_hash: str,
-    family: str,
     user_id: int,
     security_stamp: str,
     expires_at: int,
-) -> None:
+    ends_at: int,
+) -> str:
+    """Store a new login; its first refresh token, valid until `expires_at` (at the latest
+    `ends_at`, when the login ends)."""
+    session_id = new_session_id()
+    token, token_hash = new_refresh_token(session_id)
     values = {
-        "token_hash": token_hash,
-        "family": family,
+        "id": session_id,
         "user_id": user_id,
         "security_stamp": security_stamp,
-        "expires_at": expires_at,
+        "token_hash": token_hash,
+        "expires_at": min(expires_at, ends_at),
+        "ends_at": ends_at,
     }
     async with database.transaction() as connection:
-        await connection.execute(_INSERT_REFRESH, values)
+        await connection.execute(_INSERT_SESSION, values)
+    return token
 
 
 async def rotate_refresh_token(
-    *, database: Database, token_hash: str, successor_hash: str, now: int, expires_at: int
+    *, database: Database, token: str, now: int, expires_at: int, rate: RefreshRate
 ) -> RefreshOutcome:
-    """Spend the refresh token stored under `token_hash` and store its successor, in one
-    transaction; a token presented a second time revokes its whole family instead."""
+    """Spend the refresh token `token` and store its successor (valid until `expires_at`, at
+    the latest its login's end), in one transaction.
+
+    A token that is not its login's current one but names it (`refresh_token_session`) was
+    spent already, and is presented again because it was copied: the login ends. So does a
+    login past its end or whose account changed. A login past its refresh rate is left as it is
+    (THROTTLED): its token still works once the window has passed."""
+    token_hash = refresh_token_hash(token)
     async with database.transaction() as connection:
-        row = await connection.fetch_one(_SELECT_REFRESH, {"token_hash": token_hash})
+        row = await connection.fetch_one(_SELECT_SESSION, {"token_hash": token_hash})
         if row is None:
+            session_id = refresh_token_session(token)
+            if session_id is not None:
+                ended = await connection.execute(_END_SESSION, {"id": session_id})
+                if ended.rowcount:
+                    return RefreshOutcome(Refresh.REUSED)
             return RefreshOutcome(Refresh.UNKNOWN)
-        family = {"family": row["family"]}
-        if row["used"] or row["revoked"]:
-            await connection.execute(_REVOKE_FAMILY, family)
-            return RefreshOutcome(Refresh.REUSED)
+        session = {"id": row["id"]}
         if row["expires_at"] <= now or not row["stamp_matches"] or not row["is_active"]:
-            await connection.execute(_REVOKE_FAMILY, family)
+            await connection.execute(_END_SESSION, session)
             return RefreshOutcome(Refresh.INVALID)
-        spent = await connection.execute(_SPEND_REFRESH, {"id": row["id"]})
-        if spent.rowcount == 0:  # spent by a concurrent request just now
-            await connection.execute(_REVOKE_FAMILY, family)
-            return RefreshOutcome(Refresh.REUSED)
-        successor = {
-            "token_hash": successor_hash,
-            "family": row["family"],
-            "user_id": row["user_id"],
-            "security_stamp": row["security_stamp"],
-            "expires_at": expires_at,
+        window_open = row["window_ends_at"] > now
+        if window_open and row["refreshes"] >= rate.quota:
+            hits = Hits(row["refreshes"] + 1, row["window_ends_at"])
+            return RefreshOutcome(Refresh.THROTTLED, hits=hits)
+        successor, successor_hash = new_refresh_token(row["id"])
+        rotation = {
+            **session,
+            "token_hash": token_hash,
+            "successor_hash": successor_hash,
+            "expires_at": min(expires_at, row["ends_at"]),
+            "refreshes": row["refreshes"] + 1 if window_open else 1,
+            "window_ends_at": row["window_ends_at"] if window_open else now + rate.window,
         }
-        await connection.execute(_INSERT_REFRESH, successor)
-    return RefreshOutcome(Refresh.ROTATED, row["user_id"], row["security_stamp"])
+        rotated = await connection.execute(_ROTATE, rotation)
+        if rotated.rowcount == 0:  # spent by a concurrent request just now
+            await connection.execute(_END_SESSION, session)
+            return RefreshOutcome(Refresh.REUSED)
+    return RefreshOutcome(Refresh.ROTATED, row["user_id"], row["security_stamp"], successor)
 
 
-async def revoke_refresh_family(*, database: Database, token_hash: str) -> bool:
-    """Revoke the family of the refresh token stored under `token_hash` (logging out); False if
-    there is no such token."""
+async def end_session(*, database: Database, token: str) -> bool:
+    """End the login of the refresh token `token` (logging out): its current one, or a spent
+    one that names it. False if there is no such login."""
+    values = {"token_hash": refresh_token_hash(token), "id": refresh_token_session(token)}
     async with database.transaction() as connection:
-        row = await connection.fetch_one(_SELECT_FAMILY, {"token_hash": token_hash})
-        if row is None:
-            return False
-        await connection.execute(_REVOKE_FAMILY, {"family": row["family"]})
-    return True
+        ended = await connection.execute(_LOG_OUT, values)
+    return bool(ended.rowcount)
 
 
 async def delete_expired(*, database: Database, now: int) -> None:
-    """Forget throttling windows and refresh tokens that have ended."""
+    """Forget throttling windows that have ended and logins whose refresh token has expired."""
     async with database.transaction() as connection:
         await connection.execute(_DELETE_EXPIRED_LIMITS, {"now": now})
-        await connection.execute(_DELETE_EXPIRED_REFRESH, {"now": now})
+        await connection.execute(_DELETE_EXPIRED_SESSIONS, {"now": now})

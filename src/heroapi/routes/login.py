@@ -2,12 +2,13 @@
 rotated at each use, and logging out."""
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from heroapi import crud
+from heroapi.config import Settings
 from heroapi.crud import auth
 from heroapi.db import Database, Row
 from heroapi.errors import ErrorDetail
@@ -20,14 +21,18 @@ from heroapi.routes.deps import (
     TokensDep,
     not_authenticated,
 )
-from heroapi.security import AccessTokens, new_refresh_token, new_token_family, refresh_token_hash
-from heroapi.throttle import LOGIN_ADDRESS, refusing_route
+from heroapi.security import AccessTokens
+from heroapi.throttle import LOGIN_ADDRESS, Counted, Limit, Throttled, refusing_route
 
 router = APIRouter(tags=["login"])
 
 # The same answer, after the same work, for an unknown email and a wrong password.
 INCORRECT_LOGIN = "Incorrect email or password"
 INVALID_REFRESH = "Invalid or expired refresh token"
+DAY: Final = 86400
+# Refreshes are counted per login over a minute (HEROAPI_REFRESHES_PER_MINUTE), under this name.
+REFRESH_WINDOW: Final = 60
+REFRESH_SESSION: Final = "refresh-session"
 THROTTLED: dict[int | str, dict[str, Any]] = {
     status.HTTP_429_TOO_MANY_REQUESTS: {
         "model": ErrorDetail,
@@ -38,15 +43,16 @@ THROTTLED: dict[int | str, dict[str, Any]] = {
 
 
 async def _issue(database: Database, tokens: AccessTokens, user: Row, *, days: int) -> Token:
-    """An access token and the first refresh token of a new family (one per login)."""
-    refresh, refresh_hash = new_refresh_token()
-    await auth.store_refresh_token(
+    """An access token and the first refresh token of a new login, which ends
+    HEROAPI_SESSION_MAX_DAYS from now whatever its refreshes."""
+    settings: Settings = database.settings
+    now = int(time.time())
+    refresh = await auth.start_session(
         database=database,
-        token_hash=refresh_hash,
-        family=new_token_family(),
         user_id=user["id"],
         security_stamp=user["security_stamp"],
-        expires_at=int(time.time()) + days * 86400,
+        expires_at=now + days * DAY,
+        ends_at=now + settings.session_max_days * DAY,
     )
     return Token(
         access_token=tokens.issue(user_id=user["id"], stamp=user["security_stamp"]),
@@ -101,43 +107,57 @@ router.add_api_route(
 )
 
 
+REFRESH_THROTTLED: dict[int | str, dict[str, Any]] = {
+    status.HTTP_429_TOO_MANY_REQUESTS: {
+        "model": ErrorDetail,
+        "description": "This login refreshed more than HEROAPI_REFRESHES_PER_MINUTE times in a "
+        "minute; its refresh token stays valid: retry after Retry-After seconds",
+    }
+}
+
+
 @router.post(
     "/login/refresh",
     response_model=Token,
-    responses={status.HTTP_401_UNAUTHORIZED: {"model": ErrorDetail}},
+    responses={status.HTTP_401_UNAUTHORIZED: {"model": ErrorDetail}, **REFRESH_THROTTLED},
 )
 async def refresh_access_token(
     body: RefreshRequest, database: DatabaseDep, settings: SettingsDep, tokens: TokensDep
 ) -> Token:
     """Exchange a refresh token for a new access token and a new refresh token.
 
-    Each refresh token works once. Presenting one that was already used revokes every token
-    descended from the same login (it has been copied), and so does a change of the account's
-    password, role or activation."""
-    refresh, refresh_hash = new_refresh_token()
+    Each refresh token works once. Presenting one that was already used ends its login (it has
+    been copied): no refresh token of that login works any more. So does a change of the
+    account's password, role or activation, and the login's end (HEROAPI_SESSION_MAX_DAYS)."""
+    now = int(time.time())
+    rate = auth.RefreshRate(settings.refreshes_per_minute, REFRESH_WINDOW)
     outcome = await auth.rotate_refresh_token(
         database=database,
-        token_hash=refresh_token_hash(body.refresh_token),
-        successor_hash=refresh_hash,
-        now=int(time.time()),
-        expires_at=int(time.time()) + settings.refresh_token_expire_days * 86400,
+        token=body.refresh_token,
+        now=now,
+        expires_at=now + settings.refresh_token_expire_days * DAY,
+        rate=rate,
     )
+    if outcome.result is auth.Refresh.THROTTLED:
+        assert outcome.hits is not None
+        limit = Limit(REFRESH_SESSION, rate.quota, rate.window)
+        raise Throttled(Counted(limit, "", outcome.hits), now)
     if outcome.result is not auth.Refresh.ROTATED:
         raise not_authenticated(INVALID_REFRESH)
     assert outcome.user_id is not None
     assert outcome.security_stamp is not None
+    assert outcome.refresh_token is not None
     return Token(
         access_token=tokens.issue(user_id=outcome.user_id, stamp=outcome.security_stamp),
         expires_in=tokens.lifetime,
-        refresh_token=refresh,
+        refresh_token=outcome.refresh_token,
     )
 
 
 @router.post("/logout", response_model=Message)
 async def logout(body: RefreshRequest, database: DatabaseDep) -> Message:
-    """Revoke a refresh token and every token of its login. Access tokens already issued expire
-    on their own (`expires_in`); change the password to end them at once."""
-    await auth.revoke_refresh_family(
-        database=database, token_hash=refresh_token_hash(body.refresh_token)
-    )
+    """End the login of a refresh token: none of its refresh tokens works any more. Access
+    tokens already issued work until they expire (`expires_in`); change the password to end
+    them at once."""
+    await auth.end_session(database=database, token=body.refresh_token)
     return Message(message="Logged out")
