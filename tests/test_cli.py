@@ -13,12 +13,19 @@ from heroapi import __version__
 pytestmark = pytest.mark.processes  # every test here starts heroapi or its command
 
 HEROAPI = [sys.executable, "-m", "heroapi"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def heroapi(*arguments: str, cwd: Path, **environment: str) -> subprocess.CompletedProcess[str]:
+    """The command with these settings in its environment, none taken from the shell's."""
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("HEROAPI_") and name != "DATABASE_URL"
+    }
     return subprocess.run(
         [*HEROAPI, *arguments],
-        env={**os.environ, **environment},
+        env={**inherited, **environment},
         capture_output=True,
         text=True,
         timeout=120,
@@ -85,7 +92,7 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "fragment"),
     [
-        ("DATABASE_URL", "oracle://scott:tiger@db/x", "DATABASE_URL: Value error, unsupported"),
+        ("DATABASE_URL", "oracle://scott:tiger@db/x", "DATABASE_URL: unsupported database"),
         ("HEROAPI_DATABASE_POOL_SIZE", "lots", "HEROAPI_DATABASE_POOL_SIZE"),
         ("HEROAPI_AUTH_MODE", "maybe", "HEROAPI_AUTH_MODE"),
         ("HEROAPI_SECRET_KEY", "tooshort-secret", "at least 32 characters"),
@@ -115,3 +122,72 @@ def test_serve_without_migrations_checks_the_database_first(tmp_path: Path) -> N
     )
     assert_one_line_error(result, "cannot reach", f"127.0.0.1:{port}")
     assert "hunter2secret" not in result.stderr
+
+
+FIRST_SUPERUSER = {"HEROAPI_FIRST_SUPERUSER_EMAIL": "admin@example.com"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        (
+            {**FIRST_SUPERUSER, "HEROAPI_FIRST_SUPERUSER_PASSWORD": "tiny-pw"},
+            "HEROAPI_FIRST_SUPERUSER_PASSWORD: must be at least 8 characters long",
+        ),
+        (
+            {
+                "HEROAPI_FIRST_SUPERUSER_EMAIL": "admin",
+                "HEROAPI_FIRST_SUPERUSER_PASSWORD": "x" * 12,
+            },
+            "HEROAPI_FIRST_SUPERUSER_EMAIL: not a valid email address",
+        ),
+        # The .env.example line uncommented as it stands: an empty password is no password.
+        (
+            {**FIRST_SUPERUSER, "HEROAPI_FIRST_SUPERUSER_PASSWORD": ""},
+            "HEROAPI_FIRST_SUPERUSER_PASSWORD: not set, but HEROAPI_FIRST_SUPERUSER_EMAIL is",
+        ),
+        (
+            {"HEROAPI_FIRST_SUPERUSER_PASSWORD": "x" * 12},
+            "HEROAPI_FIRST_SUPERUSER_EMAIL: not set, but HEROAPI_FIRST_SUPERUSER_PASSWORD is",
+        ),
+        (
+            {"HEROAPI_CORS_ORIGINS": "https://app.example/login"},
+            "HEROAPI_CORS_ORIGINS: 'https://app.example/login' is not an origin",
+        ),
+        (
+            {"HEROAPI_DATABASE_REPLICA_URLS": "postgresql://replica/heroapi"},
+            "HEROAPI_DATABASE_REPLICA_URLS: needs a PostgreSQL DATABASE_URL",
+        ),
+        (
+            {"HEROAPI_MIGRATION_DATABASE_URL": "postgresql://primary/heroapi"},
+            "HEROAPI_MIGRATION_DATABASE_URL: must name the same kind of database",
+        ),
+    ],
+)
+def test_serve_refuses_a_bad_setting_in_one_line_before_serving(
+    tmp_path: Path, settings: dict[str, str], fragment: str
+) -> None:
+    result = heroapi(
+        "serve",
+        "--port",
+        "0",
+        cwd=tmp_path,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'heroapi.db'}",
+        **settings,
+    )
+    assert_one_line_error(result, f"heroapi: bad setting: {fragment}")
+    assert "serving on" not in result.stderr
+    assert "HEROAPI_:" not in result.stderr
+    assert "tiny-pw" not in result.stderr  # no password is printed
+    assert not (tmp_path / "heroapi.db").exists()
+
+
+def test_empty_first_superuser_settings_are_unset(tmp_path: Path) -> None:
+    """Both lines of .env.example uncommented as they stand: no superuser, no error."""
+    example = (ROOT / ".env.example").read_text()
+    assert "#HEROAPI_FIRST_SUPERUSER_PASSWORD=\n" in example
+    (tmp_path / ".env").write_text(
+        "HEROAPI_FIRST_SUPERUSER_EMAIL=\nHEROAPI_FIRST_SUPERUSER_PASSWORD=\n"
+    )
+    result = heroapi("db", "upgrade", cwd=tmp_path, DATABASE_URL=f"sqlite:///{tmp_path}/x.db")
+    assert result.returncode == 0, result.stderr

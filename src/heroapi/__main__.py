@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from heroapi import __version__
 from heroapi.config import Settings, get_settings
@@ -31,9 +32,15 @@ def fail(message: str) -> NoReturn:
 def describe(error: ValidationError, *, settings: bool = False) -> str:
     """A validation error in one line, without the values (they may be secrets)."""
     return "; ".join(
-        f"{_setting_name(item['loc']) if settings else item['loc'][-1]}: {item['msg']}"
-        for item in error.errors(include_input=False)
+        _describe_one(item, settings=settings) for item in error.errors(include_input=False)
     )
+
+
+def _describe_one(item: ErrorDetails, *, settings: bool) -> str:
+    message = item["msg"].removeprefix("Value error, ")
+    if not item["loc"]:  # a check across settings: its message starts with the variable
+        return message
+    return f"{_setting_name(item['loc']) if settings else item['loc'][-1]}: {message}"
 
 
 def _setting_name(loc: tuple[int | str, ...]) -> str:

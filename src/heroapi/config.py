@@ -4,6 +4,7 @@ import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -80,6 +81,30 @@ def parse_database_url(raw: str) -> DatabaseURL:
     return DatabaseURL(backend, url.set(drivername=f"{backend}+{drivers[0]}"))
 
 
+def _origin(value: str) -> str:
+    """A browser's origin as it sends it in `Origin`: scheme://host[:port], lowercase, without
+    a default port or a trailing slash (`https://App.example:443/` is `https://app.example`)."""
+    problem = f"{value!r} is not an origin (scheme://host[:port], e.g. https://app.example.com)"
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(problem) from None
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+    ):
+        raise ValueError(problem)
+    scheme = parts.scheme.lower()
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default_port = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, default_port) else "")
+
+
 class Settings(BaseSettings):
     """Every setting of heroapi; environment variables carry the `HEROAPI_` prefix."""
 
@@ -90,6 +115,8 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
         validate_by_name=True,
+        # `NAME=` (a line of .env.example uncommented as it stands) means the default, unset.
+        env_ignore_empty=True,
     )
 
     database_url: Annotated[
@@ -203,6 +230,21 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return [origin if origin == "*" else _origin(origin) for origin in value]
+
+    @field_validator("first_superuser_email")
+    @classmethod
+    def _first_superuser_email_is_valid(cls, value: str | None) -> str | None:
+        # The API's own rule for an address (a lazy import: models come after config).
+        from heroapi.models import normalized_email
+
+        if value is not None and normalized_email(value) is None:
+            raise ValueError("not a valid email address")
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -229,28 +271,36 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_SECRET_KEY_LENGTH} characters long")
         return value
 
+    # The checks across settings: each message starts with the variable it is about, `NAME: `
+    # (their errors have no field of their own; `heroapi` prints the message as it is).
     @model_validator(mode="after")
     def _migrations_run_on_the_same_kind_of_database(self) -> "Settings":
         if self.migration_database.backend != self.database.backend:
             raise ValueError(
-                "HEROAPI_MIGRATION_DATABASE_URL must name the same kind of database as "
+                "HEROAPI_MIGRATION_DATABASE_URL: must name the same kind of database as "
                 f"DATABASE_URL ({self.database.backend}), not {self.migration_database.backend}"
             )
         return self
 
     @model_validator(mode="after")
     def _first_superuser_is_complete(self) -> "Settings":
-        if (self.first_superuser_email is None) != (self.first_superuser_password is None):
+        names = ("HEROAPI_FIRST_SUPERUSER_EMAIL", "HEROAPI_FIRST_SUPERUSER_PASSWORD")
+        if self.first_superuser_email is None and self.first_superuser_password is not None:
+            raise ValueError(f"{names[0]}: not set, but {names[1]} is (set both, or neither)")
+        if self.first_superuser_email is not None and self.first_superuser_password is None:
+            raise ValueError(f"{names[1]}: not set, but {names[0]} is (set both, or neither)")
+        password = self.first_superuser_password
+        if password is not None and len(password.get_secret_value()) < self.password_min_length:
             raise ValueError(
-                "set both HEROAPI_FIRST_SUPERUSER_EMAIL and HEROAPI_FIRST_SUPERUSER_PASSWORD, "
-                "or neither"
+                f"{names[1]}: must be at least {self.password_min_length} characters long "
+                "(HEROAPI_PASSWORD_MIN_LENGTH)"
             )
         return self
 
     @model_validator(mode="after")
     def _replicas_follow_postgres(self) -> "Settings":
         if self.database_replica_urls and self.database.backend != "postgresql":
-            raise ValueError("HEROAPI_DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL")
+            raise ValueError("HEROAPI_DATABASE_REPLICA_URLS: needs a PostgreSQL DATABASE_URL")
         return self
 
     @property
