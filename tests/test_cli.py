@@ -191,3 +191,33 @@ def test_empty_first_superuser_settings_are_unset(tmp_path: Path) -> None:
     )
     result = heroapi("db", "upgrade", cwd=tmp_path, DATABASE_URL=f"sqlite:///{tmp_path}/x.db")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["db", "current"], ["db", "check"], ["db", "downgrade", "base"]]
+)
+def test_reading_a_missing_sqlite_file_says_so_and_creates_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = heroapi(*command, cwd=tmp_path, DATABASE_URL="sqlite:///heroapu.db")
+    assert_one_line_error(result, "no SQLite database at heroapu.db", "heroapi db upgrade")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_without_migrations_on_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    result = heroapi(
+        "serve",
+        "--port",
+        "0",
+        cwd=tmp_path,
+        DATABASE_URL="sqlite:///heroapu.db",
+        HEROAPI_MIGRATE_ON_START="false",
+    )
+    assert_one_line_error(result, "no SQLite database at heroapu.db")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sqlite_url_with_two_slashes_is_explained(tmp_path: Path) -> None:
+    result = heroapi("db", "current", cwd=tmp_path, DATABASE_URL="sqlite://heroapi.db")
+    assert_one_line_error(result, "DATABASE_URL", "host", "sqlite:///heroapi.db")
+    assert "in-memory" not in result.stderr

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from heroapi import __version__
-from heroapi.config import Settings, get_settings
+from heroapi.config import DatabaseURL, Settings, get_settings
 
 cli = typer.Typer(help="heroapi: the Hero and Users/Items API.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -58,10 +59,21 @@ def load_settings() -> Settings:
         fail(f"bad setting: {describe(error, settings=True)}")
 
 
+def existing(database: DatabaseURL) -> DatabaseURL:
+    """`database`, if it is there: a command that only reads or reverts never creates a SQLite
+    file (a mistyped path would otherwise become an empty database)."""
+    if database.backend == "sqlite" and not Path(database.sqlite_path).exists():
+        fail(
+            f"no SQLite database at {database.sqlite_path}: nothing to read "
+            "(`heroapi db upgrade` creates one)"
+        )
+    return database
+
+
 def run_migrations(settings: Settings, revision: str = "head", *, down: bool = False) -> None:
     from heroapi import migrate
 
-    database = settings.migration_database
+    database = existing(settings.migration_database) if down else settings.migration_database
     action = "downgrading" if down else "upgrading"
     typer.echo(f"{action} {database.render()} to {revision} ...", err=True)
     step = migrate.downgrade if down else migrate.upgrade
@@ -126,6 +138,9 @@ def prepare_database(settings: Settings) -> None:
     from heroapi.db import DatabaseError, create_database
     from heroapi.revisions import schema_at_head
 
+    if not settings.migrate_on_start:
+        existing(settings.database)
+
     async def look() -> bool:
         database = create_database(settings)
         await database.connect()
@@ -186,10 +201,11 @@ def current() -> None:
     from heroapi import migrate
 
     settings = load_settings()
+    database = existing(settings.migration_database)
     try:
-        state = migrate.inspect(settings.migration_database)
+        state = migrate.inspect(database)
     except Exception as error:
-        fail(f"cannot read {settings.migration_database.render()}: {type(error).__name__}: {error}")
+        fail(f"cannot read {database.render()}: {type(error).__name__}: {error}")
     typer.echo(f"current: {', '.join(state.current) or 'base (empty database)'}")
     typer.echo(f"latest:  {state.head}")
 
@@ -200,10 +216,11 @@ def check() -> None:
     from heroapi import migrate
 
     settings = load_settings()
+    database = existing(settings.migration_database)
     try:
-        state = migrate.inspect(settings.migration_database)
+        state = migrate.inspect(database)
     except Exception as error:
-        fail(f"cannot read {settings.migration_database.render()}: {type(error).__name__}: {error}")
+        fail(f"cannot read {database.render()}: {type(error).__name__}: {error}")
     if not state.at_head:
         fail(f"database at {', '.join(state.current) or 'base'}, latest is {state.head}")
     if state.differences:

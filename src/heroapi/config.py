@@ -71,6 +71,12 @@ def parse_database_url(raw: str) -> DatabaseURL:
             + " or ".join(f"{backend}+{name}://" for name in drivers)
         )
     if backend == "sqlite":
+        if url.host:
+            raise DatabaseURLError(
+                f"sqlite://{url.host} names no file: after two slashes {url.host!r} is a host "
+                f"part; a file is sqlite:///{url.host} (three slashes; four for an absolute "
+                "path: sqlite:////var/lib/heroapi/heroapi.db)"
+            )
         if url.database in (None, "", ":memory:") or (url.database or "").startswith("file:"):
             raise DatabaseURLError(
                 "an in-memory SQLite database cannot be shared by a server's connections; "
