@@ -3,6 +3,7 @@ users create-superuser, version."""
 
 import asyncio
 import gc
+import logging
 import os
 import socket
 import subprocess
@@ -17,6 +18,8 @@ from pydantic_core import ErrorDetails
 
 from heroapi import __version__
 from heroapi.config import DatabaseURL, Settings, get_settings
+
+logger = logging.getLogger("heroapi")
 
 cli = typer.Typer(help="heroapi: the Hero and Users/Items API.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -94,7 +97,11 @@ def serve(
     """Apply pending migrations, then serve the API (docs at /docs)."""
     import uvicorn
 
+    from heroapi.observability import configure_logging, log_config
+
     settings = load_settings()
+    # From here on every line is JSON, uvicorn's too; a reason not to start stays one plain line.
+    configure_logging(settings.log_level)
     port_problem = _cannot_listen(host, port)
     if port_problem:
         fail(port_problem)
@@ -104,7 +111,7 @@ def serve(
         # Its lifespan collects once, freezes what was loaded, and turns the collector back on.
         gc.disable()
     prepare_database(settings)
-    typer.echo(f"serving on http://{host}:{port} (docs at http://{host}:{port}/docs)", err=True)
+    logger.info("serving on http://%s:%d (docs at http://%s:%d/docs)", host, port, host, port)
     # Several workers add up their metrics through files in one directory, made fresh per run.
     with tempfile.TemporaryDirectory(prefix="heroapi-metrics-") as metrics_directory:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_directory)
@@ -121,6 +128,7 @@ def serve(
             access_log=False,  # heroapi logs one JSON line per request itself
             ws="none",  # heroapi has no WebSocket route: nothing of one is imported
             timeout_graceful_shutdown=30,
+            log_config=log_config(settings.log_level),
         )
 
 
@@ -162,9 +170,25 @@ def prepare_database(settings: Settings) -> None:
         else:
             raise
     if not ready:
-        migrated = subprocess.run([sys.executable, "-m", "heroapi", "db", "upgrade"], check=False)
-        if migrated.returncode != 0:
-            raise typer.Exit(migrated.returncode)
+        returncode = _upgrade_in_a_child()
+        if returncode != 0:
+            raise typer.Exit(returncode)
+
+
+def _upgrade_in_a_child() -> int:
+    """`heroapi db upgrade` in a child process, its lines passed on as log lines as they come
+    (its one-line failure, `heroapi: ...`, as it is)."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "heroapi", "db", "upgrade"], stderr=subprocess.PIPE, text=True
+    )
+    assert child.stderr is not None
+    with child.stderr:
+        for line in child.stderr:
+            if line.startswith("heroapi: "):
+                sys.stderr.write(line)
+            else:
+                logger.info("%s", line.rstrip("\n"))
+    return child.wait()
 
 
 def _cannot_listen(host: str, port: int) -> str | None:
