@@ -141,6 +141,10 @@ FIRST_SUPERUSER = {"HEROAPI_FIRST_SUPERUSER_EMAIL": "admin@example.com"}
             },
             "HEROAPI_FIRST_SUPERUSER_EMAIL: not a valid email address",
         ),
+        (
+            {**FIRST_SUPERUSER, "HEROAPI_FIRST_SUPERUSER_PASSWORD": "x" * 1000},
+            "HEROAPI_FIRST_SUPERUSER_PASSWORD: String should have at most",
+        ),
         # The .env.example line uncommented as it stands: an empty password is no password.
         (
             {**FIRST_SUPERUSER, "HEROAPI_FIRST_SUPERUSER_PASSWORD": ""},

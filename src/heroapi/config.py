@@ -6,7 +6,14 @@ from functools import lru_cache
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -241,16 +248,6 @@ class Settings(BaseSettings):
     def _origins(cls, value: list[str]) -> list[str]:
         return [origin if origin == "*" else _origin(origin) for origin in value]
 
-    @field_validator("first_superuser_email")
-    @classmethod
-    def _first_superuser_email_is_valid(cls, value: str | None) -> str | None:
-        # The API's own rule for an address (a lazy import: models come after config).
-        from heroapi.models import normalized_email
-
-        if value is not None and normalized_email(value) is None:
-            raise ValueError("not a valid email address")
-        return value
-
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -295,8 +292,19 @@ class Settings(BaseSettings):
             raise ValueError(f"{names[0]}: not set, but {names[1]} is (set both, or neither)")
         if self.first_superuser_email is not None and self.first_superuser_password is None:
             raise ValueError(f"{names[1]}: not set, but {names[0]} is (set both, or neither)")
-        password = self.first_superuser_password
-        if password is not None and len(password.get_secret_value()) < self.password_min_length:
+        if self.first_superuser_email is None or self.first_superuser_password is None:
+            return self
+        # The API's own rules for an account (a late import: models come after config).
+        from heroapi.models import UserCreate
+
+        password = self.first_superuser_password.get_secret_value()
+        try:
+            UserCreate(email=self.first_superuser_email, password=password)
+        except ValidationError as error:
+            first = error.errors(include_input=False)[0]
+            name = f"HEROAPI_FIRST_SUPERUSER_{str(first['loc'][0]).upper()}"
+            raise ValueError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None
+        if len(password) < self.password_min_length:
             raise ValueError(
                 f"{names[1]}: must be at least {self.password_min_length} characters long "
                 "(HEROAPI_PASSWORD_MIN_LENGTH)"
