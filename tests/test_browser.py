@@ -301,14 +301,34 @@ fetch(url, {headers: {"Prefer": "count=exact"}})
 """
 
 
-def test_a_page_of_an_allowed_origin_reads_the_list_headers(
+# A client past its limit: what the page can read of the 429 (a bounded number of tries).
+READ_A_REFUSAL = """
+const [url, done] = [arguments[0], arguments[arguments.length - 1]];
+const form = new URLSearchParams({username: "nobody@example.com", password: "not-this-one"});
+(async () => {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const response = await fetch(url, {method: "POST", body: form});
+    if (response.status === 429) {
+      return Object.fromEntries(
+        ["Retry-After", "RateLimit", "RateLimit-Policy"]
+          .map((name) => [name, response.headers.get(name)]));
+    }
+  }
+  return {error: "no 429 in 5 tries"};
+})().then(done, (error) => done({error: String(error)}));
+"""
+
+
+def test_a_page_of_an_allowed_origin_reads_the_documented_headers(
     browser_installed: None, tmp_path: Path
 ) -> None:
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "index.html").write_text("<!doctype html><title>app</title>")
     with static_site(tmp_path / "site") as origin:
         # Written as a user may copy it from the address bar, trailing slash included.
-        settings = {"cors_origins": f"{origin}/"}
+        # One failed login per address: the page meets a 429 at its second try.
+        settings = {"cors_origins": f"{origin}/", "login_failures_per_address": "1"}
+        settings |= {"throttle_hold": "0"}
         database = f"sqlite:///{tmp_path / 'cors.db'}"
         with live_server(database, tmp_path, settings=settings, port=free_port()) as api:
             for name in ("Deadpond", "Rusty-Man"):
@@ -319,6 +339,9 @@ def test_a_page_of_an_allowed_origin_reads_the_list_headers(
                 answer = driver.execute_async_script(
                     READ_ACROSS_ORIGINS, f"{api.url}/heroes/?limit=1"
                 )
+                refused = driver.execute_async_script(
+                    READ_A_REFUSAL, f"{api.url}/login/access-token"
+                )
     assert "error" not in answer, answer
     assert answer["status"] == 200
     assert [hero["name"] for hero in answer["body"]] == ["Deadpond"]
@@ -327,3 +350,7 @@ def test_a_page_of_an_allowed_origin_reads_the_list_headers(
     assert headers["Preference-Applied"] == "count=exact"
     assert 'rel="next"' in headers["Link"]
     assert headers["X-Request-ID"]
+    assert "error" not in refused, refused
+    assert int(refused["Retry-After"]) > 0
+    assert refused["RateLimit-Policy"].startswith('"login-address";q=1;')
+    assert refused["RateLimit"].startswith('"login-address";r=0;')
