@@ -1,6 +1,7 @@
 """The `heroapi` command as a user meets it: help, version, and one-line errors."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -186,13 +187,12 @@ def test_serve_refuses_a_bad_setting_in_one_line_before_serving(
     assert not (tmp_path / "heroapi.db").exists()
 
 
-def test_empty_first_superuser_settings_are_unset(tmp_path: Path) -> None:
-    """Both lines of .env.example uncommented as they stand: no superuser, no error."""
-    example = (ROOT / ".env.example").read_text()
-    assert "#HEROAPI_FIRST_SUPERUSER_PASSWORD=\n" in example
-    (tmp_path / ".env").write_text(
-        "HEROAPI_FIRST_SUPERUSER_EMAIL=\nHEROAPI_FIRST_SUPERUSER_PASSWORD=\n"
-    )
+def test_the_empty_lines_of_env_example_uncommented_are_the_defaults(tmp_path: Path) -> None:
+    """`NAME=` is unset: .env.example's lines without a value, uncommented as they stand."""
+    empty = re.findall(r"^#(HEROAPI_\w+=)$", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    assert "HEROAPI_FIRST_SUPERUSER_PASSWORD=" in empty
+    assert "HEROAPI_SECRET_KEY=" in empty
+    (tmp_path / ".env").write_text("".join(f"{line}\n" for line in empty))
     result = heroapi("db", "upgrade", cwd=tmp_path, DATABASE_URL=f"sqlite:///{tmp_path}/x.db")
     assert result.returncode == 0, result.stderr
 
