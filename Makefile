@@ -1,6 +1,11 @@
 # `make run` serves heroapi; `make test` runs the whole suite. Both set up what they need:
-# uv in .tools/ (from PyPI, with this machine's python3) and the locked dependencies in .venv/.
+# uv in .tools/ (from PyPI, with this machine's python3) and the locked dependencies in .venv/:
+# `make run` only what serving needs, `make test` and `make lint` the test tools too.
 PYTHON ?= python3
+# Where `make run` listens: `make run PORT=9210 HOST=0.0.0.0` (set on the command line; a PORT or
+# HOST in the environment, which some shells and platforms export for their own use, is ignored).
+HOST := 127.0.0.1
+PORT := 8000
 UV_VERSION := 0.13.9
 UV := .tools/bin/uv
 VENV := .venv
@@ -14,12 +19,18 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Everything, test tools included.
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	touch $@
 
-run: $(VENV)/.synced  ## serve on http://127.0.0.1:8000 (docs at /docs), SQLite file by default
-	$(VENV)/bin/heroapi serve
+# What serving needs; --inexact keeps the test tools an earlier `make test` installed.
+$(VENV)/.synced-run: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --no-dev --inexact --compile-bytecode --python $(PYTHON)
+	touch $@
+
+run: $(VENV)/.synced-run  ## serve on http://$(HOST):$(PORT) (docs at /docs), SQLite file by default
+	$(VENV)/bin/heroapi serve --host $(HOST) --port $(PORT)
 
 PYTEST_ARGS ?=
 test: $(VENV)/.synced  ## the whole suite, on SQLite, PostgreSQL and MariaDB

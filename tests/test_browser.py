@@ -1,4 +1,5 @@
-"""/docs and /redoc in headless Chromium, with every host but 127.0.0.1 unreachable.
+"""/docs and /redoc in headless Chromium, with every host but 127.0.0.1 unreachable; and a page
+of another origin allowed by HEROAPI_CORS_ORIGINS reading a list's headers.
 
 heroapi serves the Swagger UI and ReDoc assets itself (src/heroapi/docs.py); these tests prove the
 pages work without the Internet, and that they do not even try to reach a CDN: every URL the page
@@ -9,12 +10,17 @@ violation) and is enforced (a script injected into the page does not run).
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import httpx2 as httpx
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
@@ -24,7 +30,9 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.server import LiveServer, live_server
+from tests.server import LiveServer, free_port, live_server
+
+pytestmark = pytest.mark.processes  # heroapi servers and Chromium
 
 T = TypeVar("T")
 
@@ -173,8 +181,8 @@ class Browser:
             )
 
 
-@pytest.fixture
-def browser(server: LiveServer, tmp_path: Path) -> Iterator[Browser]:
+@contextmanager
+def chromium(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in CHROMIUM_FLAGS:
@@ -187,9 +195,15 @@ def browser(server: LiveServer, tmp_path: Path) -> Iterator[Browser]:
     try:
         driver.set_page_load_timeout(WAIT_SECONDS)
         driver.set_script_timeout(WAIT_SECONDS)
-        yield Browser(driver, server, WebDriverWait(driver, WAIT_SECONDS))
+        yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser(server: LiveServer, tmp_path: Path) -> Iterator[Browser]:
+    with chromium(tmp_path) as driver:
+        yield Browser(driver, server, WebDriverWait(driver, WAIT_SECONDS))
 
 
 def test_swagger_ui_executes_a_request_offline(browser: Browser) -> None:
@@ -251,3 +265,92 @@ def test_oauth2_redirect_page_runs_its_script(browser: Browser) -> None:
 
     browser.until("the redirect page's script ran", script_ran)
     browser.assert_no_policy_violation()
+
+
+@contextmanager
+def static_site(directory: Path) -> Iterator[str]:
+    """`directory` served on a loopback port of its own: another origin than heroapi's."""
+
+    class QuietHandler(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    site = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(directory)))
+    thread = threading.Thread(target=site.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{site.server_address[1]}"
+    finally:
+        site.shutdown()
+        site.server_close()
+        thread.join(10)
+
+
+# Run in the page: the page's own fetch of another origin, and what its script can read.
+READ_ACROSS_ORIGINS = """
+const [url, done] = [arguments[0], arguments[arguments.length - 1]];
+fetch(url, {headers: {"Prefer": "count=exact"}})
+  .then(async (response) => done({
+    status: response.status,
+    body: await response.json(),
+    headers: Object.fromEntries(
+      ["Link", "X-Total-Count", "Preference-Applied", "X-Request-ID"]
+        .map((name) => [name, response.headers.get(name)])),
+  }))
+  .catch((error) => done({error: String(error)}));
+"""
+
+
+# A client past its limit: what the page can read of the 429 (a bounded number of tries).
+READ_A_REFUSAL = """
+const [url, done] = [arguments[0], arguments[arguments.length - 1]];
+const form = new URLSearchParams({username: "nobody@example.com", password: "not-this-one"});
+(async () => {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const response = await fetch(url, {method: "POST", body: form});
+    if (response.status === 429) {
+      return Object.fromEntries(
+        ["Retry-After", "RateLimit", "RateLimit-Policy"]
+          .map((name) => [name, response.headers.get(name)]));
+    }
+  }
+  return {error: "no 429 in 5 tries"};
+})().then(done, (error) => done({error: String(error)}));
+"""
+
+
+def test_a_page_of_an_allowed_origin_reads_the_documented_headers(
+    browser_installed: None, tmp_path: Path
+) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("<!doctype html><title>app</title>")
+    with static_site(tmp_path / "site") as origin:
+        # Written as a user may copy it from the address bar, trailing slash included.
+        # One failed login per address: the page meets a 429 at its second try.
+        settings = {"cors_origins": f"{origin}/", "login_failures_per_address": "1"}
+        settings |= {"throttle_hold": "0"}
+        database = f"sqlite:///{tmp_path / 'cors.db'}"
+        with live_server(database, tmp_path, settings=settings, port=free_port()) as api:
+            for name in ("Deadpond", "Rusty-Man"):
+                hero = {"name": name, "secret_name": "x"}
+                assert httpx.post(f"{api.url}/heroes/", json=hero, timeout=10).status_code == 200
+            with chromium(tmp_path) as driver:
+                driver.get(f"{origin}/index.html")
+                answer = driver.execute_async_script(
+                    READ_ACROSS_ORIGINS, f"{api.url}/heroes/?limit=1"
+                )
+                refused = driver.execute_async_script(
+                    READ_A_REFUSAL, f"{api.url}/login/access-token"
+                )
+    assert "error" not in answer, answer
+    assert answer["status"] == 200
+    assert [hero["name"] for hero in answer["body"]] == ["Deadpond"]
+    headers = answer["headers"]
+    assert headers["X-Total-Count"] == "2"
+    assert headers["Preference-Applied"] == "count=exact"
+    assert 'rel="next"' in headers["Link"]
+    assert headers["X-Request-ID"]
+    assert "error" not in refused, refused
+    assert int(refused["Retry-After"]) > 0
+    assert refused["RateLimit-Policy"].startswith('"login-address";q=1;')
+    assert refused["RateLimit"].startswith('"login-address";r=0;')

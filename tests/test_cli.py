@@ -1,6 +1,7 @@
 """The `heroapi` command as a user meets it: help, version, and one-line errors."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from tests.test_users import PASSWORD, create_user
 pytestmark = pytest.mark.processes  # every test here starts heroapi or its command
 
 HEROAPI = [sys.executable, "-m", "heroapi"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def heroapi(*arguments: str, cwd: Path, **environment: str) -> subprocess.CompletedProcess[str]:
@@ -94,7 +96,7 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "fragment"),
     [
-        ("DATABASE_URL", "oracle://scott:tiger@db/x", "DATABASE_URL: Value error, unsupported"),
+        ("DATABASE_URL", "oracle://scott:tiger@db/x", "DATABASE_URL: unsupported database"),
         ("HEROAPI_DATABASE_POOL_SIZE", "lots", "HEROAPI_DATABASE_POOL_SIZE"),
         ("HEROAPI_AUTH_MODE", "maybe", "HEROAPI_AUTH_MODE"),
         ("HEROAPI_SECRET_KEY", "tooshort-secret", "at least 32 characters"),
@@ -176,3 +178,105 @@ def test_users_unlock_refuses_an_unknown_or_invalid_address(
             "users", "unlock", "--email", "not an address", cwd=tmp_path, DATABASE_URL=database_url
         )
         assert_one_line_error(invalid, "not an email address: 'not an address'")
+
+
+FIRST_SUPERUSER = {"HEROAPI_FIRST_SUPERUSER_EMAIL": "admin@example.com"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        (
+            {**FIRST_SUPERUSER, "HEROAPI_FIRST_SUPERUSER_PASSWORD": "tiny-pw"},
+            "HEROAPI_FIRST_SUPERUSER_PASSWORD: must be at least 8 characters long",
+        ),
+        (
+            {
+                "HEROAPI_FIRST_SUPERUSER_EMAIL": "admin",
+                "HEROAPI_FIRST_SUPERUSER_PASSWORD": "x" * 12,
+            },
+            "HEROAPI_FIRST_SUPERUSER_EMAIL: not a valid email address",
+        ),
+        (
+            {**FIRST_SUPERUSER, "HEROAPI_FIRST_SUPERUSER_PASSWORD": "x" * 1000},
+            "HEROAPI_FIRST_SUPERUSER_PASSWORD: String should have at most",
+        ),
+        # The .env.example line uncommented as it stands: an empty password is no password.
+        (
+            {**FIRST_SUPERUSER, "HEROAPI_FIRST_SUPERUSER_PASSWORD": ""},
+            "HEROAPI_FIRST_SUPERUSER_PASSWORD: not set, but HEROAPI_FIRST_SUPERUSER_EMAIL is",
+        ),
+        (
+            {"HEROAPI_FIRST_SUPERUSER_PASSWORD": "x" * 12},
+            "HEROAPI_FIRST_SUPERUSER_EMAIL: not set, but HEROAPI_FIRST_SUPERUSER_PASSWORD is",
+        ),
+        (
+            {"HEROAPI_CORS_ORIGINS": "https://app.example/login"},
+            "HEROAPI_CORS_ORIGINS: 'https://app.example/login' is not an origin",
+        ),
+        (
+            {"HEROAPI_DATABASE_REPLICA_URLS": "postgresql://replica/heroapi"},
+            "HEROAPI_DATABASE_REPLICA_URLS: needs a PostgreSQL DATABASE_URL",
+        ),
+        (
+            {"HEROAPI_MIGRATION_DATABASE_URL": "postgresql://primary/heroapi"},
+            "HEROAPI_MIGRATION_DATABASE_URL: must name the same kind of database",
+        ),
+    ],
+)
+def test_serve_refuses_a_bad_setting_in_one_line_before_serving(
+    tmp_path: Path, settings: dict[str, str], fragment: str
+) -> None:
+    result = heroapi(
+        "serve",
+        "--port",
+        "0",
+        cwd=tmp_path,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'heroapi.db'}",
+        **settings,
+    )
+    assert_one_line_error(result, f"heroapi: bad setting: {fragment}")
+    assert "serving on" not in result.stderr
+    assert "HEROAPI_:" not in result.stderr
+    assert "tiny-pw" not in result.stderr  # no password is printed
+    assert not (tmp_path / "heroapi.db").exists()
+
+
+def test_the_empty_lines_of_env_example_uncommented_are_the_defaults(tmp_path: Path) -> None:
+    """`NAME=` is unset: .env.example's lines without a value, uncommented as they stand."""
+    empty = re.findall(r"^#(HEROAPI_\w+=)$", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    assert "HEROAPI_FIRST_SUPERUSER_PASSWORD=" in empty
+    assert "HEROAPI_SECRET_KEY=" in empty
+    (tmp_path / ".env").write_text("".join(f"{line}\n" for line in empty))
+    result = heroapi("db", "upgrade", cwd=tmp_path, DATABASE_URL=f"sqlite:///{tmp_path}/x.db")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["db", "current"], ["db", "check"], ["db", "downgrade", "base"]]
+)
+def test_reading_a_missing_sqlite_file_says_so_and_creates_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = heroapi(*command, cwd=tmp_path, DATABASE_URL="sqlite:///heroapu.db")
+    assert_one_line_error(result, "no SQLite database at heroapu.db", "heroapi db upgrade")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_without_migrations_on_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    result = heroapi(
+        "serve",
+        "--port",
+        "0",
+        cwd=tmp_path,
+        DATABASE_URL="sqlite:///heroapu.db",
+        HEROAPI_MIGRATE_ON_START="false",
+    )
+    assert_one_line_error(result, "no SQLite database at heroapu.db")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sqlite_url_with_two_slashes_is_explained(tmp_path: Path) -> None:
+    result = heroapi("db", "current", cwd=tmp_path, DATABASE_URL="sqlite://heroapi.db")
+    assert_one_line_error(result, "DATABASE_URL", "host", "sqlite:///heroapi.db")
+    assert "in-memory" not in result.stderr

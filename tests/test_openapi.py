@@ -104,3 +104,18 @@ def test_docs_pages_are_served(client: TestClient, path: str, marker: str) -> No
     assert response.status_code == 200
     assert marker in response.text.lower()
     assert "/openapi.json" in response.text
+
+
+# Swagger UI groups operations by their first tag; untagged ones land under "default".
+TAGS_BY_PATH = {"heroes": "heroes", "users": "users", "items": "items", "login": "login"}
+TAGS_BY_PATH |= {"logout": "login", "health": "health"}
+
+
+def test_every_operation_is_tagged_by_its_resource(openapi: dict[str, Any]) -> None:
+    found = {
+        (path, method): operation.get("tags")
+        for path, operations in openapi["paths"].items()
+        for method, operation in operations.items()
+    }
+    expected = {(path, method): [TAGS_BY_PATH[path.split("/")[1]]] for path, method in found}
+    assert found == expected

@@ -159,6 +159,55 @@ def test_cors_is_off_by_default_and_a_setting(tmp_path: Path) -> None:
         assert "access-control-allow-origin" not in other.headers
 
 
+@pytest.mark.parametrize(
+    ("written", "origin"),
+    [
+        ("http://localhost:3000/", "http://localhost:3000"),
+        ("HTTPS://App.Example:443", "https://app.example"),
+        ("http://[::1]:8080/", "http://[::1]:8080"),
+    ],
+)
+def test_cors_origins_are_read_as_browsers_send_them(
+    tmp_path: Path, written: str, origin: str
+) -> None:
+    settings = make_settings(f"sqlite:///{tmp_path / 'cors.db'}", cors_origins=written)
+    assert settings.cors_origins == [origin]
+
+
+# What a browser script may read of a response only if the server says so (not CORS-safelisted).
+DOCUMENTED_HEADERS = {
+    "link",
+    "x-total-count",
+    "preference-applied",
+    "retry-after",
+    "ratelimit",
+    "ratelimit-policy",
+    "www-authenticate",
+    "x-request-id",
+}
+
+
+def test_cors_exposes_every_header_the_api_documents(tmp_path: Path) -> None:
+    origin = "http://localhost:3000"
+    settings = make_settings(
+        f"sqlite:///{tmp_path / 'cors.db'}", migrate_on_start=True, cors_origins=f"{origin}/"
+    )
+    with running_app(settings) as client:
+        for _ in range(2):
+            client.post("/heroes/", json=HERO)
+        response = client.get(
+            "/heroes/?limit=1", headers={"Origin": origin, "Prefer": "count=exact"}
+        )
+        assert response.headers["access-control-allow-origin"] == origin
+        exposed = set(response.headers["access-control-expose-headers"].lower().split(", "))
+        assert exposed >= DOCUMENTED_HEADERS
+        # And nothing this answer carries is hidden from the page that asked for it.
+        safelisted = {"content-type", "content-length", "last-modified", "vary"}
+        carried = {name for name in response.headers if not name.startswith("access-control-")}
+        carried -= safelisted
+        assert carried <= exposed, carried - exposed
+
+
 def test_large_responses_are_gzipped_for_clients_that_accept_it(sqlite_client: TestClient) -> None:
     for number in range(40):
         sqlite_client.post("/heroes/", json=HERO | {"name": f"Hero number {number}"})

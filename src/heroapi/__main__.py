@@ -3,19 +3,24 @@ users create-superuser | unlock, version."""
 
 import asyncio
 import gc
+import logging
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from heroapi import __version__
-from heroapi.config import Settings, get_settings
+from heroapi.config import DatabaseURL, Settings, get_settings
+
+logger = logging.getLogger("heroapi")
 
 cli = typer.Typer(help="heroapi: the Hero and Users/Items API.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -32,9 +37,15 @@ def fail(message: str) -> NoReturn:
 def describe(error: ValidationError, *, settings: bool = False) -> str:
     """A validation error in one line, without the values (they may be secrets)."""
     return "; ".join(
-        f"{_setting_name(item['loc']) if settings else item['loc'][-1]}: {item['msg']}"
-        for item in error.errors(include_input=False)
+        _describe_one(item, settings=settings) for item in error.errors(include_input=False)
     )
+
+
+def _describe_one(item: ErrorDetails, *, settings: bool) -> str:
+    message = item["msg"].removeprefix("Value error, ")
+    if not item["loc"]:  # a check across settings: its message starts with the variable
+        return message
+    return f"{_setting_name(item['loc']) if settings else item['loc'][-1]}: {message}"
 
 
 def _setting_name(loc: tuple[int | str, ...]) -> str:
@@ -52,10 +63,21 @@ def load_settings() -> Settings:
         fail(f"bad setting: {describe(error, settings=True)}")
 
 
+def existing(database: DatabaseURL) -> DatabaseURL:
+    """`database`, if it is there: a command that only reads or reverts never creates a SQLite
+    file (a mistyped path would otherwise become an empty database)."""
+    if database.backend == "sqlite" and not Path(database.sqlite_path).exists():
+        fail(
+            f"no SQLite database at {database.sqlite_path}: nothing to read "
+            "(`heroapi db upgrade` creates one)"
+        )
+    return database
+
+
 def run_migrations(settings: Settings, revision: str = "head", *, down: bool = False) -> None:
     from heroapi import migrate
 
-    database = settings.migration_database
+    database = existing(settings.migration_database) if down else settings.migration_database
     action = "downgrading" if down else "upgrading"
     typer.echo(f"{action} {database.render()} to {revision} ...", err=True)
     step = migrate.downgrade if down else migrate.upgrade
@@ -76,7 +98,11 @@ def serve(
     """Apply pending migrations, then serve the API (docs at /docs)."""
     import uvicorn
 
+    from heroapi.observability import configure_logging, log_config
+
     settings = load_settings()
+    # From here on every line is JSON, uvicorn's too; a reason not to start stays one plain line.
+    configure_logging(settings.log_level)
     port_problem = _cannot_listen(host, port)
     if port_problem:
         fail(port_problem)
@@ -86,7 +112,7 @@ def serve(
         # Its lifespan collects once, freezes what was loaded, and turns the collector back on.
         gc.disable()
     prepare_database(settings)
-    typer.echo(f"serving on http://{host}:{port} (docs at http://{host}:{port}/docs)", err=True)
+    logger.info("serving on http://%s:%d (docs at http://%s:%d/docs)", host, port, host, port)
     # Several workers add up their metrics through files in one directory, made fresh per run.
     with tempfile.TemporaryDirectory(prefix="heroapi-metrics-") as metrics_directory:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_directory)
@@ -103,6 +129,7 @@ def serve(
             access_log=False,  # heroapi logs one JSON line per request itself
             ws="none",  # heroapi has no WebSocket route: nothing of one is imported
             timeout_graceful_shutdown=30,
+            log_config=log_config(settings.log_level),
         )
 
 
@@ -119,6 +146,9 @@ def prepare_database(settings: Settings) -> None:
     """
     from heroapi.db import DatabaseError, create_database
     from heroapi.revisions import schema_at_head
+
+    if not settings.migrate_on_start:
+        existing(settings.database)
 
     async def look() -> bool:
         database = create_database(settings)
@@ -141,9 +171,25 @@ def prepare_database(settings: Settings) -> None:
         else:
             raise
     if not ready:
-        migrated = subprocess.run([sys.executable, "-m", "heroapi", "db", "upgrade"], check=False)
-        if migrated.returncode != 0:
-            raise typer.Exit(migrated.returncode)
+        returncode = _upgrade_in_a_child()
+        if returncode != 0:
+            raise typer.Exit(returncode)
+
+
+def _upgrade_in_a_child() -> int:
+    """`heroapi db upgrade` in a child process, its lines passed on as log lines as they come
+    (its one-line failure, `heroapi: ...`, as it is)."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "heroapi", "db", "upgrade"], stderr=subprocess.PIPE, text=True
+    )
+    assert child.stderr is not None
+    with child.stderr:
+        for line in child.stderr:
+            if line.startswith("heroapi: "):
+                sys.stderr.write(line)
+            else:
+                logger.info("%s", line.rstrip("\n"))
+    return child.wait()
 
 
 def _cannot_listen(host: str, port: int) -> str | None:
@@ -180,10 +226,11 @@ def current() -> None:
     from heroapi import migrate
 
     settings = load_settings()
+    database = existing(settings.migration_database)
     try:
-        state = migrate.inspect(settings.migration_database)
+        state = migrate.inspect(database)
     except Exception as error:
-        fail(f"cannot read {settings.migration_database.render()}: {type(error).__name__}: {error}")
+        fail(f"cannot read {database.render()}: {type(error).__name__}: {error}")
     typer.echo(f"current: {', '.join(state.current) or 'base (empty database)'}")
     typer.echo(f"latest:  {state.head}")
 
@@ -194,10 +241,11 @@ def check() -> None:
     from heroapi import migrate
 
     settings = load_settings()
+    database = existing(settings.migration_database)
     try:
-        state = migrate.inspect(settings.migration_database)
+        state = migrate.inspect(database)
     except Exception as error:
-        fail(f"cannot read {settings.migration_database.render()}: {type(error).__name__}: {error}")
+        fail(f"cannot read {database.render()}: {type(error).__name__}: {error}")
     if not state.at_head:
         fail(f"database at {', '.join(state.current) or 'base'}, latest is {state.head}")
     if state.differences:

@@ -4,8 +4,16 @@ import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -70,6 +78,12 @@ def parse_database_url(raw: str) -> DatabaseURL:
             + " or ".join(f"{backend}+{name}://" for name in drivers)
         )
     if backend == "sqlite":
+        if url.host:
+            raise DatabaseURLError(
+                f"sqlite://{url.host} names no file: after two slashes {url.host!r} is a host "
+                f"part; a file is sqlite:///{url.host} (three slashes; four for an absolute "
+                "path: sqlite:////var/lib/heroapi/heroapi.db)"
+            )
         if url.database in (None, "", ":memory:") or (url.database or "").startswith("file:"):
             raise DatabaseURLError(
                 "an in-memory SQLite database cannot be shared by a server's connections; "
@@ -78,6 +92,30 @@ def parse_database_url(raw: str) -> DatabaseURL:
     elif not url.database:
         raise DatabaseURLError(f"the URL names no database: {url.render_as_string()}")
     return DatabaseURL(backend, url.set(drivername=f"{backend}+{drivers[0]}"))
+
+
+def _origin(value: str) -> str:
+    """A browser's origin as it sends it in `Origin`: scheme://host[:port], lowercase, without
+    a default port or a trailing slash (`https://App.example:443/` is `https://app.example`)."""
+    problem = f"{value!r} is not an origin (scheme://host[:port], e.g. https://app.example.com)"
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(problem) from None
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+    ):
+        raise ValueError(problem)
+    scheme = parts.scheme.lower()
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default_port = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, default_port) else "")
 
 
 class Settings(BaseSettings):
@@ -90,6 +128,8 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
         validate_by_name=True,
+        # `NAME=` (a line of .env.example uncommented as it stands) means the default, unset.
+        env_ignore_empty=True,
     )
 
     database_url: Annotated[
@@ -208,6 +248,11 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return [origin if origin == "*" else _origin(origin) for origin in value]
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -234,28 +279,47 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_SECRET_KEY_LENGTH} characters long")
         return value
 
+    # The checks across settings: each message starts with the variable it is about, `NAME: `
+    # (their errors have no field of their own; `heroapi` prints the message as it is).
     @model_validator(mode="after")
     def _migrations_run_on_the_same_kind_of_database(self) -> "Settings":
         if self.migration_database.backend != self.database.backend:
             raise ValueError(
-                "HEROAPI_MIGRATION_DATABASE_URL must name the same kind of database as "
+                "HEROAPI_MIGRATION_DATABASE_URL: must name the same kind of database as "
                 f"DATABASE_URL ({self.database.backend}), not {self.migration_database.backend}"
             )
         return self
 
     @model_validator(mode="after")
     def _first_superuser_is_complete(self) -> "Settings":
-        if (self.first_superuser_email is None) != (self.first_superuser_password is None):
+        names = ("HEROAPI_FIRST_SUPERUSER_EMAIL", "HEROAPI_FIRST_SUPERUSER_PASSWORD")
+        if self.first_superuser_email is None and self.first_superuser_password is not None:
+            raise ValueError(f"{names[0]}: not set, but {names[1]} is (set both, or neither)")
+        if self.first_superuser_email is not None and self.first_superuser_password is None:
+            raise ValueError(f"{names[1]}: not set, but {names[0]} is (set both, or neither)")
+        if self.first_superuser_email is None or self.first_superuser_password is None:
+            return self
+        # The API's own rules for an account (a late import: models come after config).
+        from heroapi.models import UserCreate
+
+        password = self.first_superuser_password.get_secret_value()
+        try:
+            UserCreate(email=self.first_superuser_email, password=password)
+        except ValidationError as error:
+            first = error.errors(include_input=False)[0]
+            name = f"HEROAPI_FIRST_SUPERUSER_{str(first['loc'][0]).upper()}"
+            raise ValueError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None
+        if len(password) < self.password_min_length:
             raise ValueError(
-                "set both HEROAPI_FIRST_SUPERUSER_EMAIL and HEROAPI_FIRST_SUPERUSER_PASSWORD, "
-                "or neither"
+                f"{names[1]}: must be at least {self.password_min_length} characters long "
+                "(HEROAPI_PASSWORD_MIN_LENGTH)"
             )
         return self
 
     @model_validator(mode="after")
     def _replicas_follow_postgres(self) -> "Settings":
         if self.database_replica_urls and self.database.backend != "postgresql":
-            raise ValueError("HEROAPI_DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL")
+            raise ValueError("HEROAPI_DATABASE_REPLICA_URLS: needs a PostgreSQL DATABASE_URL")
         return self
 
     @property

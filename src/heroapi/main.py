@@ -29,6 +29,19 @@ logger = logging.getLogger("heroapi")
 # Allocations between young collections (CPython's default: 700); see the lifespan.
 GC_YOUNG_THRESHOLD = 7000
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+# The response headers the API documents that a browser hides from a script of another origin
+# unless they are named (Content-Type, Content-Length and Last-Modified it shows anyway).
+CORS_EXPOSED_HEADERS = [
+    "Link",
+    "X-Total-Count",
+    "Preference-Applied",
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Policy",
+    "Last-Modified",
+    "WWW-Authenticate",
+    "X-Request-ID",
+]
 
 
 def password_hasher(settings: Settings) -> PasswordHasher:
@@ -162,7 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID"],
+            expose_headers=CORS_EXPOSED_HEADERS,
         )
     app.add_middleware(
         BodyLimit,

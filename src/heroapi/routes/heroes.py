@@ -190,7 +190,9 @@ def install(app: FastAPI, *, mode: AuthMode) -> None:
     def add(method: str, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
         # An ANYONE rule gives no dependency, and a DirectRoute refuses any.
         guards = policy.dependencies(mode, method, path)
-        app.router.add_api_route(path, endpoint, methods=[method], dependencies=guards, **options)
+        app.router.add_api_route(
+            path, endpoint, methods=[method], dependencies=guards, tags=["heroes"], **options
+        )
 
     one = "/heroes/{hero_id}"
     add("POST", "/heroes/", create_hero, response_model=HeroPublic)

@@ -42,7 +42,7 @@ def router(mode: AuthMode) -> APIRouter:
     update_owner = policy.item_owner(mode, "PATCH", one)
     delete_owner = policy.item_owner(mode, "DELETE", one)
 
-    @items.get("/", response_model=list[Item])
+    @items.get("/", response_model=list[Item], tags=["items"])
     @with_list_parameters(crud.ITEMS)
     async def read_items(
         request: Request,
@@ -69,7 +69,7 @@ def router(mode: AuthMode) -> APIRouter:
         rows: list[Row] = page.rows
         return rows
 
-    @items.get("/{item_id}", response_model=Item, responses=NOT_FOUND)
+    @items.get("/{item_id}", response_model=Item, responses=NOT_FOUND, tags=["items"])
     async def read_item(
         item_id: int,
         database: DatabaseDep,
@@ -85,7 +85,7 @@ def router(mode: AuthMode) -> APIRouter:
         response.headers["last-modified"] = http_date(item["last_modified"]).decode()
         return item
 
-    @items.patch("/{item_id}", response_model=Item, responses=NOT_FOUND)
+    @items.patch("/{item_id}", response_model=Item, responses=NOT_FOUND, tags=["items"])
     async def update_item(
         item_id: int,
         item: ItemUpdate,
@@ -103,7 +103,7 @@ def router(mode: AuthMode) -> APIRouter:
             raise item_not_found()
         return updated
 
-    @items.delete("/{item_id}", response_model=Deleted, responses=NOT_FOUND)
+    @items.delete("/{item_id}", response_model=Deleted, responses=NOT_FOUND, tags=["items"])
     async def delete_item(
         item_id: int, database: DatabaseDep, owner_id: Annotated[int | None, delete_owner]
     ) -> Deleted:

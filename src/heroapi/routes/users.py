@@ -269,5 +269,6 @@ def router(mode: AuthMode) -> APIRouter:
             response_model=model,
             responses=responses,
             route_class_override=REFUSING.get((path, method)),
+            tags=["users"],
         )
     return users
