@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from sqlalchemy import delete
 
 from heroapi import migrate
@@ -122,15 +123,31 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield url
 
 
+class ArgumentSettings(Settings):
+    """Settings from the arguments given and the defaults alone: no environment variable (a
+    shell's `HEROAPI_ACCESS_LOG=false` would otherwise change every test's app), no `.env`."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
-    """Settings for a test: from arguments only, never the environment's database or `.env`.
-    Throttled answers are not held back unless a test asks (`throttle_hold`)."""
+    """Settings for a test, from its arguments only (see `ArgumentSettings`). Throttled answers
+    are not held back unless a test asks (`throttle_hold`)."""
     values: dict[str, Any] = {
         "database_url": database_url,
         "migrate_on_start": False,
         "throttle_hold": 0,
     }
-    return Settings(_env_file=None, **(values | overrides))
+    return ArgumentSettings(**(values | overrides))
 
 
 @pytest.fixture
