@@ -1,5 +1,6 @@
 """heroapi as a real server: `heroapi serve` in a subprocess, on a free loopback port."""
 
+import ipaddress
 import os
 import socket
 import subprocess
@@ -18,6 +19,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+# Loopback addresses for clients to connect from (all of 127.0.0.0/8 is this machine).
+_CLIENT_ADDRESSES = (str(host) for host in ipaddress.ip_network("127.1.0.0/16").hosts())
+
+
+def client_address() -> str:
+    """A loopback address that no other test of this run connects from: a client of its own to
+    any server, as another machine is, so what a server counts per address starts at zero."""
+    return next(_CLIENT_ADDRESSES)
+
+
+def client_from(server: "LiveServer", address: str, *, connections: int) -> httpx.AsyncClient:
+    """An HTTP client of `server` that connects from `address`, with up to `connections`
+    requests in flight."""
+    transport = httpx.AsyncHTTPTransport(
+        local_address=address, limits=httpx.Limits(max_connections=connections)
+    )
+    return httpx.AsyncClient(base_url=server.url, transport=transport, timeout=60)
 
 
 def without_settings(environment: Mapping[str, str]) -> dict[str, str]:
