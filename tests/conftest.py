@@ -35,6 +35,7 @@ from tests.databases import (
     ensure_server,
     throwaway_database,
 )
+from tests.server import LiveServer, live_server
 
 T = TypeVar("T")
 _STATUS = pytest.StashKey[dict[str, ServerStatus]]()
@@ -113,6 +114,21 @@ def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A new, empty (unmigrated) database of this test's own."""
     with throwaway_database(backend, tmp_path) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def server_on_defaults(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """`heroapi serve` as a user starts it, on a new database of `backend`: nothing in its
+    environment but `DATABASE_URL` (no `HEROAPI_*`, no `.env`), so every setting is its default.
+    Shared by a module's tests, each one a client at an address of its own
+    (`tests.server.client_address`); a traceback in its log fails the module."""
+    directory = tmp_path_factory.mktemp(f"defaults-{backend}")
+    with throwaway_database(backend, directory) as url, live_server(url, directory) as server:
+        yield server
+        log = server.log_text()
+    assert "Traceback" not in log, log
 
 
 @pytest.fixture(scope="session")

@@ -1,22 +1,21 @@
 """The tutorial's contract on default settings, over HTTP, at the volume and concurrency that one
 real client produces.
 
-Each backend's server is `heroapi serve` as a user starts it: nothing in its environment but
-`DATABASE_URL` (no `HEROAPI_*` variable, no `.env`), so every limit is its default. Every answer
+Each backend's server is `heroapi serve` as a user starts it (`server_on_defaults`): nothing in
+its environment but `DATABASE_URL`, so every limit is its default. Every answer
 is compared with the tutorial's apps' (status, body, error text), exactly. Each test is one
 client: all its requests come from one loopback address of its own (`client_address`), as those
 of a seeding script, an admin tool or a backend registering users for browsers do.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 import httpx2 as httpx
 import pytest
 
-from tests.databases import throwaway_database
-from tests.server import LiveServer, client_address, client_from, live_server
+from tests.server import LiveServer, client_address, client_from
 
 # Also through a transaction-pooling PgBouncer (tests/pooler.py).
 THROUGH_POOLER = True
@@ -36,16 +35,6 @@ SCENARIO_SECONDS = 120
 EMAIL_TAKEN = {"detail": "Email already registered"}
 HERO_NOT_FOUND = {"detail": "Hero not found"}
 USER_NOT_FOUND = {"detail": "User not found"}
-
-
-@pytest.fixture(scope="module")
-def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """`heroapi serve` on a new database of `backend`, on default settings."""
-    directory = tmp_path_factory.mktemp(f"defaults-{backend}")
-    with throwaway_database(backend, directory) as url, live_server(url, directory) as running:
-        yield running
-        log = running.log_text()
-    assert "Traceback" not in log, log
 
 
 def run(
@@ -180,7 +169,7 @@ async def check_users_and_items(
         assert page == items[skip : skip + 7], f"skip={skip}"
 
 
-def test_a_thousand_users_from_one_address(server: LiveServer) -> None:
+def test_a_thousand_users_from_one_address(server_on_defaults: LiveServer) -> None:
     """1,000 registrations from one client, 16 at a time, then their items, duplicates of
     them, and every page of them read back."""
 
@@ -196,10 +185,10 @@ def test_a_thousand_users_from_one_address(server: LiveServer) -> None:
         assert [answer(response) for response in again] == [(400, EMAIL_TAKEN)] * len(again)
         await check_users_and_items(client, users, items_before)
 
-    run(server, scenario, REGISTRATIONS_SECONDS)
+    run(server_on_defaults, scenario, REGISTRATIONS_SECONDS)
 
 
-def test_users_registered_by_several_clients(server: LiveServer) -> None:
+def test_users_registered_by_several_clients(server_on_defaults: LiveServer) -> None:
     """48 users from 8 clients (at 8 addresses, one request at a time each), their items, and
     every page of them read back: the lists on defaults, whatever limits one address has."""
 
@@ -207,7 +196,7 @@ def test_users_registered_by_several_clients(server: LiveServer) -> None:
         items_before = await every_row(client, "/items/", "skip")
 
         async def one_client(number: int) -> list[Json]:
-            async with client_from(server, client_address(), connections=1) as own:
+            async with client_from(server_on_defaults, client_address(), connections=1) as own:
                 emails = [f"client-{number}-{index}@example.com" for index in range(6)]
                 return [await register(own, email) for email in emails]
 
@@ -216,10 +205,10 @@ def test_users_registered_by_several_clients(server: LiveServer) -> None:
         await add_items(client, users)
         await check_users_and_items(client, users, items_before)
 
-    run(server, scenario)
+    run(server_on_defaults, scenario)
 
 
-def test_16_concurrent_registrations_of_one_new_email(server: LiveServer) -> None:
+def test_16_concurrent_registrations_of_one_new_email(server_on_defaults: LiveServer) -> None:
     """The tutorial's answer to a race for one email: one 200, every other one a 400."""
 
     async def scenario(client: httpx.AsyncClient) -> None:
@@ -234,10 +223,10 @@ def test_16_concurrent_registrations_of_one_new_email(server: LiveServer) -> Non
         stored = await every_row(client, "/users/", "skip")
         assert [user for user in stored if user["email"] == "racer@example.com"] == [user]
 
-    run(server, scenario)
+    run(server_on_defaults, scenario)
 
 
-def test_16_concurrent_logins_of_16_users_from_one_address(server: LiveServer) -> None:
+def test_16_concurrent_logins_of_16_users_from_one_address(server_on_defaults: LiveServer) -> None:
     """16 people logging in at once behind one address (a NAT, a backend): all get in."""
 
     async def scenario(client: httpx.AsyncClient) -> None:
@@ -266,10 +255,10 @@ def test_16_concurrent_logins_of_16_users_from_one_address(server: LiveServer) -
         )
         assert mine == users
 
-    run(server, scenario)
+    run(server_on_defaults, scenario)
 
 
-def test_bursts_of_16_hero_requests(server: LiveServer) -> None:
+def test_bursts_of_16_hero_requests(server_on_defaults: LiveServer) -> None:
     """16 creates, reads, patches and deletes at once, each answered as the tutorial does."""
 
     async def scenario(client: httpx.AsyncClient) -> None:
@@ -320,10 +309,10 @@ def test_bursts_of_16_hero_requests(server: LiveServer) -> None:
             == [(200, {"ok": True})] + [(404, HERO_NOT_FOUND)] * 15
         )
 
-    run(server, scenario)
+    run(server_on_defaults, scenario)
 
 
-def test_the_hero_tutorial(server: LiveServer) -> None:
+def test_the_hero_tutorial(server_on_defaults: LiveServer) -> None:
     """The Hero API as the tutorial walks through it: create, read, list, update, delete."""
 
     async def scenario(client: httpx.AsyncClient) -> None:
@@ -399,10 +388,10 @@ def test_the_hero_tutorial(server: LiveServer) -> None:
             },
         )
 
-    run(server, scenario)
+    run(server_on_defaults, scenario)
 
 
-def test_the_users_and_items_tutorial(server: LiveServer) -> None:
+def test_the_users_and_items_tutorial(server_on_defaults: LiveServer) -> None:
     """The older tutorial's Users/Items API: register, read, items, lists, missing users."""
 
     async def scenario(client: httpx.AsyncClient) -> None:
@@ -445,4 +434,4 @@ def test_the_users_and_items_tutorial(server: LiveServer) -> None:
             },
         )
 
-    run(server, scenario)
+    run(server_on_defaults, scenario)
