@@ -2,10 +2,10 @@
 real client produces.
 
 Each backend's server is `heroapi serve` as a user starts it (`server_on_defaults`): nothing in
-its environment but `DATABASE_URL`, so every limit is its default. Every answer
-is compared with the tutorial's apps' (status, body, error text), exactly. Each test is one
-client: all its requests come from one loopback address of its own (`client_address`), as those
-of a seeding script, an admin tool or a backend registering users for browsers do.
+its environment but `DATABASE_URL`, so every limit is its default. Every answer is compared with
+the tutorial's apps' (status, body, error text), exactly. Each test is one client: all its
+requests come from one loopback address of its own (`client_address`), as those of a seeding
+script, an admin tool or a backend registering users for browsers do.
 """
 
 import asyncio
