@@ -28,10 +28,11 @@ Json = Any
 # What one client has in flight at once: a seeding script's worker pool, a browser's connections.
 AT_ONCE = 16
 REGISTRATIONS = 1000
-# Each registration costs an Argon2 hash (~120 ms of this 2-core machine's time, the two cores
-# hashing at once): 1,000 take about two minutes when it is quiet, several when it is shared.
-REGISTRATIONS_SECONDS = 900
-SCENARIO_SECONDS = 120
+# Each registration costs an Argon2 hash, ~120 ms of a 2-core machine with both cores hashing:
+# 1,000 take two minutes on a quiet one, and 8 to 13 with five other test runs on it (measured).
+# These are backstops against a hang, not measures of speed.
+REGISTRATIONS_SECONDS = 1200
+SCENARIO_SECONDS = 180
 EMAIL_TAKEN = {"detail": "Email already registered"}
 HERO_NOT_FOUND = {"detail": "Hero not found"}
 USER_NOT_FOUND = {"detail": "User not found"}
