@@ -65,8 +65,14 @@ async def at_once(requests: Iterable[Awaitable[T]], limit: int = AT_ONCE) -> lis
 
 async def ok(request: Awaitable[httpx.Response]) -> Json:
     response = await request
-    assert response.status_code == 200, f"{response.status_code} {response.text}"
+    assert response.status_code == 200, described(response)
     return response.json()
+
+
+def described(response: httpx.Response) -> str:
+    """A refusal as a message: its status, body, and the limit it names if any."""
+    policy = response.headers.get("ratelimit-policy", "")
+    return f"{response.status_code} {response.text} {policy}".strip()
 
 
 def answer(response: httpx.Response) -> tuple[int, Json]:
@@ -107,8 +113,7 @@ async def register_all(client: httpx.AsyncClient, emails: list[str]) -> list[Jso
             body = {"email": email, "password": password_of(email)}
             response = await client.post("/users/", json=body)
             if response.status_code != 200:
-                text = f"{response.status_code} {response.text}"
-                refused.append(f"registration {number} of {len(emails)}: {text}")
+                refused.append(f"registration {number} of {len(emails)}: {described(response)}")
                 return
             users[email] = response.json()
 
@@ -189,6 +194,21 @@ def test_a_thousand_users_from_one_address(server_on_defaults: LiveServer) -> No
     run(server_on_defaults, scenario, REGISTRATIONS_SECONDS)
 
 
+def test_40_registrations_one_after_another_from_one_address(
+    server_on_defaults: LiveServer,
+) -> None:
+    """A client that registers users one at a time, as a signup form's backend does."""
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        for number in range(40):
+            try:
+                await register(client, f"one-by-one-{number}@example.com")
+            except AssertionError as refused:
+                raise AssertionError(f"registration {number + 1} of 40: {refused}") from None
+
+    run(server_on_defaults, scenario)
+
+
 def test_users_registered_by_several_clients(server_on_defaults: LiveServer) -> None:
     """48 users from 8 clients (at 8 addresses, one request at a time each), their items, and
     every page of them read back: the lists on defaults, whatever limits one address has."""
@@ -241,7 +261,7 @@ def test_16_concurrent_logins_of_16_users_from_one_address(server_on_defaults: L
         )
         tokens = []
         for response in responses:
-            assert response.status_code == 200, f"{response.status_code} {response.text}"
+            assert response.status_code == 200, described(response)
             token = response.json()
             assert token == {
                 "access_token": token["access_token"],
