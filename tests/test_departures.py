@@ -1,14 +1,18 @@
 """Each departure from the tutorial on default settings (README, "Departures from the tutorial"),
 shown over HTTP against `heroapi serve` as a user starts it (`server_on_defaults`)."""
 
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
+from sqlalchemy.engine import make_url
 
-from tests.server import LiveServer, client_address
+from tests.proxy import proxy_to
+from tests.server import LiveServer, client_address, live_server
 
 pytestmark = pytest.mark.processes  # every test here talks to `heroapi serve`
 
@@ -207,3 +211,26 @@ def test_departure_added_routes(client: httpx.Client) -> None:
     assert answer(client.delete(f"/items/{item['id']}")) == (200, {"ok": True})
     assert answer(client.get(f"/items/{item['id']}")) == (404, {"detail": "Item not found"})
     assert client.get("/health/live").status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)
+def test_departure_database_unavailable_is_503(empty_database_url: str, tmp_path: Path) -> None:
+    """The database server going away (here: its connections cut, new ones refused)."""
+    database = make_url(empty_database_url)
+    with proxy_to(database.host or "127.0.0.1", database.port or 5432) as proxy:
+        through_proxy = database.set(host="127.0.0.1", port=proxy.port)
+        url = through_proxy.render_as_string(hide_password=False)
+        with (
+            live_server(url, tmp_path) as server,
+            httpx.Client(base_url=server.url, timeout=60) as client,
+        ):
+            assert client.get("/heroes/").status_code == 200
+            proxy.cut("refuse")
+            started = time.monotonic()
+            for response in (client.get("/heroes/"), client.post("/heroes/", json=HERO)):
+                assert answer(response) == (
+                    503,
+                    {"detail": "The database is unavailable; retry later"},
+                )
+                assert response.headers["retry-after"] == "1"
+            assert time.monotonic() - started < 20  # at once, not after a timeout
