@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from sqlalchemy import delete
 
 from heroapi import migrate
@@ -34,6 +35,7 @@ from tests.databases import (
     ensure_server,
     throwaway_database,
 )
+from tests.server import LiveServer, live_server
 
 T = TypeVar("T")
 _STATUS = pytest.StashKey[dict[str, ServerStatus]]()
@@ -114,6 +116,21 @@ def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def server_on_defaults(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """`heroapi serve` as a user starts it, on a new database of `backend`: nothing in its
+    environment but `DATABASE_URL` (no `HEROAPI_*`, no `.env`), so every setting is its default.
+    Shared by a module's tests, each one a client at an address of its own
+    (`tests.server.client_address`); a traceback in its log fails the module."""
+    directory = tmp_path_factory.mktemp(f"defaults-{backend}")
+    with throwaway_database(backend, directory) as url, live_server(url, directory) as server:
+        yield server
+        log = server.log_text()
+    assert "Traceback" not in log, log
+
+
 @pytest.fixture(scope="session")
 def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated database shared by this backend's tests (each test empties it first)."""
@@ -122,15 +139,31 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield url
 
 
+class ArgumentSettings(Settings):
+    """Settings from the arguments given and the defaults alone: no environment variable (a
+    shell's `HEROAPI_ACCESS_LOG=false` would otherwise change every test's app), no `.env`."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
-    """Settings for a test: from arguments only, never the environment's database or `.env`.
-    Throttled answers are not held back unless a test asks (`throttle_hold`)."""
+    """Settings for a test, from its arguments only (see `ArgumentSettings`). Throttled answers
+    are not held back unless a test asks (`throttle_hold`)."""
     values: dict[str, Any] = {
         "database_url": database_url,
         "migrate_on_start": False,
         "throttle_hold": 0,
     }
-    return Settings(_env_file=None, **(values | overrides))
+    return ArgumentSettings(**(values | overrides))
 
 
 @pytest.fixture

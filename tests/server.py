@@ -1,11 +1,12 @@
 """heroapi as a real server: `heroapi serve` in a subprocess, on a free loopback port."""
 
+import ipaddress
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,35 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+# Loopback addresses for clients to connect from (all of 127.0.0.0/8 is this machine).
+_CLIENT_ADDRESSES = (str(host) for host in ipaddress.ip_network("127.1.0.0/16").hosts())
+
+
+def client_address() -> str:
+    """A loopback address that no other test of this run connects from: a client of its own to
+    any server, as another machine is, so what a server counts per address starts at zero."""
+    return next(_CLIENT_ADDRESSES)
+
+
+def client_from(server: "LiveServer", address: str, *, connections: int) -> httpx.AsyncClient:
+    """An HTTP client of `server` that connects from `address`, with up to `connections`
+    requests in flight."""
+    transport = httpx.AsyncHTTPTransport(
+        local_address=address, limits=httpx.Limits(max_connections=connections)
+    )
+    return httpx.AsyncClient(base_url=server.url, transport=transport, timeout=60)
+
+
+def without_settings(environment: Mapping[str, str]) -> dict[str, str]:
+    """`environment` without heroapi's settings (`HEROAPI_*`, `DATABASE_URL`): a server a test
+    starts gets the settings the test gives, never the shell's."""
+    return {
+        name: value
+        for name, value in environment.items()
+        if not name.startswith("HEROAPI_") and name != "DATABASE_URL"
+    }
 
 
 @dataclass
@@ -39,15 +69,13 @@ def live_server(
     settings: dict[str, str] | None = None,
     port: int | None = None,
 ) -> Iterator[LiveServer]:
-    """Start `heroapi serve` (settings through its environment), as a user would; stop it on
-    exit (SIGTERM: a graceful shutdown)."""
+    """Start `heroapi serve` as a user would, with `settings` (names without the `HEROAPI_`
+    prefix) in its environment and no `HEROAPI_*` variable of the shell's; stop it on exit
+    (SIGTERM: a graceful shutdown)."""
     port = port or free_port()
     log = log_dir / f"server-{port}.log"
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        **{f"HEROAPI_{name.upper()}": value for name, value in (settings or {}).items()},
-    }
+    given = {f"HEROAPI_{name.upper()}": value for name, value in (settings or {}).items()}
+    environment = without_settings(os.environ) | {"DATABASE_URL": database_url} | given
     command = [sys.executable, "-m", "heroapi", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers)]
     with log.open("a") as output:  # a restart on the same port adds to the same log
@@ -92,11 +120,8 @@ def plain_uvicorn(
     `directory`, with `settings` (HEROAPI_ names) in its environment and none taken from the
     shell's; killed on exit (nothing to finish gracefully: the database is thrown away)."""
     port = free_port()
-    environment = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("HEROAPI_")},
-        "DATABASE_URL": f"sqlite:///{directory / 'heroes.db'}",
-        **settings,
-    }
+    database_url = f"sqlite:///{directory / 'heroes.db'}"
+    environment = without_settings(os.environ) | {"DATABASE_URL": database_url} | settings
     command = [sys.executable, "-m", "uvicorn", "heroapi.main:app", "--http", http]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     log = directory / "server.log"
