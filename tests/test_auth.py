@@ -21,6 +21,7 @@ from heroapi.main import create_app
 from heroapi.models import users_table
 from heroapi.security import UNKNOWN_USER_HASH, password_hash
 from tests.conftest import app_database, make_settings, running_app
+from tests.server import without_settings
 from tests.test_users import PASSWORD, create_item, create_user, login, table_rows
 
 HERO = {"name": "Deadpond", "secret_name": "Dive Wilson"}
@@ -251,7 +252,7 @@ def test_create_superuser_command_reads_the_password_from_stdin(
         return subprocess.run(
             [sys.executable, "-m", "heroapi", *arguments],
             input=PASSWORD + "\n",
-            env={**os.environ, "DATABASE_URL": empty_database_url},
+            env={**without_settings(os.environ), "DATABASE_URL": empty_database_url},
             capture_output=True,
             text=True,
             timeout=120,

@@ -21,6 +21,7 @@ from heroapi.config import DatabaseURL, parse_database_url
 from heroapi.main import create_app
 from heroapi.revisions import head_revision
 from tests.conftest import make_settings
+from tests.server import without_settings
 
 # Also through a transaction-pooling PgBouncer (tests/pooler.py).
 THROUGH_POOLER = True
@@ -219,7 +220,7 @@ def test_each_downgrade_restores_the_schema_before_it(empty_database_url: str) -
 
 def cli(database_url: str, *arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`heroapi ARGUMENTS` in `cwd` (away from any developer's `.env`)."""
-    environment = {**os.environ, "DATABASE_URL": database_url}
+    environment = {**without_settings(os.environ), "DATABASE_URL": database_url}
     return subprocess.run(
         [*HEROAPI, *arguments],
         env=environment,
@@ -265,7 +266,7 @@ def test_concurrent_upgrades_are_serialized(empty_database_url: str, tmp_path: P
     processes = [
         subprocess.Popen(
             [*HEROAPI, "db", "upgrade"],
-            env={**os.environ, "DATABASE_URL": empty_database_url},
+            env={**without_settings(os.environ), "DATABASE_URL": empty_database_url},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -377,6 +378,11 @@ def test_a_server_at_head_starts_without_loading_alembic(tmp_path: Path) -> None
         "print(sorted(loaded & {'alembic', 'asyncpg', 'asyncmy'}))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", program],
+        env=without_settings(os.environ),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     assert result.stdout.strip() == "[]", result.stdout

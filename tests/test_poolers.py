@@ -31,7 +31,7 @@ from heroapi.main import create_app
 from tests import pooler
 from tests.conftest import make_settings, require
 from tests.databases import POOLED, throwaway_database
-from tests.server import live_server
+from tests.server import live_server, without_settings
 
 pytestmark = pytest.mark.processes  # every test here starts PgBouncer
 
@@ -278,7 +278,7 @@ def test_a_migration_killed_midway_leaves_nothing_that_makes_the_next_start_wait
             "heroapi",
             "db",
             "upgrade",
-            env={**os.environ, "DATABASE_URL": pooled},
+            env={**without_settings(os.environ), "DATABASE_URL": pooled},
             cwd=tmp_path,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
@@ -300,7 +300,11 @@ def test_a_migration_killed_midway_leaves_nothing_that_makes_the_next_start_wait
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "heroapi", "db", "upgrade"],
-        env={**os.environ, "DATABASE_URL": pooled, "HEROAPI_MIGRATION_LOCK_TIMEOUT": "10"},
+        env={
+            **without_settings(os.environ),
+            "DATABASE_URL": pooled,
+            "HEROAPI_MIGRATION_LOCK_TIMEOUT": "10",
+        },
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -216,24 +216,18 @@ async def _read_while_stopping(url: str, paths: list[str], replication: Replicat
 
 def test_replica_urls_are_comma_separated_postgresql_urls() -> None:
     primary = "postgresql://app@db.example/heroapi"
-    settings = Settings(
-        _env_file=None,
-        database_url=primary,
+    settings = make_settings(
+        primary,
         database_replica_urls="postgresql://app@r0.example/heroapi, postgresql://app@r1/heroapi",
     )
     assert len(settings.database_replica_urls) == 2
-    assert Settings(_env_file=None, database_url=primary).database_replica_urls == []
+    assert make_settings(primary).database_replica_urls == []
     with pytest.raises(ValidationError, match="replica 1 is not a postgresql:// database URL"):
-        Settings(
-            _env_file=None,
-            database_url=primary,
+        make_settings(
+            primary,
             database_replica_urls="postgresql://r0/heroapi,mysql://r1/heroapi",
         )
     with pytest.raises(ValidationError, match="replica_max_lag"):
-        Settings(_env_file=None, database_url=primary, replica_max_lag=0.5)
+        make_settings(primary, replica_max_lag=0.5)
     with pytest.raises(ValidationError, match="needs a PostgreSQL DATABASE_URL"):
-        Settings(
-            _env_file=None,
-            database_url="sqlite:///heroapi.db",
-            database_replica_urls="postgresql://r0/heroapi",
-        )
+        make_settings("sqlite:///heroapi.db", database_replica_urls="postgresql://r0/heroapi")

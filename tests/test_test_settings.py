@@ -1,11 +1,15 @@
 """The suite's own isolation: a test's settings, and the servers it starts, come from the test,
 never from the shell that runs the suite."""
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
+from heroapi import migrate
+from heroapi.config import SQLITE_PAGE_SIZE, parse_database_url
 from tests.conftest import make_settings
 from tests.server import live_server
 
@@ -38,3 +42,21 @@ def test_a_shell_setting_does_not_reach_a_tests_server(
     # On defaults: anyone may create a hero (auth mode `open`), bodies up to 1 MiB.
     assert created.status_code == 200, created.text
     assert created.json() == {"name": "Deadpond", "age": None, "id": 1}
+
+
+def test_a_shell_setting_does_not_reach_a_tests_migrations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The migrations a fixture runs in-process take what they need from their arguments (the
+    SQLite page size of a new file), not from the shell's settings."""
+    monkeypatch.setenv("HEROAPI_SQLITE_PAGE_SIZE", "8192")
+    default, given = tmp_path / "default.db", tmp_path / "given.db"
+    migrate.upgrade(parse_database_url(f"sqlite:///{default}"))
+    migrate.upgrade(parse_database_url(f"sqlite:///{given}"), sqlite_page_size=4096)
+    assert [page_size(path) for path in (default, given)] == [SQLITE_PAGE_SIZE, 4096]
+
+
+def page_size(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        size: int = connection.execute("PRAGMA page_size").fetchone()[0]
+        return size

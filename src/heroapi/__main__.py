@@ -82,7 +82,12 @@ def run_migrations(settings: Settings, revision: str = "head", *, down: bool = F
     typer.echo(f"{action} {database.render()} to {revision} ...", err=True)
     step = migrate.downgrade if down else migrate.upgrade
     try:
-        migrated = step(database, revision, lock_timeout=settings.migration_lock_timeout)
+        migrated = step(
+            database,
+            revision,
+            lock_timeout=settings.migration_lock_timeout,
+            sqlite_page_size=settings.sqlite_page_size,
+        )
     except Exception as error:  # a user's database problem is one line, not a traceback
         fail(f"migration failed on {database.render()}: {type(error).__name__}: {error}")
     typer.echo(f"database {migrated.describe()}", err=True)

@@ -3,7 +3,7 @@
 import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -118,6 +118,10 @@ def _origin(value: str) -> str:
     return f"{scheme}://{host}" + (f":{port}" if port not in (None, default_port) else "")
 
 
+# Bytes a page of a SQLite file heroapi creates (`HEROAPI_SQLITE_PAGE_SIZE`).
+SQLITE_PAGE_SIZE: Final = 2048
+
+
 class Settings(BaseSettings):
     """Every setting of heroapi; environment variables carry the `HEROAPI_` prefix."""
 
@@ -165,7 +169,7 @@ class Settings(BaseSettings):
     # Small rows (a hero is ~50 bytes): a write copies fewer bytes into the log and the
     # database file than with SQLite's default 4096 (docs/performance.md). Only a new
     # database file takes it; an existing one keeps the size it was made with.
-    sqlite_page_size: Annotated[int, Field(ge=512, le=65536)] = 2048
+    sqlite_page_size: Annotated[int, Field(ge=512, le=65536)] = SQLITE_PAGE_SIZE
     migrate_on_start: bool = True
     # Where migrations connect, when not DATABASE_URL (e.g. straight to PostgreSQL, past a pooler).
     migration_database_url: str | None = None

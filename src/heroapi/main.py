@@ -105,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 migrate.upgrade,
                 settings.migration_database,
                 lock_timeout=settings.migration_lock_timeout,
+                sqlite_page_size=settings.sqlite_page_size,
             )
             logger.info("database %s", migrated.describe())
         app.state.database = database

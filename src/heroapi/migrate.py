@@ -19,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
-from heroapi.config import DatabaseURL
+from heroapi.config import SQLITE_PAGE_SIZE, DatabaseURL
 from heroapi.models import metadata
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -35,13 +35,20 @@ class MigrationLockTimeout(RuntimeError):
     """Another process held the migration lock for longer than the timeout."""
 
 
-def alembic_config(database: DatabaseURL | None = None, *, lock_timeout: float = 300.0) -> Config:
-    """Alembic's configuration (for `database`, if given), without an alembic.ini."""
+def alembic_config(
+    database: DatabaseURL | None = None,
+    *,
+    lock_timeout: float = 300.0,
+    sqlite_page_size: int = SQLITE_PAGE_SIZE,
+) -> Config:
+    """Alembic's configuration (for `database`, if given), without an alembic.ini. Everything
+    the migrations need comes from the arguments: nothing is read from the environment."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     if database is not None:
         config.attributes["database"] = database
     config.attributes["lock_timeout"] = lock_timeout
+    config.attributes["sqlite_page_size"] = sqlite_page_size
     return config
 
 
@@ -84,17 +91,28 @@ class Migrated:
 
 
 def upgrade(
-    database: DatabaseURL, revision: str = "head", *, lock_timeout: float = 300.0
+    database: DatabaseURL,
+    revision: str = "head",
+    *,
+    lock_timeout: float = 300.0,
+    sqlite_page_size: int = SQLITE_PAGE_SIZE,
 ) -> Migrated:
-    """Apply the pending migrations up to `revision` (all of them by default)."""
-    config = alembic_config(database, lock_timeout=lock_timeout)
+    """Apply the pending migrations up to `revision` (all of them by default); a SQLite file
+    they create gets pages of `sqlite_page_size` bytes."""
+    config = alembic_config(database, lock_timeout=lock_timeout, sqlite_page_size=sqlite_page_size)
     command.upgrade(config, revision)
     return Migrated(*config.attributes["revisions"])
 
 
-def downgrade(database: DatabaseURL, revision: str, *, lock_timeout: float = 300.0) -> Migrated:
+def downgrade(
+    database: DatabaseURL,
+    revision: str,
+    *,
+    lock_timeout: float = 300.0,
+    sqlite_page_size: int = SQLITE_PAGE_SIZE,
+) -> Migrated:
     """Revert migrations down to `revision` (`base` reverts them all)."""
-    config = alembic_config(database, lock_timeout=lock_timeout)
+    config = alembic_config(database, lock_timeout=lock_timeout, sqlite_page_size=sqlite_page_size)
     command.downgrade(config, revision)
     return Migrated(*config.attributes["revisions"])
 

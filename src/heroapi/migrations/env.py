@@ -16,6 +16,8 @@ from heroapi.models import metadata
 config = context.config
 database: DatabaseURL = config.attributes.get("database") or get_settings().database
 lock_timeout: float = config.attributes.get("lock_timeout", 300.0)
+# Given by `migrate.alembic_config`; read from the settings only when Alembic's own command runs.
+page_size: int = config.attributes.get("sqlite_page_size") or get_settings().sqlite_page_size
 target_metadata = metadata
 
 
@@ -78,8 +80,7 @@ def run_online() -> None:
 
         refuse_network_filesystem(database.sqlite_path)  # as the server's connect() does
         engine = create_engine(sqlalchemy_url(database), poolclass=pool.NullPool)
-        settings = get_settings()
-        event.listen(engine, "connect", lambda raw, _record: set_page_size(raw, settings))
+        event.listen(engine, "connect", lambda raw, _record: set_page_size(raw, page_size))
         try:
             with engine.connect() as connection:
                 run_on(connection)

@@ -73,7 +73,9 @@ class SQLiteDatabase(Database):
                 check_same_thread=False,
                 cached_statements=256,
             )
-            set_page_size(raw, self.settings)  # before WAL mode writes the file's first page
+            set_page_size(
+                raw, self.settings.sqlite_page_size
+            )  # before WAL mode writes the file's first page
             raw.execute("PRAGMA journal_mode=WAL")
             raw.execute(f"PRAGMA synchronous={self.settings.sqlite_synchronous}")
             raw.execute("PRAGMA foreign_keys=ON")

@@ -11,7 +11,6 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from heroapi.config import Settings
 from heroapi.db import (
     Connection,
     DatabaseUnavailable,
@@ -165,10 +164,10 @@ def sqlite_errors() -> Iterator[None]:
         raise sqlite_error(error) from error
 
 
-def set_page_size(raw: Any, settings: Settings) -> None:
+def set_page_size(raw: Any, page_size: int) -> None:
     """The page size a new database file is made with (a file with pages keeps its own; the
     pragma is then a no-op). Called on each connection before anything is written."""
-    raw.execute(f"PRAGMA page_size={settings.sqlite_page_size}")
+    raw.execute(f"PRAGMA page_size={int(page_size)}")
 
 
 class SQLiteSession:
