@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     # database file than with SQLite's default 4096 (docs/performance.md). Only a new
     # database file takes it; an existing one keeps the size it was made with.
     sqlite_page_size: Annotated[int, Field(ge=512, le=65536)] = 2048
+    # Seconds a read may run on the event loop before SQLite interrupts it (the request gets a
+    # 503; 0: no limit). Writes, migrations and checkpoints are never interrupted.
+    sqlite_statement_budget: Annotated[float, Field(ge=0, le=600)] = 0.02
     migrate_on_start: bool = True
     # Where migrations connect, when not DATABASE_URL (e.g. straight to PostgreSQL, past a pooler).
     migration_database_url: str | None = None
