@@ -8,29 +8,37 @@ OpenAPI document declares each one, typed; `list_query` turns them into a `ListQ
 Paging. A request with `offset` (`skip` on the older tutorial's lists) gets an offset page, as
 in the tutorial, and `Link` headers to the offset pages around it. Any other request gets a page
 by key: the first one, or the one its `cursor` names; its links carry cursors, which stay right
-while rows are added and deleted, and cost the same at any depth.
+while rows are added and deleted, and cost the same at any depth. Under an `order=` other than
+id, an offset past `HEROAPI_MAX_SORTED_OFFSET` is a 422 that points to cursors: such a page
+sorts and steps over every row before it.
 
 Counts. `Prefer: count=exact` (or `estimated`) adds `X-Total-Count`, the rows matching the
 filters, and `Preference-Applied` (RFC 7240); an unknown preference is ignored, as the RFC asks.
-Every list answer says `Vary: Prefer`.
+A count reads at most `HEROAPI_COUNT_LIMIT` rows: past it the answer has
+`X-Total-Count-At-Least` instead, and no `Preference-Applied`; a count SQLite interrupts past
+its time budget is left out the same way (the page is still answered). Every list answer says
+`Vary: Prefer`.
 
 Only parameters that look like a filter of the list (`age_gt`, a misspelt operator) are refused;
 others are ignored, as the tutorial's app ignores them.
 """
 
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import Query, Response
+from fastapi import HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 from sqlalchemy import Integer
 from starlette.types import Scope
 
+from heroapi.config import Settings
 from heroapi.crud.listing import (
+    Count,
     Filter,
     Kind,
     ListError,
@@ -49,6 +57,8 @@ from heroapi.crud.listing import (
 )
 from heroapi.cursors import MAX_CURSOR_LENGTH, Cursors, InvalidCursor
 from heroapi.db import Database
+from heroapi.db.sqlite import StatementOverBudget
+from heroapi.errors import RETRY_AFTER_SECONDS
 from heroapi.models import ID_MAX, storable_text
 from heroapi.routes.deps import cursors_in, database_in
 
@@ -57,6 +67,7 @@ CountMode = Literal["exact", "estimated", "none"]
 E = TypeVar("E", bound=Callable[..., Awaitable[Any]])
 
 COUNT_HEADER: Final = b"x-total-count"
+AT_LEAST_HEADER: Final = b"x-total-count-at-least"
 _COUNT_MODES: Final[dict[str, CountMode]] = {
     "exact": "exact",
     "estimated": "estimated",
@@ -286,9 +297,10 @@ def list_headers(
     kept: str,
     by_offset: bool,
     cursors: Cursors | None,
-    total: tuple[CountMode, int | None] | None = None,
+    total: tuple[CountMode, Count | None] | None = None,
 ) -> Headers:
-    """`Link` (RFC 8288: `next`, `prev`), `Vary: Prefer` and, when asked for, the count.
+    """`Link` (RFC 8288: `next`, `prev`), `Vary: Prefer` and, when asked for, the count (None:
+    not given: `count_headers`).
 
     `kept` is the request's query without its page (offset or cursor), encoded: the links add
     theirs (a cursor is base64url, an offset digits: nothing to escape). `cursors` is needed
@@ -318,11 +330,21 @@ def list_headers(
     if links:
         headers.append((b"link", ", ".join(links).encode()))
     if total is not None:
-        mode, figure = total
-        if figure is not None:
-            headers.append((COUNT_HEADER, str(figure).encode()))
-        headers.append((b"preference-applied", b"count=" + mode.encode()))
+        headers += count_headers(*total)
     return headers
+
+
+def count_headers(mode: CountMode, counted: Count | None) -> Headers:
+    """`X-Total-Count` and the preference applied; for a count past its bound,
+    `X-Total-Count-At-Least` alone; nothing for a count that was not made (past its time)."""
+    if mode == "none":
+        return [(b"preference-applied", b"count=none")]
+    if counted is None:
+        return []
+    if counted.at_least:
+        return [(AT_LEAST_HEADER, str(counted.rows).encode())]
+    applied = b"count=estimated" if counted.estimated else b"count=exact"
+    return [(COUNT_HEADER, str(counted.rows).encode()), (b"preference-applied", applied)]
 
 
 Fetch = Callable[[Database, ListQuery], Awaitable[Page]]
@@ -372,8 +394,37 @@ async def read_list(
     paging = (offset_param, kept, by_offset)
     if query is None:  # nothing can match
         return await _answer(scope, listing, ListQuery(offset=offset, limit=limit), None, paging)
+    if by_offset:
+        _check_sorted_offset(scope, query, offset_param)
     query.scope.update(conditions or {})
     return await _answer(scope, listing, query, fetch, paging)
+
+
+def _check_sorted_offset(scope: Scope, query: ListQuery, offset_param: str) -> None:
+    """HEROAPI_MAX_SORTED_OFFSET: under an order other than id, an offset page sorts and steps
+    over every row before it; a cursor page costs the same at any depth."""
+    maximum = _settings(scope).max_sorted_offset
+    if maximum is None or query.offset <= maximum or query.order[0][0] == "id":
+        return
+    raise RequestValidationError(
+        [
+            {
+                "type": "less_than_equal",
+                "loc": ("query", offset_param),
+                "msg": f"Input should be less than or equal to {maximum} with "
+                f"order={order_text(query.order)} (HEROAPI_MAX_SORTED_OFFSET): page deeper by "
+                'cursor, following the `Link: rel="next"` of a page asked without '
+                f"{offset_param}",
+                "input": str(query.offset),
+                "ctx": {"le": maximum},
+            }
+        ]
+    )
+
+
+def _settings(scope: Scope) -> Settings:
+    settings: Settings = scope["app"].state.settings
+    return settings
 
 
 async def read_plain_list(
@@ -409,13 +460,19 @@ async def _answer(
     headers."""
     database = database_in(scope)
     mode = count_preference(scope)
-    figure: int | None = 0
+    counted: Count | None = Count(0)
     page = Page([])
     if fetch is not None:
-        page = await fetch(database, query)
-        figure = None
+        try:
+            page = await fetch(database, query)
+        except StatementOverBudget:
+            raise _over_budget() from None
+        counted = None
         if mode == "exact" or mode == "estimated":
-            figure = await count(database, listing, query, mode)
+            limit = _settings(scope).count_limit
+            # A count is an extra: past its time, the page is answered without it.
+            with contextlib.suppress(StatementOverBudget):
+                counted = await count(database, listing, query, mode, limit=limit)
     offset_param, kept, by_offset = paging
     headers = list_headers(
         scope,
@@ -426,6 +483,16 @@ async def _answer(
         kept=kept,
         by_offset=by_offset,
         cursors=await cursors_in(scope) if needs_cursors(query, page, by_offset) else None,
-        total=None if mode is None else (mode, None if mode == "none" else figure),
+        total=None if mode is None else (mode, counted),
     )
     return page, headers
+
+
+def _over_budget() -> HTTPException:
+    """503 for a page SQLite gave up on past HEROAPI_SQLITE_STATEMENT_BUDGET."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "This list request takes too long to answer now: narrow it with filters, or page by "
+        "cursor (the Link header)",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
