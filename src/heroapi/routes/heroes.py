@@ -44,6 +44,7 @@ from heroapi.routes.deps import (
 )
 from heroapi.routes.direct import Answer, DirectRoute, plain_cursor, plain_int, plain_query
 from heroapi.routes.lists import (
+    LIST_RESPONSES,
     count_preference,
     read_list,
     read_plain_list,
@@ -199,6 +200,7 @@ def install(app: FastAPI, *, mode: AuthMode) -> None:
         "/heroes/",
         read_heroes,
         response_model=list[HeroPublic],
+        responses=LIST_RESPONSES,
         route_class_override=HeroesRoute,
     )
     add(

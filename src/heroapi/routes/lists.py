@@ -17,7 +17,7 @@ filters, and `Preference-Applied` (RFC 7240); an unknown preference is ignored, 
 A count reads at most `HEROAPI_COUNT_LIMIT` rows: past it the answer has
 `X-Total-Count-At-Least` instead, and no `Preference-Applied`; a count SQLite interrupts past
 its time budget is left out the same way (the page is still answered). Every list answer says
-`Vary: Prefer`.
+`Vary: Prefer`. `LIST_RESPONSES` declares these headers in the OpenAPI document.
 
 Only parameters that look like a filter of the list (`age_gt`, a misspelt operator) are refused;
 others are ignored, as the tutorial's app ignores them.
@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import HTTPException, Query, Response, status
+from fastapi import Header, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 from sqlalchemy import Integer
@@ -114,6 +114,47 @@ def _annotation(item: Filter) -> Any:
     return Annotated[datetime | None, Query(description=description)]
 
 
+_PREFER: Final = Header(
+    description="`count=exact` adds `X-Total-Count` (exact up to HEROAPI_COUNT_LIMIT rows; past "
+    "it, `X-Total-Count-At-Least`), `count=estimated` an estimate (a list limited to your own "
+    "rows is counted instead), `count=none` nothing (the default). RFC 7240.",
+    examples=["count=exact"],
+)
+
+
+def _header(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "schema": schema}
+
+
+# What a list's 200 says about itself, for the OpenAPI document (`responses=` of a list route).
+LIST_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "headers": {
+            "Link": _header(
+                'The pages around this one (RFC 8288): `rel="next"` when '
+                'more rows follow, `rel="prev"` unless this is the first page.',
+                {"type": "string"},
+            ),
+            "X-Total-Count": _header(
+                "With `Prefer: count=exact` or `count=estimated`: the rows the filters match.",
+                {"type": "integer", "minimum": 0},
+            ),
+            "X-Total-Count-At-Least": _header(
+                "Instead of `X-Total-Count`, when the rows the filters match are more than "
+                "HEROAPI_COUNT_LIMIT: at least this many.",
+                {"type": "integer", "minimum": 1},
+            ),
+            "Preference-Applied": _header(
+                "The count preference applied (RFC 7240): `count=exact`, `count=estimated` or "
+                "`count=none`; absent when the count was not given in full.",
+                {"type": "string"},
+            ),
+            "Vary": _header("`Prefer`: the count depends on it.", {"type": "string"}),
+        }
+    }
+}
+
+
 def _list_parameters(listing: Listing) -> list[inspect.Parameter]:
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [
@@ -139,12 +180,16 @@ def _list_parameters(listing: Listing) -> list[inspect.Parameter]:
     parameters.append(
         inspect.Parameter("cursor", keyword, default=None, annotation=Annotated[str | None, cursor])
     )
+    # Read from the scope (`count_preference`: every `Prefer` header, not only the first); here
+    # so that the OpenAPI document declares it.
+    prefer = Annotated[str | None, _PREFER]
+    parameters.append(inspect.Parameter("prefer", keyword, default=None, annotation=prefer))
     return parameters
 
 
 def with_list_parameters(listing: Listing) -> Callable[[E], E]:
-    """Add `listing`'s filters, `order` and `cursor` to a list endpoint, which takes them as
-    `**choices`: FastAPI then validates and documents each one."""
+    """Add `listing`'s filters, `order`, `cursor` and the `Prefer` header to a list endpoint,
+    which takes them as `**choices`: FastAPI then validates and documents each one."""
 
     def decorate(endpoint: E) -> E:
         signature = inspect.signature(endpoint)
@@ -213,7 +258,7 @@ def list_query(
     _refuse_unknown_filters(listing, pairs, known)
     query = ListQuery(offset=offset, limit=limit)
     for name, value in choices.items():
-        if value is None or name in ("order", "cursor"):
+        if value is None or name in ("order", "cursor", "prefer"):
             continue
         item = listing.filters[name]
         if item.field.convert is not None:
@@ -305,9 +350,9 @@ def list_headers(
     `kept` is the request's query without its page (offset or cursor), encoded: the links add
     theirs (a cursor is base64url, an offset digits: nothing to escape). `cursors` is needed
     for cursor links only (`needs_cursors`)."""
-    start = f"<{scope['path']}?{kept}{'&' if kept else ''}"
     links: list[str] = []
-    if query.limit > 0:
+    if query.limit > 0 and (page.more_after or page.more_before or query.offset > 0):
+        start = f"<{scope['path']}?{kept}{'&' if kept else ''}"
         if by_offset:
             if page.more_after:
                 following = query.offset + query.limit
