@@ -10,7 +10,7 @@ in the tutorial, and `Link` headers to the offset pages around it. Any other req
 by key: the first one, or the one its `cursor` names; its links carry cursors, which stay right
 while rows are added and deleted, and cost the same at any depth. Under an `order=` other than
 id, an offset past `HEROAPI_MAX_SORTED_OFFSET` is a 422 that points to cursors: such a page
-sorts and steps over every row before it.
+sorts and steps over every row before it. Links are absolute URLs (`origin.py`).
 
 Counts. `Prefer: count=exact` (or `estimated`) adds `X-Total-Count`, the rows matching the
 filters, and `Preference-Applied` (RFC 7240); an unknown preference is ignored, as the RFC asks.
@@ -61,6 +61,7 @@ from heroapi.db.sqlite import StatementOverBudget
 from heroapi.errors import RETRY_AFTER_SECONDS
 from heroapi.models import ID_MAX, storable_text
 from heroapi.routes.deps import cursors_in, database_in
+from heroapi.routes.origin import request_url
 
 Headers = list[tuple[bytes, bytes]]
 CountMode = Literal["exact", "estimated", "none"]
@@ -131,7 +132,7 @@ LIST_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     200: {
         "headers": {
             "Link": _header(
-                'The pages around this one (RFC 8288): `rel="next"` when '
+                'The pages around this one (RFC 8288), as absolute URLs: `rel="next"` when '
                 'more rows follow, `rel="prev"` unless this is the first page.',
                 {"type": "string"},
             ),
@@ -352,7 +353,7 @@ def list_headers(
     for cursor links only (`needs_cursors`)."""
     links: list[str] = []
     if query.limit > 0 and (page.more_after or page.more_before or query.offset > 0):
-        start = f"<{scope['path']}?{kept}{'&' if kept else ''}"
+        start = f"<{request_url(scope)}?{kept}{'&' if kept else ''}"
         if by_offset:
             if page.more_after:
                 following = query.offset + query.limit
