@@ -39,10 +39,10 @@ class Count:
 
 
 def count_statement(listing: Listing, query: ListQuery) -> Select[Any]:
-    """How many rows match the filters, of the first `limit` of them."""
+    """How many rows match the filters, up to `limit` of them: in no order, so that the
+    database stops after reading that many, in whatever order its plan reads them."""
     matching = select(listing.table.c.id).where(*where_clauses(listing, query))
-    matching = matching.order_by(listing.table.c.id).limit(bindparam("limit"))
-    return select(func.count()).select_from(matching.subquery())
+    return select(func.count()).select_from(matching.limit(bindparam("limit")).subquery())
 
 
 def _spread_statement(listing: Listing, query: ListQuery) -> Select[Any]:
