@@ -506,14 +506,14 @@ async def _answer(
     headers."""
     database = database_in(scope)
     mode = count_preference(scope)
-    counted: Count | None = Count(0)
-    page = Page([])
-    if fetch is not None:
+    counted: Count | None = None
+    if fetch is None:
+        page, counted = Page([]), Count(0)
+    else:
         try:
             page = await fetch(database, query)
         except StatementOverBudget:
             raise _over_budget() from None
-        counted = None
         if mode == "exact" or mode == "estimated":
             limit = _settings(scope).count_limit
             # A count is an extra: past its time, the page is answered without it.
