@@ -17,7 +17,8 @@ from heroapi.models import Deleted, Item, ItemUpdate
 from heroapi.policy import AuthMode
 from heroapi.rendering import http_date
 from heroapi.routes.deps import DatabaseDep, PageSize, PageStart, check_offset, in_id_range
-from heroapi.routes.lists import LIST_RESPONSES, add_headers, read_list, with_list_parameters
+from heroapi.routes.list_headers import LIST_RESPONSES, add_headers
+from heroapi.routes.lists import read_list, with_list_parameters
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Item not found"}

@@ -37,7 +37,8 @@ from heroapi.routes.deps import (
     check_offset,
     in_id_range,
 )
-from heroapi.routes.lists import LIST_RESPONSES, add_headers, read_list, with_list_parameters
+from heroapi.routes.list_headers import LIST_RESPONSES, add_headers
+from heroapi.routes.lists import read_list, with_list_parameters
 from heroapi.routes.login import THROTTLED
 from heroapi.throttle import REGISTER_ADDRESS, refusing_route
 
