@@ -6,9 +6,11 @@ auth rule's owner) is counted from its own rows, never from the planner's figure
 
 from typing import Final
 
+import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
+from tests.conftest import make_settings, running_app
 from tests.rows import add_many_heroes, add_many_items
 from tests.test_auth import make_superuser
 from tests.test_lists import add_heroes
@@ -69,6 +71,16 @@ def test_an_offset_under_another_order_than_id_is_bounded(client: TestClient) ->
         assert refused.status_code == 422, refused.text
         assert refused.json()["detail"][0]["loc"] == ["query", "skip"]
         assert client.get(path, params={"skip": 10**9}).json() == []
+
+
+@pytest.mark.parametrize("unbounded", ["none", "None", ""])
+def test_the_sorted_offset_bound_can_be_lifted(database_url: str, unbounded: str) -> None:
+    settings = make_settings(database_url, max_sorted_offset=unbounded)
+    assert settings.max_sorted_offset is None
+    with running_app(settings) as client:
+        add_heroes(client, [("Hero", 1)])
+        deep = client.get("/heroes/", params={"order": "name", "offset": 10**9})
+        assert (deep.status_code, deep.json()) == (200, []), deep.text
 
 
 def test_a_users_count_depends_on_their_own_rows_only(auth_client: TestClient) -> None:

@@ -205,6 +205,14 @@ class Settings(BaseSettings):
             raise ValueError("must be a power of two from 512 to 65536")
         return value
 
+    @field_validator("max_sorted_offset", mode="before")
+    @classmethod
+    def _none_is_no_bound(cls, value: object) -> object:
+        """`HEROAPI_MAX_SORTED_OFFSET=none` (or empty): any offset, as under the id order."""
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return value
+
     @field_validator("cors_origins", "trusted_proxies", "database_replica_urls", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
