@@ -494,6 +494,8 @@ TIME_FILTERS = ("created_after", "created_before", "updated_after", "updated_bef
 
 
 def test_openapi_declares_each_filter_order_and_cursor(client: TestClient) -> None:
+    """Every parameter of a list, typed; the `Prefer` header; and the headers of its answer
+    (so Swagger UI can ask for a count, and a generated client has an argument and a field)."""
     document = client.get("/openapi.json").json()
     for path, filters in FILTER_TYPES.items():
         declared = {
@@ -501,12 +503,21 @@ def test_openapi_declares_each_filter_order_and_cursor(client: TestClient) -> No
             for parameter in document["paths"][path]["get"]["parameters"]
         }
         offset = "offset" if path == "/heroes/" else "skip"
-        expected = [offset, "limit", *filters, *TIME_FILTERS, "order", "cursor"]
+        expected = [offset, "limit", *filters, *TIME_FILTERS, "order", "cursor", "prefer"]
         assert sorted(declared) == sorted(expected), path
         for name, parameter in declared.items():
-            assert parameter["in"] == "query"
+            assert parameter["in"] == ("header" if name == "prefer" else "query")
             assert parameter["required"] is False
             assert parameter["description"], (path, name)
+        answered = document["paths"][path]["get"]["responses"]["200"]
+        assert set(answered["headers"]) >= {
+            "Link",
+            "X-Total-Count",
+            "X-Total-Count-At-Least",
+            "Preference-Applied",
+        }, path
+        assert answered["headers"]["X-Total-Count"]["schema"]["type"] == "integer"
+        assert "schema" in answered["content"]["application/json"], path
         for name in [*filters, *TIME_FILTERS, "order", "cursor"]:
             schema = declared[name]["schema"]
             assert schema["anyOf"][1] == {"type": "null"}, (path, name)

@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     # database file than with SQLite's default 4096 (docs/performance.md). Only a new
     # database file takes it; an existing one keeps the size it was made with.
     sqlite_page_size: Annotated[int, Field(ge=512, le=65536)] = SQLITE_PAGE_SIZE
+    # Seconds a read may run on the event loop before SQLite interrupts it (the request gets a
+    # 503; 0: no limit). Writes, migrations and checkpoints are never interrupted.
+    sqlite_statement_budget: Annotated[float, Field(ge=0, le=600)] = 0.02
     migrate_on_start: bool = True
     # Where migrations connect, when not DATABASE_URL (e.g. straight to PostgreSQL, past a pooler).
     migration_database_url: str | None = None
@@ -178,6 +181,13 @@ class Settings(BaseSettings):
     # The deepest `offset`/`skip` a list accepts (None: any, as the tutorial): an offset page
     # costs time in proportion to its depth.
     max_offset: Annotated[int | None, Field(ge=0)] = None
+    # The deepest `offset`/`skip` a list accepts under an `order=` other than id (None: any):
+    # such a page sorts and steps over every row before it (10,000 rows: ~20 ms on SQLite,
+    # with the event loop waiting). The id order's offsets stay unbounded, as in the tutorial.
+    max_sorted_offset: Annotated[int | None, Field(ge=0)] = 5_000
+    # `Prefer: count=exact` counts at most this many rows, then answers "at least" one more
+    # (`X-Total-Count-At-Least`): a count costs the rows it reads.
+    count_limit: Annotated[int, Field(ge=0, le=100_000_000)] = 10_000
     max_body_size: Annotated[int, Field(ge=1024)] = 1024 * 1024
     # A refused body (413) of up to this many bytes, arriving within this many seconds, is read
     # and dropped before the connection closes, so its client can read the 413 (see BodyLimit).
@@ -242,6 +252,14 @@ class Settings(BaseSettings):
     def _page_size_is_a_power_of_two(cls, value: int) -> int:
         if value & (value - 1):
             raise ValueError("must be a power of two from 512 to 65536")
+        return value
+
+    @field_validator("max_sorted_offset", mode="before")
+    @classmethod
+    def _none_is_no_bound(cls, value: object) -> object:
+        """`HEROAPI_MAX_SORTED_OFFSET=none` (or empty): any offset, as under the id order."""
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
         return value
 
     @field_validator("cors_origins", "trusted_proxies", "database_replica_urls", mode="before")

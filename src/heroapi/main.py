@@ -34,6 +34,7 @@ NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": Fal
 CORS_EXPOSED_HEADERS = [
     "Link",
     "X-Total-Count",
+    "X-Total-Count-At-Least",
     "Preference-Applied",
     "Retry-After",
     "RateLimit",

@@ -43,12 +43,8 @@ from heroapi.routes.deps import (
     offset_allowed,
 )
 from heroapi.routes.direct import Answer, DirectRoute, plain_cursor, plain_int, plain_query
-from heroapi.routes.lists import (
-    count_preference,
-    read_list,
-    read_plain_list,
-    with_list_parameters,
-)
+from heroapi.routes.list_headers import LIST_RESPONSES, count_preference
+from heroapi.routes.lists import read_list, read_plain_list, with_list_parameters
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Hero not found"}
@@ -201,6 +197,7 @@ def install(app: FastAPI, *, mode: AuthMode) -> None:
         "/heroes/",
         read_heroes,
         response_model=list[HeroPublic],
+        responses=LIST_RESPONSES,
         route_class_override=HeroesRoute,
     )
     add(

@@ -17,7 +17,8 @@ from heroapi.models import Deleted, Item, ItemUpdate
 from heroapi.policy import AuthMode
 from heroapi.rendering import http_date
 from heroapi.routes.deps import DatabaseDep, PageSize, PageStart, check_offset, in_id_range
-from heroapi.routes.lists import add_headers, read_list, with_list_parameters
+from heroapi.routes.list_headers import LIST_RESPONSES, add_headers
+from heroapi.routes.lists import read_list, with_list_parameters
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Item not found"}
@@ -42,7 +43,7 @@ def router(mode: AuthMode) -> APIRouter:
     update_owner = policy.item_owner(mode, "PATCH", one)
     delete_owner = policy.item_owner(mode, "DELETE", one)
 
-    @items.get("/", response_model=list[Item], tags=["items"])
+    @items.get("/", response_model=list[Item], responses=LIST_RESPONSES, tags=["items"])
     @with_list_parameters(crud.ITEMS)
     async def read_items(
         request: Request,

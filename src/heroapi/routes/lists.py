@@ -8,29 +8,38 @@ OpenAPI document declares each one, typed; `list_query` turns them into a `ListQ
 Paging. A request with `offset` (`skip` on the older tutorial's lists) gets an offset page, as
 in the tutorial, and `Link` headers to the offset pages around it. Any other request gets a page
 by key: the first one, or the one its `cursor` names; its links carry cursors, which stay right
-while rows are added and deleted, and cost the same at any depth.
+while rows are added and deleted, and cost the same at any depth. Under an `order=` other than
+id, an offset past `HEROAPI_MAX_SORTED_OFFSET` is a 422 that points to cursors: such a page
+sorts and steps over every row before it. Links are absolute URLs (`origin.py`).
 
 Counts. `Prefer: count=exact` (or `estimated`) adds `X-Total-Count`, the rows matching the
 filters, and `Preference-Applied` (RFC 7240); an unknown preference is ignored, as the RFC asks.
-Every list answer says `Vary: Prefer`.
+A count reads at most `HEROAPI_COUNT_LIMIT` rows: past it the answer has
+`X-Total-Count-At-Least` instead, and no `Preference-Applied`; a count SQLite interrupts past
+its time budget is left out the same way (the page is still answered). Every list answer says
+`Vary: Prefer`. The answer's headers are written, and declared in the OpenAPI document, in
+`list_headers.py`.
 
 Only parameters that look like a filter of the list (`age_gt`, a misspelt operator) are refused;
 others are ignored, as the tutorial's app ignores them.
 """
 
+import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import Query, Response
+from fastapi import Header, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 from sqlalchemy import Integer
 from starlette.types import Scope
 
+from heroapi.config import Settings
 from heroapi.crud.listing import (
+    Count,
     Filter,
     Kind,
     ListError,
@@ -41,7 +50,6 @@ from heroapi.crud.listing import (
     Position,
     count,
     key_from_json,
-    key_to_json,
     moment_param,
     order_text,
     parse_order,
@@ -49,20 +57,18 @@ from heroapi.crud.listing import (
 )
 from heroapi.cursors import MAX_CURSOR_LENGTH, Cursors, InvalidCursor
 from heroapi.db import Database
+from heroapi.db.sqlite import StatementOverBudget
+from heroapi.errors import RETRY_AFTER_SECONDS
 from heroapi.models import ID_MAX, storable_text
 from heroapi.routes.deps import cursors_in, database_in
+from heroapi.routes.list_headers import (
+    Headers,
+    count_preference,
+    list_headers,
+    needs_cursors,
+)
 
-Headers = list[tuple[bytes, bytes]]
-CountMode = Literal["exact", "estimated", "none"]
 E = TypeVar("E", bound=Callable[..., Awaitable[Any]])
-
-COUNT_HEADER: Final = b"x-total-count"
-_COUNT_MODES: Final[dict[str, CountMode]] = {
-    "exact": "exact",
-    "estimated": "estimated",
-    "none": "none",
-}
-_VARY: Final = (b"vary", b"Prefer")
 
 _DESCRIPTIONS: Final = {
     Op.EQ: "Only rows whose `{field}` is this.",
@@ -103,6 +109,14 @@ def _annotation(item: Filter) -> Any:
     return Annotated[datetime | None, Query(description=description)]
 
 
+_PREFER: Final = Header(
+    description="`count=exact` adds `X-Total-Count` (exact up to HEROAPI_COUNT_LIMIT rows; past "
+    "it, `X-Total-Count-At-Least`), `count=estimated` an estimate (a list limited to your own "
+    "rows is counted instead), `count=none` nothing (the default). RFC 7240.",
+    examples=["count=exact"],
+)
+
+
 def _list_parameters(listing: Listing) -> list[inspect.Parameter]:
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [
@@ -128,12 +142,16 @@ def _list_parameters(listing: Listing) -> list[inspect.Parameter]:
     parameters.append(
         inspect.Parameter("cursor", keyword, default=None, annotation=Annotated[str | None, cursor])
     )
+    # Read from the scope (`count_preference`: every `Prefer` header, not only the first); here
+    # so that the OpenAPI document declares it.
+    prefer = Annotated[str | None, _PREFER]
+    parameters.append(inspect.Parameter("prefer", keyword, default=None, annotation=prefer))
     return parameters
 
 
 def with_list_parameters(listing: Listing) -> Callable[[E], E]:
-    """Add `listing`'s filters, `order` and `cursor` to a list endpoint, which takes them as
-    `**choices`: FastAPI then validates and documents each one."""
+    """Add `listing`'s filters, `order`, `cursor` and the `Prefer` header to a list endpoint,
+    which takes them as `**choices`: FastAPI then validates and documents each one."""
 
     def decorate(endpoint: E) -> E:
         signature = inspect.signature(endpoint)
@@ -202,7 +220,7 @@ def list_query(
     _refuse_unknown_filters(listing, pairs, known)
     query = ListQuery(offset=offset, limit=limit)
     for name, value in choices.items():
-        if value is None or name in ("order", "cursor"):
+        if value is None or name in ("order", "cursor", "prefer"):
             continue
         item = listing.filters[name]
         if item.field.convert is not None:
@@ -260,84 +278,7 @@ def _position(
 
 # ------------------------------------------------------------------------------------- answers
 
-
-def count_preference(scope: Scope) -> CountMode | None:
-    """The `count` preference of the request's `Prefer` headers (RFC 7240), if it is one we
-    honour."""
-    for name, value in scope["headers"]:
-        if name != b"prefer":
-            continue
-        for preference in value.decode("latin-1").split(","):
-            token, _, argument = preference.split(";")[0].partition("=")
-            if token.strip().lower() == "count":
-                mode = _COUNT_MODES.get(argument.strip().strip('"').lower())
-                if mode is not None:
-                    return mode
-    return None
-
-
-def list_headers(
-    scope: Scope,
-    listing: Listing,
-    query: ListQuery,
-    page: Page,
-    *,
-    offset_param: str,
-    kept: str,
-    by_offset: bool,
-    cursors: Cursors | None,
-    total: tuple[CountMode, int | None] | None = None,
-) -> Headers:
-    """`Link` (RFC 8288: `next`, `prev`), `Vary: Prefer` and, when asked for, the count.
-
-    `kept` is the request's query without its page (offset or cursor), encoded: the links add
-    theirs (a cursor is base64url, an offset digits: nothing to escape). `cursors` is needed
-    for cursor links only (`needs_cursors`)."""
-    start = f"<{scope['path']}?{kept}{'&' if kept else ''}"
-    links: list[str] = []
-    if query.limit > 0:
-        if by_offset:
-            if page.more_after:
-                following = query.offset + query.limit
-                links.append(f'{start}{offset_param}={following}>; rel="next"')
-            if query.offset > 0:
-                previous = max(0, query.offset - query.limit)
-                links.append(f'{start}{offset_param}={previous}>; rel="prev"')
-        elif page.rows:
-            order = order_text(query.order)
-            ends: tuple[tuple[str, Literal["after", "before"], tuple[Any, ...], bool], ...] = (
-                ("next", "after", page.last_key, page.more_after),
-                ("prev", "before", page.first_key, page.more_before),
-            )
-            for relation, direction, key, wanted in ends:
-                if wanted and cursors is not None:
-                    values = [key_to_json(value) for value in key]
-                    token = cursors.make(listing.name, order, direction, values)
-                    links.append(f'{start}cursor={token}>; rel="{relation}"')
-    headers: Headers = [_VARY]
-    if links:
-        headers.append((b"link", ", ".join(links).encode()))
-    if total is not None:
-        mode, figure = total
-        if figure is not None:
-            headers.append((COUNT_HEADER, str(figure).encode()))
-        headers.append((b"preference-applied", b"count=" + mode.encode()))
-    return headers
-
-
 Fetch = Callable[[Database, ListQuery], Awaitable[Page]]
-
-
-def needs_cursors(query: ListQuery, page: Page, by_offset: bool) -> bool:
-    """Whether the page's links carry cursors (whose key may have to be read first: offset
-    pages never read it, so they never write it either)."""
-    return not by_offset and query.limit > 0 and (page.more_after or page.more_before)
-
-
-def add_headers(response: Response, headers: Headers) -> None:
-    """A page's headers, on the `Response` FastAPI gives a handler to add headers to."""
-    for name, value in headers:
-        response.headers.append(name.decode(), value.decode())
 
 
 async def read_list(
@@ -372,8 +313,37 @@ async def read_list(
     paging = (offset_param, kept, by_offset)
     if query is None:  # nothing can match
         return await _answer(scope, listing, ListQuery(offset=offset, limit=limit), None, paging)
+    if by_offset:
+        _check_sorted_offset(scope, query, offset_param)
     query.scope.update(conditions or {})
     return await _answer(scope, listing, query, fetch, paging)
+
+
+def _check_sorted_offset(scope: Scope, query: ListQuery, offset_param: str) -> None:
+    """HEROAPI_MAX_SORTED_OFFSET: under an order other than id, an offset page sorts and steps
+    over every row before it; a cursor page costs the same at any depth."""
+    maximum = _settings(scope).max_sorted_offset
+    if maximum is None or query.offset <= maximum or query.order[0][0] == "id":
+        return
+    raise RequestValidationError(
+        [
+            {
+                "type": "less_than_equal",
+                "loc": ("query", offset_param),
+                "msg": f"Input should be less than or equal to {maximum} with "
+                f"order={order_text(query.order)} (HEROAPI_MAX_SORTED_OFFSET): page deeper by "
+                'cursor, following the `Link: rel="next"` of a page asked without '
+                f"{offset_param}",
+                "input": str(query.offset),
+                "ctx": {"le": maximum},
+            }
+        ]
+    )
+
+
+def _settings(scope: Scope) -> Settings:
+    settings: Settings = scope["app"].state.settings
+    return settings
 
 
 async def read_plain_list(
@@ -409,13 +379,19 @@ async def _answer(
     headers."""
     database = database_in(scope)
     mode = count_preference(scope)
-    figure: int | None = 0
-    page = Page([])
-    if fetch is not None:
-        page = await fetch(database, query)
-        figure = None
+    counted: Count | None = None
+    if fetch is None:
+        page, counted = Page([]), Count(0)
+    else:
+        try:
+            page = await fetch(database, query)
+        except StatementOverBudget:
+            raise _over_budget() from None
         if mode == "exact" or mode == "estimated":
-            figure = await count(database, listing, query, mode)
+            limit = _settings(scope).count_limit
+            # A count is an extra: past its time, the page is answered without it.
+            with contextlib.suppress(StatementOverBudget):
+                counted = await count(database, listing, query, mode, limit=limit)
     offset_param, kept, by_offset = paging
     headers = list_headers(
         scope,
@@ -426,6 +402,16 @@ async def _answer(
         kept=kept,
         by_offset=by_offset,
         cursors=await cursors_in(scope) if needs_cursors(query, page, by_offset) else None,
-        total=None if mode is None else (mode, None if mode == "none" else figure),
+        total=None if mode is None else (mode, counted),
     )
     return page, headers
+
+
+def _over_budget() -> HTTPException:
+    """503 for a page SQLite gave up on past HEROAPI_SQLITE_STATEMENT_BUDGET."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "This list request takes too long to answer now: narrow it with filters, or page by "
+        "cursor (the Link header)",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )

@@ -37,7 +37,8 @@ from heroapi.routes.deps import (
     check_offset,
     in_id_range,
 )
-from heroapi.routes.lists import add_headers, read_list, with_list_parameters
+from heroapi.routes.list_headers import LIST_RESPONSES, add_headers
+from heroapi.routes.lists import read_list, with_list_parameters
 from heroapi.routes.login import THROTTLED
 from heroapi.throttle import REGISTER_ADDRESS, refusing_route
 
@@ -243,7 +244,7 @@ async def _update(database: Database, user_id: int, changes: dict[str, Any]) -> 
 # before `/{user_id}`, which would match it too.
 ROUTES: Final[list[tuple[str, str, Callable[..., Any], Any, Responses]]] = [
     ("/", "POST", create_user, User, EMAIL_CONFLICT | THROTTLED),
-    ("/", "GET", read_users, list[User], {}),
+    ("/", "GET", read_users, list[User], LIST_RESPONSES),
     ("/me", "GET", read_user_me, User, {}),
     ("/me", "PATCH", update_user_me, User, EMAIL_CONFLICT),
     ("/me/password", "POST", update_password_me, Message, THROTTLED),

@@ -18,7 +18,7 @@ per database and kept in a bounded cache (`Database.compile_for`): a client choo
 thousands of combinations costs memory for the recent ones only.
 """
 
-from heroapi.crud.listing.counts import ESTIMATE_EXACT_UP_TO, count
+from heroapi.crud.listing.counts import ESTIMATE_EXACT_UP_TO, Count, count
 from heroapi.crud.listing.declaration import (
     Field,
     Filter,
@@ -47,6 +47,7 @@ from heroapi.crud.listing.values import key_from_json, key_to_json, moment_param
 
 __all__ = [
     "ESTIMATE_EXACT_UP_TO",
+    "Count",
     "Field",
     "Filter",
     "Kind",

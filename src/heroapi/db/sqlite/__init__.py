@@ -3,6 +3,7 @@
 - `connection.py`: the connection and its statements, and what SQLite's errors mean;
 - `group_commit.py`: one-row writes that arrive together, committed together;
 - `checkpoints.py`: WAL checkpoints from a thread, off the event loop;
+- reads run under a time budget (`connection.py`), past which they are interrupted (503);
 - here: `SQLiteDatabase`, which opens the connection and hands it out.
 """
 
@@ -32,6 +33,7 @@ from heroapi.db.sqlite.checkpoints import Checkpointer
 from heroapi.db.sqlite.connection import (
     SQLiteConnection,
     SQLiteSession,
+    StatementOverBudget,
     set_page_size,
     sqlite_errors,
 )
@@ -39,7 +41,7 @@ from heroapi.db.sqlite.filesystem import MOUNTINFO, NetworkFilesystem, refuse_ne
 from heroapi.db.sqlite.group_commit import GroupCommit
 from heroapi.db.sqlite.locking import LockBusy, LockWait
 
-__all__ = ["NetworkFilesystem", "SQLiteDatabase", "set_page_size"]
+__all__ = ["NetworkFilesystem", "SQLiteDatabase", "StatementOverBudget", "set_page_size"]
 
 T = TypeVar("T")
 
@@ -241,10 +243,12 @@ class SQLiteDatabase(Database):
     async def transaction(self) -> AsyncIterator[Connection]:
         connection, _ = await self._hold(_begin_immediate)
         raw = connection._raw
+        connection.writing = True  # never interrupted: that would roll the whole of it back
         try:
             yield connection
             await self._commit(raw)
         finally:
+            connection.writing = False
             try:
                 if raw.in_transaction:
                     raw.execute("ROLLBACK")

@@ -3,13 +3,23 @@ errors mean for the client.
 
 Every statement goes through `SQLiteConnection._run`: it is the per-statement hot path, so it
 stays a plain method with an inline `try` (no context manager, no await).
+
+A read holds the event loop while it runs, so it runs under a time budget
+(`HEROAPI_SQLITE_STATEMENT_BUDGET`): SQLite calls a progress handler every
+`_PROGRESS_STEPS` virtual machine instructions, which interrupts the statement once its
+deadline has passed (`StatementOverBudget`, a 503). A read that is interrupted has changed
+nothing. Writes never have a deadline: neither the group commit's (`write_now`) nor any
+statement of a write transaction (`writing`), whose interruption would roll the whole
+transaction back. Migrations and checkpoints run on connections of their own, with no handler.
 """
 
 import asyncio
 import contextlib
+import math
 import sqlite3
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from time import perf_counter, thread_time
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from heroapi.db import (
     Connection,
@@ -30,11 +40,45 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# How often SQLite calls the progress handler, in virtual machine instructions: ~20 to 100 us
+# of work apart, so a deadline is overshot by that at most; a read of one row never calls it,
+# a page of 100 rows a few times.
+_PROGRESS_STEPS: Final = 2000
+_NEVER: Final = math.inf
+
+
+class StatementOverBudget(DatabaseUnavailable):
+    """A read SQLite interrupted past its time budget (`HEROAPI_SQLITE_STATEMENT_BUDGET`)."""
+
 
 class SQLiteConnection(Connection):
     def __init__(self, database: "SQLiteDatabase", raw: sqlite3.Connection) -> None:
         super().__init__(database)
         self._raw = raw
+        budget = database.settings.sqlite_statement_budget
+        self._budget = budget or _NEVER
+        self._deadline = _NEVER  # of the read running now, by the clock
+        self._cpu_start: float | None = None  # its thread's CPU time when it began, once read
+        # A write transaction holds the connection (`SQLiteDatabase.transaction`): no budget.
+        self.writing = False
+        if budget:
+            raw.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
+
+    def _past_deadline(self) -> bool:
+        """SQLite's progress handler: True interrupts the statement. The budget is of this
+        thread's CPU time (a read the machine's load holds up is not failed for it), read only
+        past the clock's deadline: the clock is ~10x cheaper to read."""
+        if self._cpu_start is None:  # the first call of this statement's
+            self._cpu_start = thread_time()
+            return False
+        if perf_counter() < self._deadline:
+            return False
+        return thread_time() - self._cpu_start > self._budget
+
+    def _start_read(self) -> None:
+        if not self.writing:
+            self._deadline = perf_counter() + self._budget
+            self._cpu_start = None
 
     def _run(self, statement: Statement, params: Params) -> sqlite3.Cursor:
         # Inline, not a context manager: this runs for every statement.
@@ -57,26 +101,45 @@ class SQLiteConnection(Connection):
     # Each statement runs to its end without awaiting: these are plain methods, and the async
     # ones `Connection` asks for just return what they give.
 
+    # A statement read through these runs under the budget, unless a write transaction holds the
+    # connection; the deadline ends with the statement, however it ends.
+
     def one(self, statement: Statement, params: Params) -> Row | None:
-        cursor = self._run(statement, params)
-        row = self._read(cursor.fetchone)
-        cursor.close()
+        self._start_read()
+        try:
+            cursor = self._run(statement, params)
+            row = self._read(cursor.fetchone)
+            cursor.close()
+        finally:
+            self._deadline = _NEVER
         return None if row is None else as_dicts(self._names(statement, cursor), (row,))[0]
 
     def all(self, statement: Statement, params: Params) -> list[Row]:
-        cursor = self._run(statement, params)
-        rows = self._read(cursor.fetchall)
+        self._start_read()
+        try:
+            cursor = self._run(statement, params)
+            rows = self._read(cursor.fetchall)
+        finally:
+            self._deadline = _NEVER
         return as_dicts(self._names(statement, cursor), rows)
 
     def values(self, statement: Statement, params: Params) -> Values | None:
-        cursor = self._run(statement, params)
-        row: Values | None = self._read(cursor.fetchone)
-        cursor.close()  # a RETURNING statement's cursor must be closed for it to finish
+        self._start_read()
+        try:
+            cursor = self._run(statement, params)
+            row: Values | None = self._read(cursor.fetchone)
+            cursor.close()  # a RETURNING statement's cursor must be closed for it to finish
+        finally:
+            self._deadline = _NEVER
         return row
 
     def all_values(self, statement: Statement, params: Params) -> list[Values]:
-        cursor = self._run(statement, params)
-        rows: list[Values] = self._read(cursor.fetchall)
+        self._start_read()
+        try:
+            cursor = self._run(statement, params)
+            rows: list[Values] = self._read(cursor.fetchall)
+        finally:
+            self._deadline = _NEVER
         return rows
 
     # Run inside a request's session (`connection()`, `transaction()`, `snapshot()`): a
@@ -149,6 +212,8 @@ def sqlite_error(error: sqlite3.Error) -> Exception:
     if isinstance(error, sqlite3.DataError):
         return DataRejected(str(error))
     if isinstance(error, sqlite3.OperationalError):
+        if error.sqlite_errorcode == sqlite3.SQLITE_INTERRUPT:
+            return StatementOverBudget(f"a read ran past its time budget: {error}")
         if is_busy(error):  # "database is locked": the caller may wait and try again
             return LockBusy(str(error))
         # "unable to open database file", disk I/O
