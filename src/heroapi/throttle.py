@@ -1,10 +1,12 @@
 """Throttling of what costs a password hash: logins, registrations and password changes.
 
-Every attempt is counted *before* any hashing, per account and per client address, in the
-database (`crud.auth.count_hit`), so every worker and replica sees the same counts with no other
-server. An attempt that succeeds is taken back, so what the limits count is failures (and, for
-registrations, every registration). Past a limit the answer is 429 with `Retry-After` and the
-IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers):
+An attempt first waits for its turn at the hashing workers (`security.Turns`: in rotation
+between client addresses, bounded in count and time; a request that gets no turn is a 503 that
+counts nowhere). In its turn it is counted *before* any hashing, per account and per client
+address, in the database (`crud.auth.count_hit`), so every worker and replica sees the same
+counts with no other server. An attempt that succeeds is taken back, so what the limits count is
+failures (and, with `HEROAPI_REGISTRATIONS_PER_ADDRESS`, registrations). Past a limit the answer
+is 429 with `Retry-After` and the IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers):
 `RateLimit-Policy: "login-address";q=30;w=900` and `RateLimit: "login-address";r=0;t=540`.
 
 A key past its quota stays past it until its window ends, so each process remembers the keys it
@@ -14,8 +16,12 @@ retries at once into one that retries once a second.
 
 The client address is the connection's peer, unless that peer is one of
 `HEROAPI_TRUSTED_PROXIES`: then it is the right-most `X-Forwarded-For` entry that is not a
-trusted proxy (entries further left are whatever the client wrote). IPv6 clients are counted by
-their /64, which one client commonly holds whole.
+trusted proxy (entries further left are whatever the client wrote; an entry that is not an
+address is where trust stops, and the hop that wrote it is the client). An IPv6 address that
+carries an IPv4 one (IPv4-mapped `::ffff:a.b.c.d`, 6to4, Teredo) is that IPv4 address. IPv6
+clients are counted by their /64, which one client commonly holds whole, and take hashing turns
+by their /48, the most one site is commonly given: a client cannot take more turns by spreading
+its attempts over the addresses it holds.
 """
 
 import asyncio
@@ -36,15 +42,18 @@ from heroapi.config import Settings
 from heroapi.crud import auth
 from heroapi.db import Database
 from heroapi.models import email_key, normalized_email
-from heroapi.security import HashingBusy
+from heroapi.security import Hashing, HashingBusy, PasswordHasher
 
 logger = logging.getLogger("heroapi")
 
-IPV6_PREFIX: Final = 64
+IPV6_COUNTED_PREFIX: Final = 64
+IPV6_TURN_PREFIX: Final = 48
+# What every client that names no address is counted as (a peer that is not an IP address).
+UNIDENTIFIED: Final = "unidentified"
 # Expired counters and refresh tokens are deleted at most this often per process.
 CLEANUP_INTERVAL: Final = 60
 HASHING_RETRY_AFTER: Final = 1
-# Keys past their quota remembered per process, at most.
+# Keys past their quota, and recent logins (`Throttle.preferred`), remembered per process.
 MAX_REMEMBERED: Final = 100_000
 # 429s held back at once per process (`Throttle.hold`; each holds a connection); past that, the
 # others are answered at once.
@@ -55,7 +64,9 @@ LOGIN_ACCOUNT: Final = "login-account"
 LOGIN_ADDRESS: Final = "login-address"
 REGISTER_ADDRESS: Final = "register-address"
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 @dataclass(frozen=True)
@@ -74,15 +85,32 @@ class Counted:
     hits: auth.Hits
 
 
-class Attempt:
-    """An attempt being made (see `Throttle.hashing`)."""
+@dataclass(frozen=True)
+class Client:
+    """Who asks, as the limits see it: `key` is what is counted, `turn` what takes turns."""
 
-    def __init__(self, throttle: "Throttle", counted: list[Counted]) -> None:
+    key: str
+    turn: str
+
+
+class Attempt:
+    """An attempt being made in its hashing turn (see `Throttle.hashing`)."""
+
+    def __init__(self, throttle: "Throttle", counted: list[Counted], hashing: Hashing) -> None:
         self._throttle = throttle
         self._counted = counted
+        self._hashing = hashing
+        self.succeeded_already = False
+
+    async def hash(self, password: str) -> str:
+        return await self._hashing.hash(password)
+
+    async def verify(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
+        return await self._hashing.verify(password, hashed)
 
     async def succeeded(self) -> None:
         """The password was right: the attempt does not count against its limits."""
+        self.succeeded_already = True
         await self._throttle.take_back(self._counted)
 
 
@@ -95,43 +123,79 @@ class Throttled(Exception):
         self.retry_after = max(1, counted.hits.reset_at - now)
 
 
-def _networks(settings: Settings) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in settings.trusted_proxies)
+def unwrapped(address: Address) -> Address:
+    """The IPv4 address an IPv6 one carries (IPv4-mapped, 6to4, Teredo's client), else itself."""
+    if address.version == 6:
+        assert isinstance(address, ipaddress.IPv6Address)
+        carried = address.ipv4_mapped or address.sixtofour
+        if carried is None and address.teredo is not None:
+            carried = address.teredo[1]
+        if carried is not None:
+            return carried
+    return address
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _address(text: str) -> Address | None:
+    """The address in an `X-Forwarded-For` entry or a peer (`a.b.c.d`, `a.b.c.d:port`, an IPv6
+    address, `[v6]:port`), unwrapped; None for anything else."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
     try:
-        return ipaddress.ip_address(text.strip())
+        return unwrapped(ipaddress.ip_address(text))
     except ValueError:
         return None
+
+
+def _network(entry: str) -> Network:
+    """A trusted proxy's network; an IPv4-mapped IPv6 network is the IPv4 one it maps."""
+    network = ipaddress.ip_network(entry, strict=False)
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None
+        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
+def _grouped(address: Address, prefix: int) -> str:
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+    return str(address)
 
 
 class Throttle:
     """The limits of one app, and the counting of attempts against them."""
 
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(self, database: Database, settings: Settings, passwords: PasswordHasher) -> None:
         self._database = database
+        self._passwords = passwords
         window = settings.throttle_window
         self.login_account = Limit(LOGIN_ACCOUNT, settings.login_failures_per_account, window)
         self.login_address = Limit(LOGIN_ADDRESS, settings.login_failures_per_address, window)
-        self.register_address = Limit(REGISTER_ADDRESS, settings.registrations_per_address, window)
-        self.hashes_in_flight = Limit("hashes-in-flight", settings.password_hashes_per_address, 1)
-        self._trusted = _networks(settings)
+        registrations = settings.registrations_per_address
+        self.register_address = (
+            None if registrations is None else Limit(REGISTER_ADDRESS, registrations, window)
+        )
+        self._window = window
+        self._trusted = tuple(_network(entry) for entry in settings.trusted_proxies)
         self._next_cleanup = 0.0
-        self._in_flight: dict[str, int] = {}  # by client address; only the event loop touches it
         self._refused: dict[str, Counted] = {}  # keys known to be past their quota, by key
+        # Until when each (turn, account) pair that last logged in successfully is preferred.
+        self._logged_in: dict[str, int] = {}
         self._hold = settings.throttle_hold
         self._held = 0  # 429s being held back (`hold`)
 
     # ---------------------------------------------------------------- who is asking
 
-    def _trusted_proxy(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    def _trusted_proxy(self, address: Address) -> bool:
         return any(address in network for network in self._trusted)
 
-    def client_address(self, scope: Scope) -> str:
-        """The address limits count the request against (see the module's docstring)."""
-        client = scope.get("client")
-        peer = _address(client[0]) if client else None
+    def client(self, scope: Scope) -> Client:
+        """Who the limits count the request against (see the module's docstring)."""
+        peer_entry = scope.get("client")
+        peer = _address(peer_entry[0]) if peer_entry else None
         if peer is not None and self._trusted and self._trusted_proxy(peer):
             forwarded = [
                 value.decode("latin-1")
@@ -142,15 +206,19 @@ class Throttle:
             for hop in reversed(hops):
                 address = _address(hop)
                 if address is None:
-                    break  # garbage: trust nothing further left, count the proxy's own entry
+                    break  # not an address: trust nothing further left, count the hop before
                 peer = address
                 if not self._trusted_proxy(address):
                     break
         if peer is None:
-            return client[0] if client else "unknown"
-        if peer.version == 6:
-            return str(ipaddress.ip_network(f"{peer}/{IPV6_PREFIX}", strict=False))
-        return str(peer)
+            # Not an IP address (a Unix socket; or an X-Forwarded-For entry a server in front
+            # already took as the client): all such clients are one, not one per made-up name.
+            return Client(UNIDENTIFIED, UNIDENTIFIED)
+        return Client(_grouped(peer, IPV6_COUNTED_PREFIX), _grouped(peer, IPV6_TURN_PREFIX))
+
+    def client_address(self, scope: Scope) -> str:
+        """The address limits count the request against."""
+        return self.client(scope).key
 
     @staticmethod
     def account_key(email: str) -> str:
@@ -163,10 +231,8 @@ class Throttle:
     def known_refusal(self, scope: Scope, limit_name: str) -> "Throttled | None":
         """The 429 `hashing()` would answer for this request's client address under the limit
         named `limit_name`, if this process already knows it without the database or the request
-        body: the address is past its quota, or holds every hashing slot it may."""
-        address = self.client_address(scope)
-        now = int(time.time())
-        return self._remembered(limit_name, address, now) or self._busy(address, now)
+        body: the address is past its quota."""
+        return self._remembered(limit_name, self.client_address(scope), int(time.time()))
 
     def _remembered(self, limit_name: str, key: str, now: int) -> "Throttled | None":
         """429 if this process has seen `key` past its quota under `limit_name` this window."""
@@ -176,10 +242,9 @@ class Throttle:
         return None
 
     async def hold(self, refusal: "Throttled") -> None:
-        """Hold back a 429 this process knew without asking the database (`known_refusal`: an
-        address past its quota, or with every hashing slot it may have) for
-        `HEROAPI_THROTTLE_HOLD` seconds, at most its `Retry-After`, unless `MAX_HELD` answers
-        are already waiting. A client that ignores 429s and tries again at once, as
+        """Hold back a 429 this process knew without asking the database (`known_refusal`)
+        for `HEROAPI_THROTTLE_HOLD` seconds, at most its `Retry-After`, unless `MAX_HELD`
+        answers are already waiting. A client that ignores 429s and tries again at once, as
         brute-forcing tools do, then costs the server one cheap answer a second per connection
         instead of a busy loop; one within its limits never waits."""
         if not self._hold or self._held >= MAX_HELD:
@@ -190,16 +255,9 @@ class Throttle:
         finally:
             self._held -= 1
 
-    def _busy(self, address: str, now: int) -> "Throttled | None":
-        """429 if `address` holds every hashing slot it may in this process."""
-        in_flight = self._in_flight.get(address, 0)
-        if in_flight < self.hashes_in_flight.quota:
-            return None
-        busy = Counted(self.hashes_in_flight, address, auth.Hits(in_flight + 1, now + 1))
-        return Throttled(busy, now)
-
-    async def count(self, *attempts: tuple[Limit, str]) -> list[Counted]:
-        """Count one attempt on each (limit, key); `Throttled` if any limit is past its quota."""
+    async def count(self, address: str, *attempts: tuple[Limit, str]) -> list[Counted]:
+        """Count one attempt from `address` on each (limit, key); `Throttled` if any limit is
+        past its quota."""
         now = int(time.time())
         await self._clean_up(now)
         for limit, key in attempts:
@@ -214,7 +272,8 @@ class Throttle:
             counted.append(Counted(limit, key, hits))
         for entry in counted:
             if entry.hits.count > entry.limit.quota:
-                logger.warning("throttled: %s %s", entry.limit.name, entry.key)
+                # The address only: an account's key is its email, which is not logged.
+                logger.warning("throttled: %s from %s", entry.limit.name, address)
                 self._remember_refused(entry)
                 raise Throttled(entry, now)
         return counted
@@ -227,30 +286,42 @@ class Throttle:
             self._refused.clear()  # bounded memory; the database still has every count
         self._refused[f"{entry.limit.name}:{entry.key}"] = entry
 
+    def _preferred(self, login: str) -> bool:
+        """Whether this (turn, account) pair's last login here succeeded, this window."""
+        return self._logged_in.get(login, 0) > time.time()
+
+    def _remember_login(self, login: str, succeeded: bool) -> None:
+        self._logged_in.pop(login, None)
+        if succeeded:
+            if len(self._logged_in) >= MAX_REMEMBERED:
+                self._logged_in.clear()
+            self._logged_in[login] = int(time.time()) + self._window
+
     @contextlib.asynccontextmanager
     async def hashing(
-        self, scope: Scope, limit: Limit, *, account: str | None = None
+        self, scope: Scope, limit: Limit | None, *, account: str | None = None
     ) -> AsyncIterator[Attempt]:
         """An attempt that costs a password hash, from the request's client address.
 
-        That address may have `HEROAPI_PASSWORD_HASHES_PER_ADDRESS` such attempts in flight in
-        this process (past that, 429 at once: a flood from one address never holds more of the
-        hashing workers, so everyone else's logins keep their speed); the attempt is counted
-        against `limit` for the address and, with `account`, against the account's limit."""
-        address = self.client_address(scope)
-        busy = self._busy(address, int(time.time()))
-        if busy is not None:
-            raise busy
-        self._in_flight[address] = self._in_flight.get(address, 0) + 1
-        try:
-            attempts = [(limit, address)]
+        It waits for the address's turn at the hashing workers (`HashingBusy`, a 503, when none
+        comes: nothing is counted), fair between addresses: a flood from some addresses slows
+        everyone else's logins by a turn each, never more. An account's logins from an address
+        whose last login of it succeeded take their turns in a lane of their own, served every
+        other turn. In its turn the attempt is counted against `limit` (none: not counted) for
+        the address and, with `account`, against the account's limit."""
+        client = self.client(scope)
+        login = None if account is None else f"{client.turn} {self.account_key(account)}"
+        preferred = login is not None and self._preferred(login)
+        async with self._passwords.turn(client.turn, preferred=preferred) as hashing:
+            attempts = [] if limit is None else [(limit, client.key)]
             if account is not None:
                 attempts.append((self.login_account, self.account_key(account)))
-            yield Attempt(self, await self.count(*attempts))
-        finally:
-            remaining = self._in_flight.pop(address) - 1
-            if remaining:
-                self._in_flight[address] = remaining
+            attempt = Attempt(self, await self.count(client.key, *attempts), hashing)
+            try:
+                yield attempt
+            finally:
+                if login is not None:
+                    self._remember_login(login, attempt.succeeded_already)
 
     async def take_back(self, counted: list[Counted]) -> None:
         """The attempt succeeded: it does not count (an account's failures start over)."""
@@ -268,6 +339,7 @@ class Throttle:
         self._refused = {
             key: entry for key, entry in self._refused.items() if entry.hits.reset_at > now
         }
+        self._logged_in = {login: until for login, until in self._logged_in.items() if until > now}
         await auth.delete_expired(database=self._database, now=now)
 
 
