@@ -3,12 +3,14 @@ the database before any hashing; and the bounded hashing executor."""
 
 import asyncio
 import concurrent.futures
+import logging
 import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 
@@ -17,8 +19,10 @@ from heroapi.crud import auth
 from heroapi.db import Database
 from heroapi.main import create_app
 from heroapi.models import rate_limits_table
-from heroapi.security import Hashing
+from heroapi.security import Hashing, PasswordHasher
+from heroapi.throttle import Throttle
 from tests.conftest import app_database, make_settings, running_app
+from tests.test_auth import make_superuser
 from tests.test_users import PASSWORD, create_user, login
 
 
@@ -305,3 +309,156 @@ def test_a_client_that_keeps_trying_past_its_limit_waits_for_its_429s(database_u
         started = time.perf_counter()
         assert client.get("/heroes/").status_code == 200
         assert time.perf_counter() - started < 0.4
+
+
+# ---------------------------------------------------------------- the tutorial's answers, defaults
+
+
+def test_registrations_from_one_address_are_not_counted_by_default(client: TestClient) -> None:
+    """A seeding script, a test suite or a backend registering for its users is one address."""
+    answers = [
+        client.post("/users/", json={"email": f"u{n}@example.com", "password": PASSWORD})
+        for n in range(30)
+    ]
+    assert [answer.status_code for answer in answers] == [200] * 30
+    assert [answer.json()["email"] for answer in answers] == [
+        f"u{n}@example.com" for n in range(30)
+    ]
+
+
+def test_a_superuser_is_never_throttled_for_creating_accounts(database_url: str) -> None:
+    settings = make_settings(database_url, auth_mode="required", registrations_per_address=2)
+    with app_from(settings) as client:
+        headers = make_superuser(client, "admin@example.com")
+        answers = [
+            client.post(
+                "/users/",
+                json={"email": f"u{n}@example.com", "password": PASSWORD},
+                headers=headers,
+            ).status_code
+            for n in range(5)
+        ]
+    assert answers == [200] * 5
+
+
+def test_sixteen_concurrent_registrations_of_one_email_get_the_tutorials_answers(
+    client: TestClient,
+) -> None:
+    body = {"email": "racer@example.com", "password": PASSWORD}
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: client.post("/users/", json=body), range(16)))
+    assert sorted(answer.status_code for answer in answers) == [200] + [400] * 15
+    refused = [answer.json() for answer in answers if answer.status_code == 400]
+    assert refused == [{"detail": "Email already registered"}] * 15
+
+
+def test_sixteen_concurrent_logins_from_one_address_all_succeed(client: TestClient) -> None:
+    """Users behind one NAT address, or one backend logging its users in."""
+    emails = [f"u{n}@example.com" for n in range(16)]
+    for email in emails:
+        create_user(client, email)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda email: attempt(client, email, PASSWORD), emails))
+    assert [answer.status_code for answer in answers] == [200] * 16, [a.text for a in answers]
+    assert all(answer.json()["token_type"] == "bearer" for answer in answers)
+
+
+# ---------------------------------------------------------------- 503s for capacity count nowhere
+
+
+def test_a_hashing_503_counts_against_neither_address_nor_account(database_url: str) -> None:
+    settings = make_settings(database_url, password_hash_workers=1, password_hash_queue=0)
+    with app_from(settings) as client:
+        create_user(client, "a@example.com")
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: attempt(client, "a@example.com"), range(6)))
+
+        async def hits(database: Database) -> dict[str, int]:
+            rows = await database.fetch_all(select(rate_limits_table), {})
+            return {row["key"].split(":")[0]: row["hits"] for row in rows}
+
+        counted = app_database(client, hits)
+    statuses = [answer.status_code for answer in answers]
+    assert 503 in statuses, statuses
+    failures = statuses.count(400)
+    assert counted == {"login-address": failures, "login-account": failures}
+
+
+# ---------------------------------------------------------------- which address is the client
+
+
+def key_of(address: str, forwarded: str | None = None, trusted: str = "") -> str:
+    """The key the throttle counts a request from peer `address` against."""
+    settings = make_settings("sqlite:///unused.db", trusted_proxies=trusted)
+    throttle = Throttle(cast(Database, None), settings, cast(PasswordHasher, None))
+    headers = [] if forwarded is None else [(b"x-forwarded-for", forwarded.encode())]
+    return throttle.client_address({"type": "http", "client": (address, 1), "headers": headers})
+
+
+def test_ipv6_addresses_that_carry_an_ipv4_one_are_that_address() -> None:
+    assert key_of("::ffff:203.0.113.7") == "203.0.113.7"  # IPv4-mapped (a dual-stack listener)
+    assert key_of("::ffff:203.0.113.8") == "203.0.113.8"
+    assert key_of("2002:cb00:7107::1") == "203.0.113.7"  # 6to4
+    assert key_of("2001:0:4136:e378:8000:63bf:3fff:fdd2") == "192.0.2.45"  # Teredo's client
+    assert key_of("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+
+
+def test_forwarded_hops_and_proxies_are_unwrapped_too() -> None:
+    # A mapped proxy peer is the IPv4 proxy it carries, and so trusted.
+    assert key_of("::ffff:10.1.2.3", "::ffff:198.51.100.1", "10.0.0.0/8") == "198.51.100.1"
+    assert key_of("10.1.2.3", "198.51.100.1, ::ffff:10.9.9.9", "10.0.0.0/8") == "198.51.100.1"
+    assert key_of("10.1.2.3", "[::ffff:198.51.100.2]:4711", "10.0.0.0/8") == "198.51.100.2"
+    assert key_of("::ffff:10.1.2.3", "198.51.100.3", "::ffff:10.0.0.0/104") == "198.51.100.3"
+
+
+def test_ipv4_clients_of_a_dual_stack_listener_have_a_quota_each(database_url: str) -> None:
+    settings = make_settings(database_url, login_failures_per_address=2)
+    with app_from(settings, "::ffff:203.0.113.7") as client:
+        assert [attempt(client, "x@example.com").status_code for _ in range(3)] == [400, 400, 429]
+    with TestClient(create_app(settings), client=("::ffff:203.0.113.8", 1)) as other:
+        assert attempt(other, "x@example.com").status_code == 400
+    with TestClient(create_app(settings), client=("203.0.113.7", 1)) as same:
+        assert attempt(same, "x@example.com").status_code == 429  # one client, however written
+
+
+def test_ipv4_clients_behind_a_proxy_that_reports_mapped_addresses(database_url: str) -> None:
+    settings = make_settings(
+        database_url, login_failures_per_address=2, trusted_proxies="10.0.0.0/8"
+    )
+    with app_from(settings, "::ffff:10.1.2.3") as proxy:
+
+        def through(client_address: str) -> int:
+            forwarded = {"X-Forwarded-For": f"::ffff:{client_address}"}
+            status: int = attempt(proxy, "x@example.com", **forwarded).status_code
+            return status
+
+        assert [through("198.51.100.1") for _ in range(3)] == [400, 400, 429]
+        assert through("198.51.100.2") == 400
+
+
+def test_made_up_client_names_share_one_quota(database_url: str) -> None:
+    """Behind a trusted proxy, `heroapi serve` (uvicorn) takes the right-most untrusted
+    X-Forwarded-For entry as the client, whatever it is: a made-up name is no fresh quota."""
+    settings = make_settings(database_url, login_failures_per_address=2)
+
+    def from_name(name: str) -> int:
+        with TestClient(create_app(settings), client=(name, 0)) as client:
+            status: int = attempt(client, "x@example.com").status_code
+            return status
+
+    with running_app(settings):
+        pass  # empties the tables
+    assert [from_name(f"made-up-{n}") for n in range(3)] == [400, 400, 429]
+
+
+def test_the_throttled_log_line_names_no_account(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(database_url, login_failures_per_account=1)
+    with app_from(settings) as client, caplog.at_level(logging.WARNING, "heroapi"):
+        create_user(client, "secret.person@example.com")
+        assert attempt(client, "secret.person@example.com").status_code == 400
+        assert attempt(client, "secret.person@example.com").status_code == 429
+    [line] = [record.getMessage() for record in caplog.records if "throttled" in record.msg]
+    assert "secret" not in line
+    assert line == "throttled: login-account from 203.0.113.7"
