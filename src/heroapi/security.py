@@ -66,10 +66,11 @@ class Turns:
     A client (an address, as the throttle groups them) that asks while every slot is taken waits
     its turn: each freed slot goes to the next client in the rotation, so a client with a
     hundred requests waiting gets one turn per round like a client with one. `preferred`
-    clients (whose last login here succeeded) wait in a lane of their own, served every other
-    turn. At most `max_waiting` requests wait, each at most `max_wait` seconds: past the first,
-    the newest waiter of the client with the most is dropped to make room (or, when that is the
-    newcomer's own client, the newcomer is refused); past the second, `HashingBusy`.
+    clients (whose last login here succeeded) wait in a lane of their own: a request there is
+    next, but the other lane still gets every other turn. At most `max_waiting` requests wait,
+    each at most `max_wait` seconds: past the first, the newest waiter of the client with the
+    most is dropped to make room (or, when that is the newcomer's own client, the newcomer is
+    refused); past the second, `HashingBusy`.
     """
 
     def __init__(self, *, slots: int, max_waiting: int, max_wait: float) -> None:
@@ -158,11 +159,15 @@ class Turns:
         self._free += 1
 
     def _next_lane(self) -> Lane:
+        """The preferred lane, unless its last turn was the last one given while others waited:
+        a preferred request that comes is next, and the others still get every other turn."""
         others, preferred = self._lanes
         if not others or not preferred:
-            return preferred or others
-        self._preferred_next = not self._preferred_next
-        return others if self._preferred_next else preferred
+            lane = preferred or others
+        else:
+            lane = preferred if self._preferred_next else others
+        self._preferred_next = lane is others
+        return lane
 
 
 class PasswordHasher:
