@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import insert, select
 
 from heroapi.config import Settings
@@ -462,3 +463,8 @@ def test_the_throttled_log_line_names_no_account(
     [line] = [record.getMessage() for record in caplog.records if "throttled" in record.msg]
     assert "secret" not in line
     assert line == "throttled: login-account from 203.0.113.7"
+
+
+def test_the_removed_per_address_hash_setting_is_refused_not_ignored() -> None:
+    with pytest.raises(ValidationError, match="HEROAPI_PASSWORD_HASH_QUEUE"):
+        make_settings("sqlite:///unused.db", password_hashes_per_address=1)

@@ -180,7 +180,9 @@ class Settings(BaseSettings):
     password_hash_wait: Annotated[float, Field(gt=0, le=600)] = 10.0
     # Removed: one address's hashes now wait their turn instead of being refused (429). Still
     # read, so that a deployment that sets it is told at start, not silently ignored.
-    password_hashes_per_address: int | None = None
+    password_hashes_per_address: Annotated[
+        int | None, Field(deprecated="removed; setting it is an error")
+    ] = None
 
     # When set, /metrics answers only requests bearing it (`Authorization: Bearer ...`).
     metrics_token: SecretStr | None = None
