@@ -7,7 +7,8 @@ of 127.0.0.0/8 to loopback, so each flooding address is a source address of its 
 not exist, each attempt a new email, for `--duration` seconds (and at most `MAX_ATTEMPTS` per
 connection). Meanwhile a real user logs in from 127.0.0.1 `--logins` times, evenly spread:
 every answer and its time are reported, with the server's resident memory, the p50 of
-`GET /heroes/1`, and what the flood got (by status; a 429 by the limit that gave it). Before
+`GET /heroes/1`, and what the flood got (by status; a 429 by the limit that gave it;
+"unanswered": requests still waiting at the end, which the flood drops). Before
 the flood the real user logs in once, as a user who logged in yesterday would have; a second
 user logs in for the first time during the flood (`first_login`).
 
@@ -57,7 +58,7 @@ def client_from(url: str, address: str, connections: int) -> httpx.AsyncClient:
     transport = httpx.AsyncHTTPTransport(
         local_address=address, limits=httpx.Limits(max_connections=connections)
     )
-    return httpx.AsyncClient(base_url=url, transport=transport, timeout=30)
+    return httpx.AsyncClient(base_url=url, transport=transport, timeout=60)
 
 
 async def p50_hero_ms(client: httpx.AsyncClient, count: int) -> float:
@@ -106,14 +107,20 @@ def flood(
             client_from(url, str(FIRST_FLOODER + number), connections)
             for number in range(addresses)
         ]
-        try:
-            await asyncio.gather(
-                *(
-                    flood_connection(client, f"{number}.{connection}", deadline, statuses)
-                    for number, client in enumerate(clients)
-                    for connection in range(connections)
-                )
+        tasks = [
+            asyncio.create_task(
+                flood_connection(client, f"{number}.{connection}", deadline, statuses)
             )
+            for number, client in enumerate(clients)
+            for connection in range(connections)
+        ]
+        try:
+            # At the deadline, requests still waiting for an answer are dropped (the flood ends).
+            await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+            for task in tasks:
+                if task.cancel():
+                    statuses["unanswered"] = statuses.get("unanswered", 0) + 1
+            await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             for client in clients:
                 await client.aclose()

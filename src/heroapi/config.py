@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     # their turn, taken in rotation between client addresses, at most this many and this long.
     password_hash_workers: Annotated[int, Field(ge=1, le=64)] = 2
     password_hash_queue: Annotated[int, Field(ge=0, le=100_000)] = 256
-    password_hash_wait: Annotated[float, Field(gt=0, le=600)] = 10.0
+    password_hash_wait: Annotated[float, Field(gt=0, le=600)] = 30.0
     # Removed: one address's hashes now wait their turn instead of being refused (429). Still
     # read, so that a deployment that sets it is told at start, not silently ignored.
     password_hashes_per_address: Annotated[

@@ -14,19 +14,11 @@ has refused: a `RefusingRoute` answers such an address before the request is rea
 that answer back `HEROAPI_THROTTLE_HOLD` seconds (`Throttle.hold`), which turns a client that
 retries at once into one that retries once a second.
 
-The client address is the connection's peer, unless that peer is one of
-`HEROAPI_TRUSTED_PROXIES`: then it is the right-most `X-Forwarded-For` entry that is not a
-trusted proxy (entries further left are whatever the client wrote; an entry that is not an
-address is where trust stops, and the hop that wrote it is the client). An IPv6 address that
-carries an IPv4 one (IPv4-mapped `::ffff:a.b.c.d`, 6to4, Teredo) is that IPv4 address. IPv6
-clients are counted by their /64, which one client commonly holds whole, and take hashing turns
-by their /48, the most one site is commonly given: a client cannot take more turns by spreading
-its attempts over the addresses it holds.
+Who the client is, and how IPv6 clients are grouped: `heroapi.addresses`.
 """
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -38,6 +30,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
+from heroapi.addresses import Client, Clients
 from heroapi.config import Settings
 from heroapi.crud import auth
 from heroapi.db import Database
@@ -46,10 +39,6 @@ from heroapi.security import Hashing, HashingBusy, PasswordHasher
 
 logger = logging.getLogger("heroapi")
 
-IPV6_COUNTED_PREFIX: Final = 64
-IPV6_TURN_PREFIX: Final = 48
-# What every client that names no address is counted as (a peer that is not an IP address).
-UNIDENTIFIED: Final = "unidentified"
 # Expired counters and refresh tokens are deleted at most this often per process.
 CLEANUP_INTERVAL: Final = 60
 HASHING_RETRY_AFTER: Final = 1
@@ -63,10 +52,6 @@ MAX_HELD: Final = 256
 LOGIN_ACCOUNT: Final = "login-account"
 LOGIN_ADDRESS: Final = "login-address"
 REGISTER_ADDRESS: Final = "register-address"
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 @dataclass(frozen=True)
@@ -83,14 +68,6 @@ class Counted:
     limit: Limit
     key: str
     hits: auth.Hits
-
-
-@dataclass(frozen=True)
-class Client:
-    """Who asks, as the limits see it: `key` is what is counted, `turn` what takes turns."""
-
-    key: str
-    turn: str
 
 
 class Attempt:
@@ -123,48 +100,6 @@ class Throttled(Exception):
         self.retry_after = max(1, counted.hits.reset_at - now)
 
 
-def unwrapped(address: Address) -> Address:
-    """The IPv4 address an IPv6 one carries (IPv4-mapped, 6to4, Teredo's client), else itself."""
-    if address.version == 6:
-        assert isinstance(address, ipaddress.IPv6Address)
-        carried = address.ipv4_mapped or address.sixtofour
-        if carried is None and address.teredo is not None:
-            carried = address.teredo[1]
-        if carried is not None:
-            return carried
-    return address
-
-
-def _address(text: str) -> Address | None:
-    """The address in an `X-Forwarded-For` entry or a peer (`a.b.c.d`, `a.b.c.d:port`, an IPv6
-    address, `[v6]:port`), unwrapped; None for anything else."""
-    text = text.strip()
-    if text.startswith("["):
-        text = text[1:].partition("]")[0]
-    elif text.count(":") == 1:
-        text = text.partition(":")[0]
-    try:
-        return unwrapped(ipaddress.ip_address(text))
-    except ValueError:
-        return None
-
-
-def _network(entry: str) -> Network:
-    """A trusted proxy's network; an IPv4-mapped IPv6 network is the IPv4 one it maps."""
-    network = ipaddress.ip_network(entry, strict=False)
-    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
-        mapped = network.network_address.ipv4_mapped
-        assert mapped is not None
-        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
-    return network
-
-
-def _grouped(address: Address, prefix: int) -> str:
-    if address.version == 6:
-        return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
-    return str(address)
-
-
 class Throttle:
     """The limits of one app, and the counting of attempts against them."""
 
@@ -179,7 +114,7 @@ class Throttle:
             None if registrations is None else Limit(REGISTER_ADDRESS, registrations, window)
         )
         self._window = window
-        self._trusted = tuple(_network(entry) for entry in settings.trusted_proxies)
+        self._clients = Clients(settings.trusted_proxies)
         self._next_cleanup = 0.0
         self._refused: dict[str, Counted] = {}  # keys known to be past their quota, by key
         # Until when each (turn, account) pair that last logged in successfully is preferred.
@@ -189,32 +124,9 @@ class Throttle:
 
     # ---------------------------------------------------------------- who is asking
 
-    def _trusted_proxy(self, address: Address) -> bool:
-        return any(address in network for network in self._trusted)
-
     def client(self, scope: Scope) -> Client:
-        """Who the limits count the request against (see the module's docstring)."""
-        peer_entry = scope.get("client")
-        peer = _address(peer_entry[0]) if peer_entry else None
-        if peer is not None and self._trusted and self._trusted_proxy(peer):
-            forwarded = [
-                value.decode("latin-1")
-                for name, value in scope["headers"]
-                if name == b"x-forwarded-for"
-            ]
-            hops = [hop for header in forwarded for hop in header.split(",")]
-            for hop in reversed(hops):
-                address = _address(hop)
-                if address is None:
-                    break  # not an address: trust nothing further left, count the hop before
-                peer = address
-                if not self._trusted_proxy(address):
-                    break
-        if peer is None:
-            # Not an IP address (a Unix socket; or an X-Forwarded-For entry a server in front
-            # already took as the client): all such clients are one, not one per made-up name.
-            return Client(UNIDENTIFIED, UNIDENTIFIED)
-        return Client(_grouped(peer, IPV6_COUNTED_PREFIX), _grouped(peer, IPV6_TURN_PREFIX))
+        """Who the limits count the request against (`addresses`)."""
+        return self._clients.of(scope)
 
     def client_address(self, scope: Scope) -> str:
         """The address limits count the request against."""

@@ -32,7 +32,12 @@ THROTTLED: dict[int | str, dict[str, Any]] = {
         "model": ErrorDetail,
         "description": "Too many failed attempts from this address or for this account; "
         "retry after Retry-After seconds",
-    }
+    },
+    status.HTTP_503_SERVICE_UNAVAILABLE: {
+        "model": ErrorDetail,
+        "description": "No password-hashing turn came in time (HEROAPI_PASSWORD_HASH_WAIT), or "
+        "the database is unavailable; retry after Retry-After seconds",
+    },
 }
 
 
