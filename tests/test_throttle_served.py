@@ -1,7 +1,7 @@
-"""The throttle and the hashing turns as a user meets them: `heroapi serve`, on SQLite, driven
-over HTTP."""
+"""The throttle as a user meets it: `heroapi serve`, on SQLite, driven over HTTP. (The volume
+on default settings, 1,000 registrations and bursts of 16 from one address, is driven by
+tests/test_contract_on_defaults.py; a flood from many addresses by tests/test_flood.py.)"""
 
-import asyncio
 from pathlib import Path
 
 import httpx2 as httpx
@@ -10,40 +10,6 @@ import pytest
 from tests.server import live_server
 
 pytestmark = pytest.mark.processes
-
-PASSWORD = "chimichangas4life"
-REGISTRATIONS = 1_000
-CONNECTIONS = 16
-
-
-def test_a_thousand_registrations_from_one_address_on_default_settings(tmp_path: Path) -> None:
-    """A seeding script: every registration gets the tutorial's answer, none a 429 or a 503
-    (they wait their turns at the hashing workers)."""
-    database_url = f"sqlite:///{tmp_path / 'heroes.db'}"
-    with live_server(database_url, tmp_path) as server:
-
-        async def register_all() -> list[httpx.Response]:
-            limits = httpx.Limits(max_connections=CONNECTIONS)
-            async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
-                emails = iter(range(REGISTRATIONS))
-                answers: list[httpx.Response] = []
-
-                async def connection() -> None:
-                    for number in emails:  # shared: each number is registered once
-                        body = {"email": f"user{number}@example.com", "password": PASSWORD}
-                        answers.append(await client.post("/users/", json=body))
-
-                await asyncio.wait_for(
-                    asyncio.gather(*(connection() for _ in range(CONNECTIONS))), timeout=900
-                )
-                return answers
-
-        answers = asyncio.run(register_all())
-    statuses = [answer.status_code for answer in answers]
-    assert statuses == [200] * REGISTRATIONS, {code: statuses.count(code) for code in statuses}
-    emails = sorted(answer.json()["email"] for answer in answers)
-    assert emails == sorted(f"user{number}@example.com" for number in range(REGISTRATIONS))
-    assert all(answer.json()["items"] == [] for answer in answers)
 
 
 def test_made_up_forwarded_names_get_no_quota_of_their_own(tmp_path: Path) -> None:
