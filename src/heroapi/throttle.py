@@ -77,7 +77,7 @@ class Attempt:
         self._throttle = throttle
         self._counted = counted
         self._hashing = hashing
-        self.succeeded_already = False
+        self.success = False
 
     async def hash(self, password: str) -> str:
         return await self._hashing.hash(password)
@@ -87,7 +87,7 @@ class Attempt:
 
     async def succeeded(self) -> None:
         """The password was right: the attempt does not count against its limits."""
-        self.succeeded_already = True
+        self.success = True
         await self._throttle.take_back(self._counted)
 
 
@@ -233,7 +233,7 @@ class Throttle:
                 yield attempt
             finally:
                 if login is not None:
-                    self._remember_login(login, attempt.succeeded_already)
+                    self._remember_login(login, attempt.success)
 
     async def take_back(self, counted: list[Counted]) -> None:
         """The attempt succeeded: it does not count (an account's failures start over)."""
