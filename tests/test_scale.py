@@ -24,13 +24,11 @@ def servers(empty_database_url: str, tmp_path: Path) -> Iterator[list[LiveServer
         second = tmp_path / "second"
         first.mkdir()
         second.mkdir()
-        # The registration race below comes from one address, all at once.
-        settings = {"password_hashes_per_address": "64", "password_hash_queue": "64"}
+        # Default settings: the registration race below, from one address all at once, waits
+        # its turns at the hashing workers.
         started = [
-            stack.enter_context(
-                live_server(empty_database_url, first, workers=2, settings=settings)
-            ),
-            stack.enter_context(live_server(empty_database_url, second, settings=settings)),
+            stack.enter_context(live_server(empty_database_url, first, workers=2)),
+            stack.enter_context(live_server(empty_database_url, second)),
         ]
         yield started
 

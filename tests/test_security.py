@@ -16,7 +16,7 @@ from heroapi import crud
 from heroapi.db import Database
 from heroapi.main import create_app
 from heroapi.models import app_secrets_table, items_table, users_table
-from heroapi.security import HashingBusy, PasswordHasher
+from heroapi.security import Hashing, HashingBusy, PasswordHasher
 from tests.conftest import app_database, make_settings, running_app
 from tests.test_auth import assert_401, bearer, make_superuser, stored_hash
 from tests.test_users import PASSWORD, create_item, create_user, login, table_rows
@@ -166,25 +166,27 @@ def table_rows_by_name(client: TestClient) -> list[dict[str, Any]]:
 # -------------------------------------------------------- 3. rehashing never undoes a change
 
 
-def test_a_rehash_at_login_never_undoes_a_password_change(client: TestClient) -> None:
+def test_a_rehash_at_login_never_undoes_a_password_change(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     user = create_user(client, "a@example.com")
     set_hash(client, user["id"], BcryptHasher().hash(PASSWORD))
     passwords: PasswordHasher = client.app.state.passwords  # type: ignore[attr-defined]
-    verify = passwords.verify
-    new_hash = passwords.hash  # the password change that lands while the login hashes
+    verify = Hashing.verify
 
-    async def verify_while_the_password_changes(password: str, hashed: str | None) -> Any:
-        result = await verify(password, hashed)
+    async def verify_while_the_password_changes(
+        self: Hashing, password: str, hashed: str | None
+    ) -> tuple[bool, str | None]:
+        result = await verify(self, password, hashed)
         database: Database = client.app.state.database  # type: ignore[attr-defined]
-        changes = {"hashed_password": await new_hash("the new password")}
+        # The password change that lands while the login hashes.
+        changes = {"hashed_password": await passwords.hash("the new password")}
         await crud.update_user(database=database, user_id=user["id"], changes=changes)
         return result
 
-    passwords.verify = verify_while_the_password_changes  # type: ignore[method-assign]
-    try:
-        token_of(client, "a@example.com")
-    finally:
-        passwords.verify = verify  # type: ignore[method-assign]
+    monkeypatch.setattr(Hashing, "verify", verify_while_the_password_changes)
+    token_of(client, "a@example.com")
+    monkeypatch.undo()
     assert stored_hash(client, "a@example.com").startswith("$argon2id$")
     token_of(client, "a@example.com", "the new password")  # the change stands
     refused = client.post(
@@ -280,7 +282,7 @@ def test_accents_and_trailing_spaces_make_other_addresses(client: TestClient) ->
 
 def test_hashing_past_its_queue_is_refused_at_once() -> None:
     async def flood() -> tuple[int, int]:
-        passwords = PasswordHasher(workers=1, queue=1)
+        passwords = PasswordHasher(workers=1, queue=1, wait=10)
         try:
             results = await asyncio.gather(
                 *(passwords.hash(f"password {n}") for n in range(6)), return_exceptions=True

@@ -1,15 +1,18 @@
 """Throttling what costs a password hash (logins, registrations, password changes), counted in
-the database before any hashing; and the bounded hashing executor."""
+the database before any hashing; and the turns at the hashing workers."""
 
 import asyncio
 import concurrent.futures
+import logging
 import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import insert, select
 
 from heroapi.config import Settings
@@ -17,8 +20,10 @@ from heroapi.crud import auth
 from heroapi.db import Database
 from heroapi.main import create_app
 from heroapi.models import rate_limits_table
-from heroapi.security import PasswordHasher
+from heroapi.security import Hashing, PasswordHasher
+from heroapi.throttle import Throttle
 from tests.conftest import app_database, make_settings, running_app
+from tests.test_auth import make_superuser
 from tests.test_users import PASSWORD, create_user, login
 
 
@@ -51,18 +56,17 @@ def app_from(settings: Settings, address: str = "203.0.113.7") -> Iterator[TestC
 @contextmanager
 def counting_hashes(client: TestClient) -> Iterator[list[str]]:
     """Every password the app verifies while in the block."""
-    passwords: PasswordHasher = client.app.state.passwords  # type: ignore[attr-defined]
-    verify, seen = passwords.verify, []
+    verify, seen = Hashing.verify, []
 
-    async def counted(password: str, hashed: str | None) -> tuple[bool, str | None]:
+    async def counted(self: Hashing, password: str, hashed: str | None) -> tuple[bool, str | None]:
         seen.append(password)
-        return await verify(password, hashed)
+        return await verify(self, password, hashed)
 
-    passwords.verify = counted  # type: ignore[method-assign]
+    Hashing.verify = counted  # type: ignore[method-assign]
     try:
         yield seen
     finally:
-        passwords.verify = verify  # type: ignore[method-assign]
+        Hashing.verify = verify  # type: ignore[method-assign]
 
 
 def test_failed_logins_per_account_are_throttled_before_any_hashing(database_url: str) -> None:
@@ -198,7 +202,6 @@ def test_hashing_past_its_queue_is_a_fast_503(database_url: str) -> None:
         database_url,
         password_hash_workers=1,
         password_hash_queue=0,
-        password_hashes_per_address=10,
     )
     with app_from(settings) as client:
         create_user(client, "a@example.com")
@@ -225,28 +228,30 @@ def test_concurrent_first_attempts_each_get_their_own_count(client: TestClient) 
     assert app_database(client, burst) == list(range(1, 17))
 
 
-def test_one_address_holds_one_hashing_worker_at_a_time(database_url: str) -> None:
-    """A flood from one address gets 429s at once, and never takes the workers from others."""
+def test_a_flood_from_one_address_waits_its_turns_and_never_takes_them_from_others(
+    database_url: str,
+) -> None:
+    """Hashes are taken in turns between addresses: with both workers busy with one address's
+    flood, another address's login is next, not after the flood."""
     settings = make_settings(
         database_url,
-        password_hash_workers=2,
-        password_hash_queue=0,
+        password_hash_workers=1,
         trusted_proxies="203.0.113.7",  # the test client: its X-Forwarded-For names the client
     )
     flooder, other = {"X-Forwarded-For": "198.51.100.1"}, {"X-Forwarded-For": "198.51.100.2"}
     with app_from(settings) as client:
-        create_user(client, "a@example.com")
         create_user(client, "b@example.com")
-        with concurrent.futures.ThreadPoolExecutor(7) as pool:
-            flood = [pool.submit(attempt, client, "a@example.com", **flooder) for _ in range(6)]
-            real = pool.submit(attempt, client, "b@example.com", PASSWORD, **other)
-            responses = [future.result() for future in flood]
-            assert real.result().status_code == 200  # a free worker, no 503
-    statuses = sorted(response.status_code for response in responses)
-    assert statuses[0] == 400
-    assert 429 in statuses, statuses
-    busy = next(response for response in responses if response.status_code == 429)
-    assert_429(busy, "hashes-in-flight", 1, 1)
+        with concurrent.futures.ThreadPoolExecutor(9) as pool:
+            flood = [pool.submit(attempt, client, f"x{n}@example.com", **flooder) for n in range(8)]
+            time.sleep(0.3)  # the flood is waiting
+            with counting_hashes(client) as hashed:
+                real = pool.submit(attempt, client, "b@example.com", PASSWORD, **other)
+                assert real.result().status_code == 200
+                # The real login was at most the second hash after it asked: the one running
+                # when it came, then its own.
+                assert PASSWORD in hashed[:2], hashed
+            statuses = [future.result().status_code for future in flood]
+    assert statuses == [400] * 8  # the flood waited, and was answered, not refused
 
 
 def test_a_refused_key_is_answered_without_writing(database_url: str) -> None:
@@ -305,3 +310,166 @@ def test_a_client_that_keeps_trying_past_its_limit_waits_for_its_429s(database_u
         started = time.perf_counter()
         assert client.get("/heroes/").status_code == 200
         assert time.perf_counter() - started < 0.4
+
+
+# ---------------------------------------------------------------- the tutorial's answers, defaults
+
+
+def test_registrations_from_one_address_are_not_counted_by_default(client: TestClient) -> None:
+    """A seeding script, a test suite or a backend registering for its users is one address."""
+    answers = [
+        client.post("/users/", json={"email": f"u{n}@example.com", "password": PASSWORD})
+        for n in range(30)
+    ]
+    assert [answer.status_code for answer in answers] == [200] * 30
+    assert [answer.json()["email"] for answer in answers] == [
+        f"u{n}@example.com" for n in range(30)
+    ]
+
+
+def test_a_superuser_is_never_throttled_for_creating_accounts(database_url: str) -> None:
+    settings = make_settings(database_url, auth_mode="required", registrations_per_address=2)
+    with app_from(settings) as client:
+        headers = make_superuser(client, "admin@example.com")
+        answers = [
+            client.post(
+                "/users/",
+                json={"email": f"u{n}@example.com", "password": PASSWORD},
+                headers=headers,
+            ).status_code
+            for n in range(5)
+        ]
+    assert answers == [200] * 5
+
+
+def test_sixteen_concurrent_registrations_of_one_email_get_the_tutorials_answers(
+    client: TestClient,
+) -> None:
+    body = {"email": "racer@example.com", "password": PASSWORD}
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: client.post("/users/", json=body), range(16)))
+    assert sorted(answer.status_code for answer in answers) == [200] + [400] * 15
+    refused = [answer.json() for answer in answers if answer.status_code == 400]
+    assert refused == [{"detail": "Email already registered"}] * 15
+
+
+def test_sixteen_concurrent_logins_from_one_address_all_succeed(client: TestClient) -> None:
+    """Users behind one NAT address, or one backend logging its users in."""
+    emails = [f"u{n}@example.com" for n in range(16)]
+    for email in emails:
+        create_user(client, email)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda email: attempt(client, email, PASSWORD), emails))
+    assert [answer.status_code for answer in answers] == [200] * 16, [a.text for a in answers]
+    assert all(answer.json()["token_type"] == "bearer" for answer in answers)
+
+
+# ---------------------------------------------------------------- 503s for capacity count nowhere
+
+
+def test_a_hashing_503_counts_against_neither_address_nor_account(database_url: str) -> None:
+    settings = make_settings(database_url, password_hash_workers=1, password_hash_queue=0)
+    with app_from(settings) as client:
+        create_user(client, "a@example.com")
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda _: attempt(client, "a@example.com"), range(6)))
+
+        async def hits(database: Database) -> dict[str, int]:
+            rows = await database.fetch_all(select(rate_limits_table), {})
+            counted = {}
+            for row in rows:
+                key = row["key"]  # bytes on MariaDB (a binary column)
+                limit = (key.decode() if isinstance(key, bytes) else key).split(":")[0]
+                counted[limit] = row["hits"]
+            return counted
+
+        counted = app_database(client, hits)
+    statuses = [answer.status_code for answer in answers]
+    assert 503 in statuses, statuses
+    failures = statuses.count(400)
+    assert counted == {"login-address": failures, "login-account": failures}
+
+
+# ---------------------------------------------------------------- which address is the client
+
+
+def key_of(address: str, forwarded: str | None = None, trusted: str = "") -> str:
+    """The key the throttle counts a request from peer `address` against."""
+    settings = make_settings("sqlite:///unused.db", trusted_proxies=trusted)
+    throttle = Throttle(cast(Database, None), settings, cast(PasswordHasher, None))
+    headers = [] if forwarded is None else [(b"x-forwarded-for", forwarded.encode())]
+    return throttle.client_address({"type": "http", "client": (address, 1), "headers": headers})
+
+
+def test_ipv6_addresses_that_carry_an_ipv4_one_are_that_address() -> None:
+    assert key_of("::ffff:203.0.113.7") == "203.0.113.7"  # IPv4-mapped (a dual-stack listener)
+    assert key_of("::ffff:203.0.113.8") == "203.0.113.8"
+    assert key_of("2002:cb00:7107::1") == "203.0.113.7"  # 6to4
+    assert key_of("2001:0:4136:e378:8000:63bf:3fff:fdd2") == "192.0.2.45"  # Teredo's client
+    assert key_of("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+
+
+def test_forwarded_hops_and_proxies_are_unwrapped_too() -> None:
+    # A mapped proxy peer is the IPv4 proxy it carries, and so trusted.
+    assert key_of("::ffff:10.1.2.3", "::ffff:198.51.100.1", "10.0.0.0/8") == "198.51.100.1"
+    assert key_of("10.1.2.3", "198.51.100.1, ::ffff:10.9.9.9", "10.0.0.0/8") == "198.51.100.1"
+    assert key_of("10.1.2.3", "[::ffff:198.51.100.2]:4711", "10.0.0.0/8") == "198.51.100.2"
+    assert key_of("::ffff:10.1.2.3", "198.51.100.3", "::ffff:10.0.0.0/104") == "198.51.100.3"
+
+
+def test_ipv4_clients_of_a_dual_stack_listener_have_a_quota_each(database_url: str) -> None:
+    settings = make_settings(database_url, login_failures_per_address=2)
+    with app_from(settings, "::ffff:203.0.113.7") as client:
+        assert [attempt(client, "x@example.com").status_code for _ in range(3)] == [400, 400, 429]
+    with TestClient(create_app(settings), client=("::ffff:203.0.113.8", 1)) as other:
+        assert attempt(other, "x@example.com").status_code == 400
+    with TestClient(create_app(settings), client=("203.0.113.7", 1)) as same:
+        assert attempt(same, "x@example.com").status_code == 429  # one client, however written
+
+
+def test_ipv4_clients_behind_a_proxy_that_reports_mapped_addresses(database_url: str) -> None:
+    settings = make_settings(
+        database_url, login_failures_per_address=2, trusted_proxies="10.0.0.0/8"
+    )
+    with app_from(settings, "::ffff:10.1.2.3") as proxy:
+
+        def through(client_address: str) -> int:
+            forwarded = {"X-Forwarded-For": f"::ffff:{client_address}"}
+            status: int = attempt(proxy, "x@example.com", **forwarded).status_code
+            return status
+
+        assert [through("198.51.100.1") for _ in range(3)] == [400, 400, 429]
+        assert through("198.51.100.2") == 400
+
+
+def test_made_up_client_names_share_one_quota(database_url: str) -> None:
+    """Behind a trusted proxy, `heroapi serve` (uvicorn) takes the right-most untrusted
+    X-Forwarded-For entry as the client, whatever it is: a made-up name is no fresh quota."""
+    settings = make_settings(database_url, login_failures_per_address=2)
+
+    def from_name(name: str) -> int:
+        with TestClient(create_app(settings), client=(name, 0)) as client:
+            status: int = attempt(client, "x@example.com").status_code
+            return status
+
+    with running_app(settings):
+        pass  # empties the tables
+    assert [from_name(f"made-up-{n}") for n in range(3)] == [400, 400, 429]
+
+
+def test_the_throttled_log_line_names_no_account(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(database_url, login_failures_per_account=1)
+    with app_from(settings) as client, caplog.at_level(logging.WARNING, "heroapi"):
+        create_user(client, "secret.person@example.com")
+        assert attempt(client, "secret.person@example.com").status_code == 400
+        assert attempt(client, "secret.person@example.com").status_code == 429
+    [line] = [record.getMessage() for record in caplog.records if "throttled" in record.msg]
+    assert "secret" not in line
+    assert line == "throttled: login-account from 203.0.113.7"
+
+
+def test_the_removed_per_address_hash_setting_is_refused_not_ignored() -> None:
+    with pytest.raises(ValidationError, match="HEROAPI_PASSWORD_HASH_QUEUE"):
+        make_settings("sqlite:///unused.db", password_hashes_per_address=1)

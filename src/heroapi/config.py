@@ -225,17 +225,23 @@ class Settings(BaseSettings):
     throttle_window: Annotated[int, Field(ge=1, le=86400)] = 900
     login_failures_per_account: Annotated[int, Field(ge=1)] = 10
     login_failures_per_address: Annotated[int, Field(ge=1)] = 30
-    registrations_per_address: Annotated[int, Field(ge=1)] = 20
+    # None: registrations are not counted (a seeding script, a test suite or a backend that
+    # registers for its users is one address). Superusers are never counted.
+    registrations_per_address: Annotated[int | None, Field(ge=1)] = None
     # Seconds a 429 is held back from a client that keeps trying past its limit (0: never).
     throttle_hold: Annotated[float, Field(ge=0, le=60)] = 1.0
     # Addresses (or networks, CIDR) of the reverse proxies whose X-Forwarded-For is believed.
     trusted_proxies: Annotated[list[str], NoDecode] = []
-    # Password hashing: Argon2 holds 64 MiB per hash; this many at once, this many waiting.
+    # Password hashing: Argon2 holds 64 MiB per hash, so this many run at once; the others wait
+    # their turn, taken in rotation between client addresses, at most this many and this long.
     password_hash_workers: Annotated[int, Field(ge=1, le=64)] = 2
-    password_hash_queue: Annotated[int, Field(ge=0, le=1024)] = 8
-    # Hashes one client address may have in flight in one process: a flood from one address
-    # never holds more than this many of the workers.
-    password_hashes_per_address: Annotated[int, Field(ge=1, le=1024)] = 1
+    password_hash_queue: Annotated[int, Field(ge=0, le=100_000)] = 256
+    password_hash_wait: Annotated[float, Field(gt=0, le=600)] = 30.0
+    # Removed: one address's hashes now wait their turn instead of being refused (429). Still
+    # read, so that a deployment that sets it is told at start, not silently ignored.
+    password_hashes_per_address: Annotated[
+        int | None, Field(deprecated="removed; setting it is an error")
+    ] = None
 
     # When set, /metrics answers only requests bearing it (`Authorization: Bearer ...`).
     metrics_token: SecretStr | None = None
@@ -337,6 +343,17 @@ class Settings(BaseSettings):
                 "(HEROAPI_PASSWORD_MIN_LENGTH)"
             )
         return self
+
+    @field_validator("password_hashes_per_address", mode="before")
+    @classmethod
+    def _removed(cls, value: object) -> object:
+        if value is not None:
+            raise ValueError(
+                "was removed: a client's password hashes wait their turn (fair between "
+                "addresses) instead of 429; see HEROAPI_PASSWORD_HASH_QUEUE and "
+                "HEROAPI_PASSWORD_HASH_WAIT, and unset it"
+            )
+        return value
 
     @model_validator(mode="after")
     def _replicas_follow_postgres(self) -> "Settings":

@@ -47,7 +47,9 @@ CORS_EXPOSED_HEADERS = [
 
 def password_hasher(settings: Settings) -> PasswordHasher:
     return PasswordHasher(
-        workers=settings.password_hash_workers, queue=settings.password_hash_queue
+        workers=settings.password_hash_workers,
+        queue=settings.password_hash_queue,
+        wait=settings.password_hash_wait,
     )
 
 
@@ -111,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.info("database %s", migrated.describe())
         app.state.database = database
         passwords = app.state.passwords = password_hasher(settings)
-        app.state.throttle = Throttle(database, settings)
+        app.state.throttle = Throttle(database, settings, passwords)
         # The signing key is read (or made) at the first use.
         app.state.tokens = app.state.cursors = None
         if settings.first_superuser_email and settings.first_superuser_password:

@@ -1,10 +1,12 @@
 """Throttling of what costs a password hash: logins, registrations and password changes.
 
-Every attempt is counted *before* any hashing, per account and per client address, in the
-database (`crud.auth.count_hit`), so every worker and replica sees the same counts with no other
-server. An attempt that succeeds is taken back, so what the limits count is failures (and, for
-registrations, every registration). Past a limit the answer is 429 with `Retry-After` and the
-IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers):
+An attempt first waits for its turn at the hashing workers (`security.Turns`: in rotation
+between client addresses, bounded in count and time; a request that gets no turn is a 503 that
+counts nowhere). In its turn it is counted *before* any hashing, per account and per client
+address, in the database (`crud.auth.count_hit`), so every worker and replica sees the same
+counts with no other server. An attempt that succeeds is taken back, so what the limits count is
+failures (and, with `HEROAPI_REGISTRATIONS_PER_ADDRESS`, registrations). Past a limit the answer
+is 429 with `Retry-After` and the IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers):
 `RateLimit-Policy: "login-address";q=30;w=900` and `RateLimit: "login-address";r=0;t=540`.
 
 A key past its quota stays past it until its window ends, so each process remembers the keys it
@@ -12,15 +14,11 @@ has refused: a `RefusingRoute` answers such an address before the request is rea
 that answer back `HEROAPI_THROTTLE_HOLD` seconds (`Throttle.hold`), which turns a client that
 retries at once into one that retries once a second.
 
-The client address is the connection's peer, unless that peer is one of
-`HEROAPI_TRUSTED_PROXIES`: then it is the right-most `X-Forwarded-For` entry that is not a
-trusted proxy (entries further left are whatever the client wrote). IPv6 clients are counted by
-their /64, which one client commonly holds whole.
+Who the client is, and how IPv6 clients are grouped: `heroapi.addresses`.
 """
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -32,19 +30,19 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
+from heroapi.addresses import Client, Clients
 from heroapi.config import Settings
 from heroapi.crud import auth
 from heroapi.db import Database
 from heroapi.models import email_key, normalized_email
-from heroapi.security import HashingBusy
+from heroapi.security import Hashing, HashingBusy, PasswordHasher
 
 logger = logging.getLogger("heroapi")
 
-IPV6_PREFIX: Final = 64
 # Expired counters and refresh tokens are deleted at most this often per process.
 CLEANUP_INTERVAL: Final = 60
 HASHING_RETRY_AFTER: Final = 1
-# Keys past their quota remembered per process, at most.
+# Keys past their quota, and recent logins (`Throttle.preferred`), remembered per process.
 MAX_REMEMBERED: Final = 100_000
 # 429s held back at once per process (`Throttle.hold`; each holds a connection); past that, the
 # others are answered at once.
@@ -54,8 +52,6 @@ MAX_HELD: Final = 256
 LOGIN_ACCOUNT: Final = "login-account"
 LOGIN_ADDRESS: Final = "login-address"
 REGISTER_ADDRESS: Final = "register-address"
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -75,14 +71,23 @@ class Counted:
 
 
 class Attempt:
-    """An attempt being made (see `Throttle.hashing`)."""
+    """An attempt being made in its hashing turn (see `Throttle.hashing`)."""
 
-    def __init__(self, throttle: "Throttle", counted: list[Counted]) -> None:
+    def __init__(self, throttle: "Throttle", counted: list[Counted], hashing: Hashing) -> None:
         self._throttle = throttle
         self._counted = counted
+        self._hashing = hashing
+        self.success = False
+
+    async def hash(self, password: str) -> str:
+        return await self._hashing.hash(password)
+
+    async def verify(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
+        return await self._hashing.verify(password, hashed)
 
     async def succeeded(self) -> None:
         """The password was right: the attempt does not count against its limits."""
+        self.success = True
         await self._throttle.take_back(self._counted)
 
 
@@ -95,62 +100,37 @@ class Throttled(Exception):
         self.retry_after = max(1, counted.hits.reset_at - now)
 
 
-def _networks(settings: Settings) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in settings.trusted_proxies)
-
-
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text.strip())
-    except ValueError:
-        return None
-
-
 class Throttle:
     """The limits of one app, and the counting of attempts against them."""
 
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(self, database: Database, settings: Settings, passwords: PasswordHasher) -> None:
         self._database = database
+        self._passwords = passwords
         window = settings.throttle_window
         self.login_account = Limit(LOGIN_ACCOUNT, settings.login_failures_per_account, window)
         self.login_address = Limit(LOGIN_ADDRESS, settings.login_failures_per_address, window)
-        self.register_address = Limit(REGISTER_ADDRESS, settings.registrations_per_address, window)
-        self.hashes_in_flight = Limit("hashes-in-flight", settings.password_hashes_per_address, 1)
-        self._trusted = _networks(settings)
+        registrations = settings.registrations_per_address
+        self.register_address = (
+            None if registrations is None else Limit(REGISTER_ADDRESS, registrations, window)
+        )
+        self._window = window
+        self._clients = Clients(settings.trusted_proxies)
         self._next_cleanup = 0.0
-        self._in_flight: dict[str, int] = {}  # by client address; only the event loop touches it
         self._refused: dict[str, Counted] = {}  # keys known to be past their quota, by key
+        # Until when each (turn, account) pair that last logged in successfully is preferred.
+        self._logged_in: dict[str, int] = {}
         self._hold = settings.throttle_hold
         self._held = 0  # 429s being held back (`hold`)
 
     # ---------------------------------------------------------------- who is asking
 
-    def _trusted_proxy(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        return any(address in network for network in self._trusted)
+    def client(self, scope: Scope) -> Client:
+        """Who the limits count the request against (`addresses`)."""
+        return self._clients.of(scope)
 
     def client_address(self, scope: Scope) -> str:
-        """The address limits count the request against (see the module's docstring)."""
-        client = scope.get("client")
-        peer = _address(client[0]) if client else None
-        if peer is not None and self._trusted and self._trusted_proxy(peer):
-            forwarded = [
-                value.decode("latin-1")
-                for name, value in scope["headers"]
-                if name == b"x-forwarded-for"
-            ]
-            hops = [hop for header in forwarded for hop in header.split(",")]
-            for hop in reversed(hops):
-                address = _address(hop)
-                if address is None:
-                    break  # garbage: trust nothing further left, count the proxy's own entry
-                peer = address
-                if not self._trusted_proxy(address):
-                    break
-        if peer is None:
-            return client[0] if client else "unknown"
-        if peer.version == 6:
-            return str(ipaddress.ip_network(f"{peer}/{IPV6_PREFIX}", strict=False))
-        return str(peer)
+        """The address limits count the request against."""
+        return self.client(scope).key
 
     @staticmethod
     def account_key(email: str) -> str:
@@ -163,10 +143,8 @@ class Throttle:
     def known_refusal(self, scope: Scope, limit_name: str) -> "Throttled | None":
         """The 429 `hashing()` would answer for this request's client address under the limit
         named `limit_name`, if this process already knows it without the database or the request
-        body: the address is past its quota, or holds every hashing slot it may."""
-        address = self.client_address(scope)
-        now = int(time.time())
-        return self._remembered(limit_name, address, now) or self._busy(address, now)
+        body: the address is past its quota."""
+        return self._remembered(limit_name, self.client_address(scope), int(time.time()))
 
     def _remembered(self, limit_name: str, key: str, now: int) -> "Throttled | None":
         """429 if this process has seen `key` past its quota under `limit_name` this window."""
@@ -176,10 +154,9 @@ class Throttle:
         return None
 
     async def hold(self, refusal: "Throttled") -> None:
-        """Hold back a 429 this process knew without asking the database (`known_refusal`: an
-        address past its quota, or with every hashing slot it may have) for
-        `HEROAPI_THROTTLE_HOLD` seconds, at most its `Retry-After`, unless `MAX_HELD` answers
-        are already waiting. A client that ignores 429s and tries again at once, as
+        """Hold back a 429 this process knew without asking the database (`known_refusal`)
+        for `HEROAPI_THROTTLE_HOLD` seconds, at most its `Retry-After`, unless `MAX_HELD`
+        answers are already waiting. A client that ignores 429s and tries again at once, as
         brute-forcing tools do, then costs the server one cheap answer a second per connection
         instead of a busy loop; one within its limits never waits."""
         if not self._hold or self._held >= MAX_HELD:
@@ -190,16 +167,9 @@ class Throttle:
         finally:
             self._held -= 1
 
-    def _busy(self, address: str, now: int) -> "Throttled | None":
-        """429 if `address` holds every hashing slot it may in this process."""
-        in_flight = self._in_flight.get(address, 0)
-        if in_flight < self.hashes_in_flight.quota:
-            return None
-        busy = Counted(self.hashes_in_flight, address, auth.Hits(in_flight + 1, now + 1))
-        return Throttled(busy, now)
-
-    async def count(self, *attempts: tuple[Limit, str]) -> list[Counted]:
-        """Count one attempt on each (limit, key); `Throttled` if any limit is past its quota."""
+    async def count(self, address: str, *attempts: tuple[Limit, str]) -> list[Counted]:
+        """Count one attempt from `address` on each (limit, key); `Throttled` if any limit is
+        past its quota."""
         now = int(time.time())
         await self._clean_up(now)
         for limit, key in attempts:
@@ -214,7 +184,8 @@ class Throttle:
             counted.append(Counted(limit, key, hits))
         for entry in counted:
             if entry.hits.count > entry.limit.quota:
-                logger.warning("throttled: %s %s", entry.limit.name, entry.key)
+                # The address only: an account's key is its email, which is not logged.
+                logger.warning("throttled: %s from %s", entry.limit.name, address)
                 self._remember_refused(entry)
                 raise Throttled(entry, now)
         return counted
@@ -240,30 +211,42 @@ class Throttle:
             self._refused.clear()  # bounded memory; the database still has every count
         self._refused[f"{entry.limit.name}:{entry.key}"] = entry
 
+    def _preferred(self, login: str) -> bool:
+        """Whether this (turn, account) pair's last login here succeeded, this window."""
+        return self._logged_in.get(login, 0) > time.time()
+
+    def _remember_login(self, login: str, succeeded: bool) -> None:
+        self._logged_in.pop(login, None)
+        if succeeded:
+            if len(self._logged_in) >= MAX_REMEMBERED:
+                self._logged_in.clear()
+            self._logged_in[login] = int(time.time()) + self._window
+
     @contextlib.asynccontextmanager
     async def hashing(
-        self, scope: Scope, limit: Limit, *, account: str | None = None
+        self, scope: Scope, limit: Limit | None, *, account: str | None = None
     ) -> AsyncIterator[Attempt]:
         """An attempt that costs a password hash, from the request's client address.
 
-        That address may have `HEROAPI_PASSWORD_HASHES_PER_ADDRESS` such attempts in flight in
-        this process (past that, 429 at once: a flood from one address never holds more of the
-        hashing workers, so everyone else's logins keep their speed); the attempt is counted
-        against `limit` for the address and, with `account`, against the account's limit."""
-        address = self.client_address(scope)
-        busy = self._busy(address, int(time.time()))
-        if busy is not None:
-            raise busy
-        self._in_flight[address] = self._in_flight.get(address, 0) + 1
-        try:
-            attempts = [(limit, address)]
+        It waits for the address's turn at the hashing workers (`HashingBusy`, a 503, when none
+        comes: nothing is counted), fair between addresses: a flood from some addresses slows
+        everyone else's logins by a turn each, never more. An account's logins from an address
+        whose last login of it succeeded take their turns in a lane of their own, served every
+        other turn. In its turn the attempt is counted against `limit` (none: not counted) for
+        the address and, with `account`, against the account's limit."""
+        client = self.client(scope)
+        login = None if account is None else f"{client.turn} {self.account_key(account)}"
+        preferred = login is not None and self._preferred(login)
+        async with self._passwords.turn(client.turn, preferred=preferred) as hashing:
+            attempts = [] if limit is None else [(limit, client.key)]
             if account is not None:
                 attempts.append((self.login_account, self.account_key(account)))
-            yield Attempt(self, await self.count(*attempts))
-        finally:
-            remaining = self._in_flight.pop(address) - 1
-            if remaining:
-                self._in_flight[address] = remaining
+            attempt = Attempt(self, await self.count(client.key, *attempts), hashing)
+            try:
+                yield attempt
+            finally:
+                if login is not None:
+                    self._remember_login(login, attempt.success)
 
     async def take_back(self, counted: list[Counted]) -> None:
         """The attempt succeeded: it does not count (an account's failures start over)."""
@@ -281,6 +264,7 @@ class Throttle:
         self._refused = {
             key: entry for key, entry in self._refused.items() if entry.hits.reset_at > now
         }
+        self._logged_in = {login: until for login, until in self._logged_in.items() if until > now}
         await auth.delete_expired(database=self._database, now=now)
 
 

@@ -15,7 +15,6 @@ from heroapi.errors import ErrorDetail
 from heroapi.models import PASSWORD_MAX_LENGTH, Message, RefreshRequest, Token
 from heroapi.routes.deps import (
     DatabaseDep,
-    PasswordsDep,
     SettingsDep,
     ThrottleDep,
     TokensDep,
@@ -38,7 +37,12 @@ THROTTLED: dict[int | str, dict[str, Any]] = {
         "model": ErrorDetail,
         "description": "Too many failed attempts from this address or for this account; "
         "retry after Retry-After seconds",
-    }
+    },
+    status.HTTP_503_SERVICE_UNAVAILABLE: {
+        "model": ErrorDetail,
+        "description": "No password-hashing turn came in time (HEROAPI_PASSWORD_HASH_WAIT), or "
+        "the database is unavailable; retry after Retry-After seconds",
+    },
 }
 
 
@@ -67,7 +71,6 @@ async def login_access_token(
     database: DatabaseDep,
     settings: SettingsDep,
     tokens: TokensDep,
-    passwords: PasswordsDep,
     throttle: ThrottleDep,
 ) -> Token:
     """Exchange an email (as `username`) and password for a bearer token and a refresh token."""
@@ -78,7 +81,7 @@ async def login_access_token(
         database.read_latest()  # the password as it is now, not as a replica last saw it
         user = await crud.get_login(database=database, email=form.username)
         hashed = None if user is None else user["hashed_password"]
-        valid, stronger_hash = await passwords.verify(password, hashed)
+        valid, stronger_hash = await attempt.verify(password, hashed)
         if user is None or hashed is None or not valid:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, INCORRECT_LOGIN)
         await attempt.succeeded()

@@ -88,17 +88,21 @@ async def create_user(
     user: UserCreate,
     database: DatabaseDep,
     settings: SettingsDep,
-    passwords: PasswordsDep,
     throttle: ThrottleDep,
 ) -> Row:
     """Register an account (with `HEROAPI_AUTH_MODE=required`, superusers only)."""
     check_password_length(user.password, settings.password_min_length, "password")
-    # Every registration counts (none is taken back), and costs a hash.
-    async with throttle.hashing(request.scope, throttle.register_address):
-        # A cheap early answer for the common case; the unique index decides when requests race.
+    # Only when HEROAPI_REGISTRATIONS_PER_ADDRESS is set, and never for a superuser (the only
+    # caller where the rule asks for one).
+    counted = policy.rule(settings.auth_mode, "POST", "/users/") is not policy.SUPERUSER
+    async with throttle.hashing(
+        request.scope, throttle.register_address if counted else None
+    ) as attempt:
+        # A cheap early answer for the common case, asked in the request's turn (a burst of one
+        # email hashes once or twice, not once per request); the unique index decides races.
         if await crud.email_registered(database=database, email=user.email):
             raise email_taken()
-        hashed = await passwords.hash(user.password)
+        hashed = await attempt.hash(user.password)
     try:
         return await crud.create_user(database=database, email=user.email, hashed_password=hashed)
     except crud.EmailAlreadyRegistered:
@@ -153,7 +157,6 @@ async def update_password_me(
     user: CurrentUser,
     database: DatabaseDep,
     settings: SettingsDep,
-    passwords: PasswordsDep,
     throttle: ThrottleDep,
 ) -> Message:
     """Change your password (the current one is required); tokens issued before stop working."""
@@ -165,18 +168,19 @@ async def update_password_me(
         database.read_latest()
         login = await crud.get_login(database=database, email=user["email"])
         hashed = None if login is None else login["hashed_password"]
-        valid, _ = await passwords.verify(body.current_password, hashed)
+        valid, _ = await attempt.verify(body.current_password, hashed)
         if not valid or hashed is None:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "Incorrect password")
         await attempt.succeeded()
-    if body.new_password == body.current_password:
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, "New password cannot be the same as the current one"
-        )
+        if body.new_password == body.current_password:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, "New password cannot be the same as the current one"
+            )
+        new_hash = await attempt.hash(body.new_password)
     changed = await crud.update_user(
         database=database,
         user_id=user["id"],
-        changes={"hashed_password": await passwords.hash(body.new_password)},
+        changes={"hashed_password": new_hash},
         verified_hash=hashed,  # a change that landed meanwhile is not overwritten
     )
     if changed is None:
