@@ -10,7 +10,9 @@ commonly holds whole, and take hashing turns by their /48, the most one site is 
 a client gains no turns by spreading its attempts over the addresses it holds.
 """
 
+import functools
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -70,6 +72,27 @@ def _network(entry: str) -> Network:
     return network
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(_network(entry) for entry in entries)
+
+
+def _peer(scope: Scope) -> Address | None:
+    """The connection's peer, as the ASGI server reports it, unwrapped."""
+    entry = scope.get("client")
+    return _address(entry[0]) if entry else None
+
+
+def trusted_peer(scope: Scope, trusted_proxies: Sequence[str]) -> bool:
+    """Whether the request's peer is one of `trusted_proxies` (`HEROAPI_TRUSTED_PROXIES`)."""
+    if not trusted_proxies:
+        return False
+    peer = _peer(scope)
+    return peer is not None and any(
+        peer in network for network in _networks(tuple(trusted_proxies))
+    )
+
+
 def _grouped(address: Address, prefix: int) -> str:
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
@@ -80,15 +103,14 @@ class Clients:
     """Who asks, for one app's `HEROAPI_TRUSTED_PROXIES`."""
 
     def __init__(self, trusted_proxies: list[str]) -> None:
-        self._trusted = tuple(_network(entry) for entry in trusted_proxies)
+        self._trusted = _networks(tuple(trusted_proxies))
 
     def _trusted_proxy(self, address: Address) -> bool:
         return any(address in network for network in self._trusted)
 
     def of(self, scope: Scope) -> Client:
         """Who the limits count the request against (see the module's docstring)."""
-        peer_entry = scope.get("client")
-        peer = _address(peer_entry[0]) if peer_entry else None
+        peer = _peer(scope)
         if peer is not None and self._trusted and self._trusted_proxy(peer):
             forwarded = [
                 value.decode("latin-1")

@@ -5,45 +5,21 @@ The scheme and host are the request's own (`Host`), unless the peer is one of
 asked the proxy for. From any other peer they are ignored (a client could otherwise make the
 links of an answer a shared cache keeps point anywhere). The path is the request's whole path,
 root path included (an ASGI server adds it: `uvicorn --root-path`).
-
-`trusted_peer` is the one check of "is this peer a trusted proxy" outside the throttle's own.
 """
 
 import functools
-import ipaddress
 import re
 from typing import Final
 from urllib.parse import quote
 
 from starlette.types import Scope
 
+from heroapi.addresses import trusted_peer
 from heroapi.config import Settings
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # A host as a URL carries it: a name or an IPv4 address, or an IPv6 one in brackets; a port.
 _HOST: Final = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _SCHEMES: Final = frozenset({"http", "https"})
-
-
-@functools.lru_cache(maxsize=8)
-def _networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
-
-
-def trusted_peer(scope: Scope, settings: Settings) -> bool:
-    """Whether the request's peer (the connection's, as the ASGI server reports it) is one of
-    `HEROAPI_TRUSTED_PROXIES`."""
-    client = scope.get("client")
-    if not settings.trusted_proxies or not client:
-        return False
-    try:
-        peer = ipaddress.ip_address(client[0])
-    except ValueError:
-        return False
-    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
-        peer = peer.ipv4_mapped
-    return any(peer in network for network in _networks(tuple(settings.trusted_proxies)))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -70,7 +46,7 @@ def request_url(scope: Scope) -> str:
     scheme = scope.get("scheme", "http")
     host = _header(scope, b"host")
     settings: Settings = scope["app"].state.settings
-    if settings.trusted_proxies and trusted_peer(scope, settings):
+    if trusted_peer(scope, settings.trusted_proxies):
         proto = _header(scope, b"x-forwarded-proto")
         if proto is not None and proto.split(",")[0].strip().lower() in _SCHEMES:
             scheme = proto.split(",")[0].strip().lower()
