@@ -6,9 +6,9 @@ Writes: creates, patches and deletes of heroes and items, registrations, and del
 (logged in as themselves; their items go with them). Reads: single rows (missing ones: the exact
 404), pages at any `offset`/`skip` and `limit` (past the end too), with filters, `order=` and
 `Prefer: count=exact`, the `Link` headers each page should have, and walks that follow `next`
-links to the end and `prev` links back (also with `order=` taken out of the links: the cursor
-holds it). Names and titles come from a tiny alphabet, so equal names, shared prefixes and ties
-are common.
+links to the end and `prev` links back, from an offset page or by cursors (also with `order=`
+taken out of the links: the cursor holds it). Names and titles come from a tiny alphabet, so
+equal names, shared prefixes and ties are common.
 
 Bounded: one server per backend for the module; every example starts from empty tables (the
 rows deleted through a connection of the test's own, the throttle's counters with them) and
@@ -75,7 +75,7 @@ MAX_EXAMPLES = 100_000
 STEPS = 15
 # Registration attempts and logins per example: each costs an Argon2 hash, and registrations
 # are throttled per address (the counters are emptied between examples).
-MAX_REGISTRATIONS = 3
+MAX_REGISTRATIONS = 4
 MAX_LOGINS = 1
 PASSWORD = "model-password"
 NEVER_ID = 2**62  # an id the server never gives out in a test
@@ -85,12 +85,15 @@ ALPHABET = "aAbé "  # code point order: " " < "A" < "a" < "b" < "é"
 TEXTS = st.text(ALPHABET, max_size=2)
 PREFIXES = st.text(ALPHABET, min_size=1, max_size=2)
 AGES = st.none() | st.integers(0, 3)
-LOCAL_PARTS = st.sampled_from(["a", "b", "ab"])
+LOCAL_PARTS_FIRST = ("a", "b", "c")
+LOCAL_PARTS = st.sampled_from([*LOCAL_PARTS_FIRST, "ab"])
 HEROES_CREATED = st.tuples(TEXTS, AGES)  # (name, age)
 ITEMS_CREATED = st.tuples(TEXTS, st.none() | TEXTS)  # (title, description)
 PICKS = st.integers(0, 7)  # which row (live ones first, then deleted ones, then one never made)
-OFFSETS = st.sampled_from([None, 0, 1, 1, 2, 3, 5, 1000, 2**63 - 1])
-WALK_LIMITS = st.integers(1, 3)
+OFFSETS = st.sampled_from([None, 0, 0, 1, 2, 3, 5, 1000, 2**63 - 1])
+WALK_LIMITS = st.sampled_from([1, 1, 2, 3])
+BY_OFFSET, BY_CURSOR, WITHOUT_ORDER = "offset", "cursor", "cursor, links without order="
+PAGING = st.sampled_from([BY_OFFSET, BY_CURSOR, WITHOUT_ORDER])
 LIMITS = st.none() | st.integers(0, 4) | st.just(100)
 
 
@@ -290,18 +293,19 @@ class APIMachine(RuleBasedStateMachine):
 
     @initialize(
         heroes=st.lists(HEROES_CREATED, max_size=6),
-        users=st.lists(LOCAL_PARTS, max_size=2, unique=True),
-        items=st.lists(st.tuples(st.integers(0, 1), ITEMS_CREATED), max_size=4),
+        users=st.integers(0, 3),
+        items=st.lists(st.tuples(st.integers(0, 2), ITEMS_CREATED), max_size=6),
     )
     def populate(
         self,
         heroes: list[tuple[str, int | None]],
-        users: list[str],
+        users: int,
         items: list[tuple[int, tuple[str, str | None]]],
     ) -> None:
-        """Rows to start from (each example starts from empty tables)."""
+        """Rows to start from (each example starts from empty tables): heroes, `users` users
+        (a@, b@, c@example.com), items of theirs."""
         self.create_heroes(heroes)
-        for local in users:
+        for local in LOCAL_PARTS_FIRST[:users]:
             self.register_user(local)
         for owner, item in items:
             if self.model.users:
@@ -502,24 +506,28 @@ class APIMachine(RuleBasedStateMachine):
                 self.check(names.count("cursor") == 1, response, f"{relation}: one cursor")
             self.check(sorted(target) == sorted(query), response, f"{relation}: {query}")
 
-    @rule(request=list_requests(HEROES.path), limit=WALK_LIMITS, order_in_links=st.booleans())
-    def walk_heroes(self, request: ListRequest, limit: int, order_in_links: bool) -> None:
-        self.walk(request, limit, order_in_links)
+    @rule(request=list_requests(HEROES.path), limit=WALK_LIMITS, paging=PAGING)
+    def walk_heroes(self, request: ListRequest, limit: int, paging: str) -> None:
+        self.walk(request, limit, paging)
 
-    @rule(request=list_requests(USERS.path), limit=WALK_LIMITS, order_in_links=st.booleans())
-    def walk_users(self, request: ListRequest, limit: int, order_in_links: bool) -> None:
-        self.walk(request, limit, order_in_links)
+    @rule(request=list_requests(USERS.path), limit=WALK_LIMITS, paging=PAGING)
+    def walk_users(self, request: ListRequest, limit: int, paging: str) -> None:
+        self.walk(request, limit, paging)
 
-    @rule(request=list_requests(ITEMS.path), limit=WALK_LIMITS, order_in_links=st.booleans())
-    def walk_items(self, request: ListRequest, limit: int, order_in_links: bool) -> None:
-        self.walk(request, limit, order_in_links)
+    @rule(request=list_requests(ITEMS.path), limit=WALK_LIMITS, paging=PAGING)
+    def walk_items(self, request: ListRequest, limit: int, paging: str) -> None:
+        self.walk(request, limit, paging)
 
-    def walk(self, request: ListRequest, limit: int, order_in_links: bool) -> None:
-        """Follow `next` from the first page to the end, then `prev` back to the start; without
-        `order_in_links`, each link is followed with its `order=` taken out."""
+    def walk(self, request: ListRequest, limit: int, paging: str) -> None:
+        """Follow `next` from the first page to the end, then `prev` back to the start: from
+        `offset=0` (`skip=0`) by offset links, or from the first page by cursor links (with
+        `order=` taken out of each link, where `paging` says so: the cursor holds it)."""
         rows = self.expected_rows(request)
-        follow = (lambda url: url) if order_in_links else without_order
-        response = self.send("GET", request.path, params=[*self.params(request), ("limit", limit)])
+        follow = without_order if paging == WITHOUT_ORDER else (lambda url: url)
+        params = [*self.params(request), ("limit", str(limit))]
+        if paging == BY_OFFSET:
+            params.append((request.resource.offset_param, "0"))
+        response = self.send("GET", request.path, params=params)
         start, pages = 0, 1
         while True:
             page = rows[start : start + limit]
