@@ -41,6 +41,16 @@ T = TypeVar("T")
 _STATUS = pytest.StashKey[dict[str, ServerStatus]]()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--model-seconds",
+        type=float,
+        default=None,
+        help="tests/test_model.py: generate random examples for this many seconds per backend "
+        "(a long local run) instead of CI's derandomized, bounded run",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     in_ci = os.environ.get("CI", "").lower() == "true"
     statuses = {backend: ensure_server(backend, start=in_ci) for backend in BACKENDS}
