@@ -55,6 +55,7 @@ class LiveServer:
     url: str
     log: Path
     process: subprocess.Popen[bytes]
+    database_url: str = ""  # what it serves, when a test needs to reach it directly
 
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -82,7 +83,7 @@ def live_server(
         process = subprocess.Popen(
             command, env=environment, stdout=output, stderr=subprocess.STDOUT, cwd=log_dir
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", log, process)
+    server = LiveServer(f"http://127.0.0.1:{port}", log, process, database_url)
     try:
         _wait_until_up(server, process)
         yield server

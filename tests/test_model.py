@@ -19,11 +19,9 @@ local run).
 """
 
 import asyncio
-import os
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -56,8 +54,7 @@ from tests.api_model import (
     Row,
     parse_order,
 )
-from tests.databases import throwaway_database
-from tests.server import LiveServer, live_server
+from tests.server import LiveServer
 
 pytestmark = pytest.mark.processes  # a server per backend
 
@@ -548,26 +545,12 @@ class APIMachine(RuleBasedStateMachine):
 # ------------------------------------------------------------------------- the test
 
 
-@pytest.fixture(scope="module")
-def served(
-    backend: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[LiveServer, str]]:
-    """`heroapi serve` on a database of its own, with no `HEROAPI_*` setting at all."""
-    directory = tmp_path_factory.mktemp(f"model-{backend}")
-    with throwaway_database(backend, directory) as url, ExitStack() as stack:
-        with pytest.MonkeyPatch.context() as patch:
-            for name in [name for name in os.environ if name.startswith("HEROAPI_")]:
-                patch.delenv(name)
-            server = stack.enter_context(live_server(url, directory))
-        yield server, url
-
-
 def test_every_answer_is_the_models(
-    served: tuple[LiveServer, str], request: pytest.FixtureRequest
+    server_on_defaults: LiveServer, request: pytest.FixtureRequest
 ) -> None:
     """Batches of examples while the next one should end in time (seeds 0, 1, 2, ... by
     default: the same examples every run, as many as the machine manages)."""
-    server, url = served
+    server, url = server_on_defaults, server_on_defaults.database_url
     seconds: float | None = request.config.getoption("model_seconds")
     long_run = seconds is not None
     started = time.monotonic()
