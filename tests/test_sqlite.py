@@ -2,7 +2,10 @@
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import bindparam, select, text
 
 from heroapi import migrate
-from heroapi.config import Settings, get_settings
+from heroapi.config import Settings
 from heroapi.db import IntegrityViolation, create_database
 from heroapi.db.sqlite import NetworkFilesystem, SQLiteDatabase
 from heroapi.db.sqlite.filesystem import (
@@ -26,11 +29,12 @@ from heroapi.db.sqlite.filesystem import (
 )
 from heroapi.models import hero_table
 from tests.conftest import make_settings, running_app
+from tests.server import without_settings
 
 
 def migrated_sqlite(tmp_path: Path, **overrides: Any) -> Settings:
     settings = make_settings(f"sqlite:///{tmp_path / 'server.db'}", **overrides)
-    migrate.upgrade(settings.database)
+    migrate.upgrade(settings.database, sqlite_page_size=settings.sqlite_page_size)
     return settings
 
 
@@ -79,17 +83,19 @@ def page_size(path: Path) -> int:
     return int(size)
 
 
-def test_new_database_files_take_the_configured_page_size(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Made by the migrations (`heroapi db upgrade`, which reads the environment)...
-    monkeypatch.setenv("HEROAPI_SQLITE_PAGE_SIZE", "1024")
-    get_settings.cache_clear()
-    try:
-        migrated_sqlite(tmp_path)
-    finally:
-        get_settings.cache_clear()
+def test_new_database_files_take_the_configured_page_size(tmp_path: Path) -> None:
+    # Made by the migrations, which take it from their caller...
+    migrated_sqlite(tmp_path, sqlite_page_size=1024)
     assert page_size(tmp_path / "server.db") == 1024
+    # ... `heroapi db upgrade` from the setting...
+    command = [sys.executable, "-m", "heroapi", "db", "upgrade"]
+    upgraded = tmp_path / "upgraded.db"
+    environment = without_settings(os.environ) | {
+        "DATABASE_URL": f"sqlite:///{upgraded}",
+        "HEROAPI_SQLITE_PAGE_SIZE": "4096",
+    }
+    subprocess.run(command, env=environment, check=True, capture_output=True, timeout=120)
+    assert page_size(upgraded) == 4096
 
     # ... or by the server's own connection, before anything migrated it.
     async def connect(settings: Settings) -> None:
@@ -471,9 +477,11 @@ def test_a_database_on_a_network_filesystem_is_refused_at_connect(
         asyncio.run(database.connect())
     assert list(share.iterdir()) == []
 
-    # What someone running `heroapi serve` (HEROAPI_MIGRATE_ON_START=false) sees.
+    # What someone running `heroapi serve` (HEROAPI_MIGRATE_ON_START=false) on a database file
+    # copied there sees (without the file, it is told there is none: tests/test_cli.py).
     from heroapi.__main__ import prepare_database
 
+    (share / "heroapi.db").touch()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(SQLiteDatabase, "mountinfo", mountinfo)
         with pytest.raises(typer.Exit):
