@@ -119,10 +119,10 @@ def test_requests_and_httpx_follow_next_links(served: str, start: str) -> None:
 
 @pytest.mark.processes
 def test_behind_a_trusted_proxy_with_heroapi_serve(tmp_path: Path) -> None:
-    """As a proxy in front of `heroapi serve` sends them: the public host in `Host` (or in
-    `X-Forwarded-Host` when it sends no `X-Forwarded-For`: uvicorn replaces the peer by the
-    client it names, after which no header can be told to come from the proxy), the scheme in
-    `X-Forwarded-Proto`."""
+    """As a proxy in front of `heroapi serve` sends them: the public host in `Host` or in
+    `X-Forwarded-Host` (with `X-Forwarded-For` too, as nginx is commonly set up: the app reads
+    the forwarded headers itself, so it still knows the proxy sent them), the scheme in
+    `X-Forwarded-Proto`; the access log names the client, not the proxy."""
     settings = {"trusted_proxies": "127.0.0.1"}
     with live_server(f"sqlite:///{tmp_path / 'proxied.db'}", tmp_path, settings=settings) as live:
         for name in ("A", "B"):
@@ -131,6 +131,12 @@ def test_behind_a_trusted_proxy_with_heroapi_serve(tmp_path: Path) -> None:
         for headers in (
             {"Host": "api.example", "X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.7"},
             {"X-Forwarded-Host": "api.example", "X-Forwarded-Proto": "https"},
+            {
+                "X-Forwarded-Host": "api.example",
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-For": "203.0.113.9, 192.0.2.7",
+            },
         ):
             response = httpx.get(f"{live.url}/heroes/?limit=1", headers=headers, timeout=10)
             assert _links(response)["next"].startswith("https://api.example/heroes/?limit=1&")
+        assert '"client":"192.0.2.7"' in live.log_text()

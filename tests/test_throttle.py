@@ -247,9 +247,10 @@ def test_a_flood_from_one_address_waits_its_turns_and_never_takes_them_from_othe
             with counting_hashes(client) as hashed:
                 real = pool.submit(attempt, client, "b@example.com", PASSWORD, **other)
                 assert real.result().status_code == 200
-                # The real login was at most the second hash after it asked: the one running
-                # when it came, then its own.
-                assert PASSWORD in hashed[:2], hashed
+                # The real login was among the first hashes after it asked (the one running when
+                # it came, at most one of the flood's whose turn came first, then its own), not
+                # after the flood's eight.
+                assert PASSWORD in hashed[:3], hashed
             statuses = [future.result().status_code for future in flood]
     assert statuses == [400] * 8  # the flood waited, and was answered, not refused
 

@@ -127,10 +127,10 @@ def serve(
             port=port,
             workers=workers,
             reload=reload,
-            # X-Forwarded-For is believed from HEROAPI_TRUSTED_PROXIES only (not uvicorn's
-            # default, loopback), so the access log and the login throttle agree on who asks.
-            proxy_headers=bool(settings.trusted_proxies),
-            forwarded_allow_ips=settings.trusted_proxies or None,
+            # X-Forwarded-* are read by the app itself, from HEROAPI_TRUSTED_PROXIES only
+            # (`addresses.ProxiedRequests`): uvicorn's reading (from loopback by default) would
+            # hide which peer sent them, and with it whether X-Forwarded-Host may be believed.
+            proxy_headers=False,
             access_log=False,  # heroapi logs one JSON line per request itself
             ws="none",  # heroapi has no WebSocket route: nothing of one is imported
             timeout_graceful_shutdown=30,

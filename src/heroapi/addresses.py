@@ -8,6 +8,12 @@ hop that wrote it is the client). An IPv6 address that carries an IPv4 one (IPv4
 address, wherever an address is met. IPv6 clients are counted by their /64, which one client
 commonly holds whole, and take hashing turns by their /48, the most one site is commonly given:
 a client gains no turns by spreading its attempts over the addresses it holds.
+
+`ProxiedRequests` applies this once per request, before anything else sees it: a request a trusted
+proxy forwards gets the client and scheme the proxy reports (`X-Forwarded-For`,
+`X-Forwarded-Proto`), and is marked `PROXIED`, so the links it answers with may take the host the
+client asked the proxy for (`X-Forwarded-Host`: `routes/origin.py`). Everything after (the access
+log, the throttle, the links) then agrees on who asks and where.
 """
 
 import functools
@@ -16,10 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 IPV6_COUNTED_PREFIX: Final = 64
 IPV6_TURN_PREFIX: Final = 48
+# Set in the scope of a request a trusted proxy forwarded (`ProxiedRequests`).
+PROXIED: Final = "heroapi.proxied"
+_SCHEMES: Final = frozenset({"http", "https"})
 # What every client that names no address is counted as (a peer that is not an IP address).
 UNIDENTIFIED: Final = "unidentified"
 
@@ -103,13 +112,14 @@ class Clients:
     """Who asks, for one app's `HEROAPI_TRUSTED_PROXIES`."""
 
     def __init__(self, trusted_proxies: list[str]) -> None:
-        self._trusted = _networks(tuple(trusted_proxies))
+        self.trusted_proxies = tuple(trusted_proxies)
+        self._trusted = _networks(self.trusted_proxies)
 
     def _trusted_proxy(self, address: Address) -> bool:
         return any(address in network for network in self._trusted)
 
-    def of(self, scope: Scope) -> Client:
-        """Who the limits count the request against (see the module's docstring)."""
+    def address(self, scope: Scope) -> Address | None:
+        """The client's address (see the module's docstring); None if it names none."""
         peer = _peer(scope)
         if peer is not None and self._trusted and self._trusted_proxy(peer):
             forwarded = [
@@ -125,8 +135,39 @@ class Clients:
                 peer = address
                 if not self._trusted_proxy(address):
                     break
+        return peer
+
+    def of(self, scope: Scope) -> Client:
+        """Who the limits count the request against (see the module's docstring)."""
+        peer = self.address(scope)
         if peer is None:
-            # Not an IP address (a Unix socket; or an X-Forwarded-For entry a server in front
-            # already took as the client): all such clients are one, not one per made-up name.
+            # Not an IP address (a Unix socket): all such clients are one, not one per name.
             return Client(UNIDENTIFIED, UNIDENTIFIED)
         return Client(_grouped(peer, IPV6_COUNTED_PREFIX), _grouped(peer, IPV6_TURN_PREFIX))
+
+
+class ProxiedRequests:
+    """Pure ASGI, outermost: a request whose peer is one of `HEROAPI_TRUSTED_PROXIES` gets the
+    client `X-Forwarded-For` names and the scheme `X-Forwarded-Proto` says, and `PROXIED`.
+    Installed only when proxies are trusted: no other request pays for it."""
+
+    def __init__(self, app: ASGIApp, *, trusted_proxies: list[str]) -> None:
+        self.app = app
+        self._clients = Clients(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and trusted_peer(
+            scope, self._clients.trusted_proxies
+        ):
+            scope = dict(scope)
+            client = self._clients.address(scope)
+            if client is not None:
+                scope["client"] = (str(client), 0)
+            for name, value in scope["headers"]:
+                if name == b"x-forwarded-proto":
+                    proto = value.decode("latin-1").split(",")[0].strip().lower()
+                    if proto in _SCHEMES:
+                        scope["scheme"] = proto
+                    break
+            scope[PROXIED] = True
+        await self.app(scope, receive, send)

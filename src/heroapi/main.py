@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 
 from heroapi import __version__, crud, policy
+from heroapi.addresses import ProxiedRequests
 from heroapi.config import Settings, get_settings
 from heroapi.db import Database, create_database
 from heroapi.docs import install_docs
@@ -188,6 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         discard_seconds=settings.body_discard_seconds,
     )
     app.add_middleware(ObservabilityMiddleware, access_log=settings.access_log)
+    if settings.trusted_proxies:  # outermost: everything else sees the client, not the proxy
+        app.add_middleware(ProxiedRequests, trusted_proxies=settings.trusted_proxies)
     return app
 
 

@@ -1,9 +1,10 @@
 """The URL a request was sent to, as its client sees it: for links a client follows as they are.
 
-The scheme and host are the request's own (`Host`), unless the peer is one of
-`HEROAPI_TRUSTED_PROXIES`: then `X-Forwarded-Proto` and `X-Forwarded-Host` say what the client
-asked the proxy for. From any other peer they are ignored (a client could otherwise make the
-links of an answer a shared cache keeps point anywhere). The path is the request's whole path,
+The scheme and host are the request's own (`Host`), unless a proxy of
+`HEROAPI_TRUSTED_PROXIES` forwarded it (`addresses.ProxiedRequests`): then `X-Forwarded-Proto`
+and `X-Forwarded-Host` say what the client asked the proxy for. From any other peer they are
+ignored (a client could otherwise make the links of an answer a shared cache keeps point
+anywhere). The path is the request's whole path,
 root path included (an ASGI server adds it: `uvicorn --root-path`).
 """
 
@@ -14,12 +15,10 @@ from urllib.parse import quote
 
 from starlette.types import Scope
 
-from heroapi.addresses import trusted_peer
-from heroapi.config import Settings
+from heroapi.addresses import PROXIED
 
 # A host as a URL carries it: a name or an IPv4 address, or an IPv6 one in brackets; a port.
 _HOST: Final = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
-_SCHEMES: Final = frozenset({"http", "https"})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -45,11 +44,7 @@ def request_url(scope: Scope) -> str:
     """The request's URL without its query: `https://api.example/heroes/`."""
     scheme = scope.get("scheme", "http")
     host = _header(scope, b"host")
-    settings: Settings = scope["app"].state.settings
-    if trusted_peer(scope, settings.trusted_proxies):
-        proto = _header(scope, b"x-forwarded-proto")
-        if proto is not None and proto.split(",")[0].strip().lower() in _SCHEMES:
-            scheme = proto.split(",")[0].strip().lower()
+    if scope.get(PROXIED):  # its scheme is already the one the proxy reported
         forwarded = _header(scope, b"x-forwarded-host")
         if forwarded is not None:
             host = forwarded.split(",")[0].strip()
