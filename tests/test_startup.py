@@ -104,7 +104,7 @@ def load_startup_script() -> ModuleType:
 @pytest.mark.processes
 def test_serve_is_ready_within_one_and_a_half_tutorial_starts() -> None:
     """The FastAPI tutorial's app under plain uvicorn against `heroapi serve` on an up-to-date
-    database, started alternately, median of three each (the measure of scripts/startup_time.py):
+    database, started alternately, median of five each (the measure of scripts/startup_time.py):
     a ratio, so a loaded machine slows both alike."""
     script = load_startup_script()
     tutorial_python = script.BENCH_HOME / ".venv" / "bin" / "python"
@@ -115,7 +115,7 @@ def test_serve_is_ready_within_one_and_a_half_tutorial_starts() -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{reason} (CI=true make test does)")
         pytest.skip(reason)
-    result = script.measure(3, tutorial_python)
+    result = script.measure(5, tutorial_python)
     assert result["ratio"] <= 1.5, result
 
 
