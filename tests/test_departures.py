@@ -1,6 +1,7 @@
 """Each departure from the tutorial on default settings (README, "Departures from the tutorial"),
 shown over HTTP against `heroapi serve` as a user starts it (`server_on_defaults`)."""
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -234,3 +235,22 @@ def test_departure_database_unavailable_is_503(empty_database_url: str, tmp_path
                 )
                 assert response.headers["retry-after"] == "1"
             assert time.monotonic() - started < 20  # at once, not after a timeout
+
+
+def test_every_departure_in_the_readme_names_a_test_that_exists() -> None:
+    """The README's list of departures and the tests that show them cannot drift apart: each
+    entry names at least one test, and each test named is defined in the suite."""
+    root = Path(__file__).resolve().parent
+    readme = (root.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Departures from the tutorial\n", 1)[1].split("\n## ", 1)[0]
+    entries = ["- " + entry for entry in section.split("\n- ")[1:]]
+    assert len(entries) >= 10, "the section lists the departures as bullets"
+    defined = {
+        name
+        for module in root.glob("test_*.py")
+        for name in re.findall(r"^def (test_\w+)\(", module.read_text("utf-8"), re.MULTILINE)
+    }
+    for entry in entries:
+        named = re.findall(r"`(test_\w+)`", entry)
+        assert named, f"no test named for: {entry[:80]}"
+        assert set(named) <= defined, (set(named) - defined, entry[:80])
