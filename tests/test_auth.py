@@ -216,10 +216,12 @@ def test_only_superusers_change_other_accounts(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "old_hasher",
-    [BcryptHasher(), Argon2Hasher(time_cost=1, memory_cost=8192, parallelism=1)],
-    ids=["bcrypt", "weak-argon2"],
+    [BcryptHasher(), Argon2Hasher(time_cost=1, memory_cost=8192, parallelism=1), Argon2Hasher()],
+    ids=["bcrypt", "weak-argon2", "argon2-64-mib"],
 )
-def test_weaker_hashes_are_upgraded_at_login(client: TestClient, old_hasher: Any) -> None:
+def test_hashes_of_other_parameters_are_replaced_at_login(
+    client: TestClient, old_hasher: Any
+) -> None:
     user = create_user(client, "deadpool@example.com")
 
     async def downgrade(database: Database) -> None:
@@ -236,7 +238,7 @@ def test_weaker_hashes_are_upgraded_at_login(client: TestClient, old_hasher: Any
     upgraded = stored_hash(client, "deadpool@example.com")
     assert upgraded != weak
     assert upgraded.startswith("$argon2id$")
-    assert not Argon2Hasher().check_needs_rehash(upgraded)
+    assert not password_hash.current_hasher.check_needs_rehash(upgraded)
     login(client, "deadpool@example.com")  # the new hash verifies
 
 

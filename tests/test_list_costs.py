@@ -5,11 +5,12 @@ the tutorial's id-order offsets stay unbounded and fast.
 
 What bounds each: a count reads at most HEROAPI_COUNT_LIMIT rows; an offset under another order
 than id is at most HEROAPI_MAX_SORTED_OFFSET; and a statement that would still cost more is cut
-short past HEROAPI_SQLITE_STATEMENT_BUDGET (20 ms of CPU; one sorting step of SQLite's cannot be
-cut, so up to ~40 ms), a 503. Measured: median 5.5 ms, at most 40 ms (before these bounds: 280
-ms, `order=-updated_at,id&name_prefix=Hero 0&offset=5000`); a fifth of the combinations are
-503s (broad filters in an order no index serves). The bounds asserted leave room for a loaded
-2-core machine. CPU time, not the clock's: the machine's load does not count against a request.
+short past HEROAPI_SQLITE_STATEMENT_BUDGET (20 ms of CPU), a 503. Measured on a quiet 2-core
+machine: median 5.5 ms, at most 23.9 ms (`order=-updated_at,id&name_prefix=Hero&offset=5000`;
+before these bounds: 280 ms, `order=-updated_at,id&name_prefix=Hero 0&offset=5000`); a fifth of
+the combinations are 503s (broad filters in an order no index serves). The bounds asserted leave
+room for a loaded machine (measured up to 40 ms with other test runs on it: CPU time, not the
+clock's, but caches are shared).
 """
 
 import itertools
@@ -27,7 +28,7 @@ from tests.conftest import make_settings, running_app
 from tests.rows import add_many_heroes
 
 ROWS: Final = 100_000
-MOST_MS: Final = 80.0  # any one request's CPU time
+MOST_MS: Final = 50.0  # any one request's CPU time
 MEDIAN_MS: Final = 25.0  # of them all
 
 _ORDERS: Final = ("", "name", "-age", "-age,name", "created_at", "-updated_at,id")

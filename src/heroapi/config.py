@@ -232,7 +232,7 @@ class Settings(BaseSettings):
     throttle_hold: Annotated[float, Field(ge=0, le=60)] = 1.0
     # Addresses (or networks, CIDR) of the reverse proxies whose X-Forwarded-For is believed.
     trusted_proxies: Annotated[list[str], NoDecode] = []
-    # Password hashing: Argon2 holds 64 MiB per hash, so this many run at once; the others wait
+    # Password hashing: Argon2 holds 19 MiB per hash, so this many run at once; the others wait
     # their turn, taken in rotation between client addresses, at most this many and this long.
     password_hash_workers: Annotated[int, Field(ge=1, le=64)] = 2
     password_hash_queue: Annotated[int, Field(ge=0, le=100_000)] = 256
