@@ -1,6 +1,8 @@
 """The OpenAPI document and docs pages a client of the tutorial's app relies on."""
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -119,3 +121,26 @@ def test_every_operation_is_tagged_by_its_resource(openapi: dict[str, Any]) -> N
     }
     expected = {(path, method): [TAGS_BY_PATH[path.split("/")[1]]] for path, method in found}
     assert found == expected
+
+
+GOLDEN = Path(__file__).parent / "openapi"
+
+
+@pytest.mark.parametrize("auth_mode", ["open", "required"])
+def test_the_document_is_the_one_clients_were_generated_from(
+    tmp_path: Path, auth_mode: str
+) -> None:
+    """`/openapi.json`, key order included, is `tests/openapi/<mode>.json`: a change of the code
+    that moves a schema, a header or an operation id shows here. A deliberate change of the
+    document replaces the file with the one this test writes beside its database (and the README
+    says why)."""
+    settings = make_settings(f"sqlite:///{tmp_path / 'doc.db'}", auth_mode=auth_mode)
+    with TestClient(create_app(settings)) as client:
+        served = client.get("/openapi.json")
+    assert served.status_code == 200
+    text = json.dumps(served.json(), indent=1) + "\n"
+    golden = GOLDEN / f"{auth_mode}.json"
+    if text != golden.read_text():
+        served_copy = tmp_path / f"{auth_mode}.json"
+        served_copy.write_text(text)
+        raise AssertionError(f"the OpenAPI document differs: diff {golden} {served_copy}")
