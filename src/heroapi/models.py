@@ -65,17 +65,6 @@ REFRESH_TOKEN_MAX_LENGTH: Final = 128
 SESSION_ID_LENGTH: Final = 32
 
 
-def storable(value: str) -> bool:
-    """Whether every database can store `value` as text (no NUL, no lone surrogate)."""
-    if "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _not_null(value: T | None) -> T:
     """For PATCH bodies: a field may be left out, but a NOT NULL column cannot be set to null."""
     if value is None:
