@@ -488,6 +488,34 @@ def _validated_fields(schema: type[BaseModel]) -> set[str]:
     return {name for validator in validators for name in validator.info.fields}
 
 
+def _null_taken(schema: type[BaseModel], name: str) -> bool:
+    """Whether `schema` validates a body that sets its field `name` to `null`."""
+    try:
+        schema.model_validate({name: None})
+    except ValidationError as error:
+        return all(problem["loc"][:1] != (name,) for problem in error.errors())
+    return True
+
+
+def _optional_problems(
+    update: type[BaseModel], name: str, created: FieldInfo, updated: FieldInfo
+) -> list[str]:
+    """What keeps `update`'s field `name` (`updated`) from being `created` made optional."""
+    problems = []
+    if updated.is_required() or updated.default is not None:
+        problems.append(f"{name} must default to None (a PATCH may leave it out)")
+    without_null = [
+        tuple(kind for kind in _types(field.annotation) if kind is not NoneType)
+        for field in (created, updated)
+    ]
+    if without_null[0] != without_null[1] or created.metadata != updated.metadata:
+        problems.append(f"{name}: {updated} is not {created} made optional")
+    takes_null = _null_taken(update, name)
+    if takes_null != _takes_null(created):
+        problems.append(f"{name}: null must be {'refused' if takes_null else 'taken'}")
+    return problems
+
+
 def check_update_schema(create: type[BaseModel], update: type[BaseModel]) -> None:
     """Raise TypeError unless `update` (a PATCH body) has `create`'s fields, each optional, of the
     same type and constraints, with the same fields checked by validators, and refusing `null`
@@ -499,24 +527,8 @@ def check_update_schema(create: type[BaseModel], update: type[BaseModel]) -> Non
         problems.append(f"fields missing: {sorted(missing)}, extra: {sorted(extra)}")
     for name, created in create.model_fields.items():
         updated = update.model_fields.get(name)
-        if updated is None:
-            continue
-        if updated.is_required() or updated.default is not None:
-            problems.append(f"{name} must default to None (a PATCH may leave it out)")
-        without_null = [
-            tuple(kind for kind in _types(field.annotation) if kind is not NoneType)
-            for field in (created, updated)
-        ]
-        if without_null[0] != without_null[1] or created.metadata != updated.metadata:
-            problems.append(f"{name}: {updated} is not {created} made optional")
-        try:
-            update.model_validate({name: None})
-        except ValidationError as error:
-            takes_null = all(problem["loc"][:1] != (name,) for problem in error.errors())
-        else:
-            takes_null = True
-        if takes_null != _takes_null(created):
-            problems.append(f"{name}: null must be {'refused' if takes_null else 'taken'}")
+        if updated is not None:
+            problems.extend(_optional_problems(update, name, created, updated))
     if _validated_fields(create) != _validated_fields(update):
         problems.append(
             f"fields with validators: {sorted(_validated_fields(create))} in "
