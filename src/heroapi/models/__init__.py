@@ -1,0 +1,131 @@
+"""Tables and API schemas, in the tutorial's split-model pattern: what the rest of heroapi
+imports, from here.
+
+- `limits`: how large each value may be.
+- `fields`: the rules request fields share (storable text, email addresses, PATCH's not-null).
+- `dialects`: column types and SQL constructs that each backend writes its own way.
+- `tables`: the SQLAlchemy Core tables, in `metadata`, which Alembic compares with the migrations.
+- `schemas`: the pydantic schemas, with the tutorials' names.
+- `drift`: the checks, run at import, that a table and its schemas agree.
+"""
+
+from heroapi.models.dialects import (
+    RANDOM_STAMP_SQL,
+    UTC_NOW_SQL,
+    ExactText,
+    IdType,
+    Timestamp,
+    code_point_text,
+    nulls_low,
+    random_stamp,
+    utc_now,
+    utc_now_on_update,
+)
+from heroapi.models.drift import check_columns, check_update_schema
+from heroapi.models.fields import (
+    Age,
+    EmailAddress,
+    Password,
+    email_key,
+    normalized_email,
+    storable_text,
+)
+from heroapi.models.limits import (
+    AGE_MAX,
+    DESCRIPTION_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
+    HASH_MAX_LENGTH,
+    ID_MAX,
+    NAME_MAX_LENGTH,
+    PASSWORD_MAX_LENGTH,
+    REFRESH_TOKEN_MAX_LENGTH,
+    SECURITY_STAMP_LENGTH,
+    SESSION_ID_LENGTH,
+)
+from heroapi.models.schemas import (
+    Deleted,
+    HeroBase,
+    HeroCreate,
+    HeroPublic,
+    HeroUpdate,
+    Item,
+    ItemBase,
+    ItemCreate,
+    ItemUpdate,
+    Message,
+    RefreshRequest,
+    Token,
+    UpdatePassword,
+    User,
+    UserBase,
+    UserCreate,
+    UserUpdate,
+    UserUpdateMe,
+)
+from heroapi.models.tables import (
+    app_secrets_table,
+    hero_table,
+    items_table,
+    metadata,
+    rate_limits_table,
+    row_timestamps,
+    sessions_table,
+    users_table,
+)
+
+__all__ = [
+    "AGE_MAX",
+    "DESCRIPTION_MAX_LENGTH",
+    "EMAIL_MAX_LENGTH",
+    "HASH_MAX_LENGTH",
+    "ID_MAX",
+    "NAME_MAX_LENGTH",
+    "PASSWORD_MAX_LENGTH",
+    "RANDOM_STAMP_SQL",
+    "REFRESH_TOKEN_MAX_LENGTH",
+    "SECURITY_STAMP_LENGTH",
+    "SESSION_ID_LENGTH",
+    "UTC_NOW_SQL",
+    "Age",
+    "Deleted",
+    "EmailAddress",
+    "ExactText",
+    "HeroBase",
+    "HeroCreate",
+    "HeroPublic",
+    "HeroUpdate",
+    "IdType",
+    "Item",
+    "ItemBase",
+    "ItemCreate",
+    "ItemUpdate",
+    "Message",
+    "Password",
+    "RefreshRequest",
+    "Timestamp",
+    "Token",
+    "UpdatePassword",
+    "User",
+    "UserBase",
+    "UserCreate",
+    "UserUpdate",
+    "UserUpdateMe",
+    "app_secrets_table",
+    "check_columns",
+    "check_update_schema",
+    "code_point_text",
+    "email_key",
+    "hero_table",
+    "items_table",
+    "metadata",
+    "normalized_email",
+    "nulls_low",
+    "random_stamp",
+    "rate_limits_table",
+    "row_timestamps",
+    "sessions_table",
+    "storable_text",
+    "users_table",
+    "utc_now",
+    "utc_now_on_update",
+]
