@@ -30,9 +30,8 @@ from heroapi.crud.listing import (
     page_of,
     timestamps,
 )
-from heroapi.crud.modified import last_modified
 from heroapi.db import Connection, Database, Values
-from heroapi.models import HeroCreate, HeroPublic, hero_table
+from heroapi.models import HeroCreate, HeroPublic, hero_table, last_modified
 
 # Heroes are read as values in `HeroPublic`'s field order (name, age, id), which the routes
 # render straight to JSON: no dict, no model instance per row.

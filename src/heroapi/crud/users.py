@@ -21,12 +21,12 @@ from heroapi.crud.listing import (
     statement_shape,
     timestamps,
 )
-from heroapi.crud.modified import last_modified
 from heroapi.db import Connection, Database, IntegrityViolation, Row, as_dicts
 from heroapi.models import (
     ItemCreate,
     email_key,
     items_table,
+    last_modified,
     normalized_email,
     users_table,
 )
