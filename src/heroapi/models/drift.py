@@ -1,5 +1,5 @@
-"""Checks, run at import, that declarations which cannot be derived from each other still agree:
-a table and the schemas of its rows, a PATCH body and the body that creates."""
+"""Checks that declarations which cannot be derived from each other still agree: a table and
+the schemas of its rows, a PATCH body and the body that creates. `schemas` runs them at import."""
 
 from collections.abc import Collection
 from types import NoneType, UnionType
