@@ -63,10 +63,7 @@ async def read_items(
 
 
 async def read_item(
-    item_id: int,
-    database: DatabaseDep,
-    owner_id: ItemOwner,
-    response: Response,
+    item_id: int, database: DatabaseDep, owner_id: ItemOwner, response: Response
 ) -> Row:
     """Read one item (with `HEROAPI_AUTH_MODE=required`, one of your own)."""
     item = None
@@ -79,10 +76,7 @@ async def read_item(
 
 
 async def update_item(
-    item_id: int,
-    item: ItemUpdate,
-    database: DatabaseDep,
-    owner_id: ItemOwner,
+    item_id: int, item: ItemUpdate, database: DatabaseDep, owner_id: ItemOwner
 ) -> Row:
     """Change the fields sent (`description: null` clears it); the others stay as they are."""
     updated = None
