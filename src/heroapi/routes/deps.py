@@ -1,4 +1,4 @@
-"""Dependencies the routers share: the database, the settings, and who is asking.
+"""Dependencies the routes share: the database, the settings, and who is asking.
 
 Every dependency is `async def`: FastAPI runs a plain `def` dependency in its thread pool, a hop
 that costs more than the work these do.

@@ -24,6 +24,7 @@ from heroapi.models import (
     UserUpdateMe,
 )
 from heroapi.rendering import http_date
+from heroapi.routes import policy
 from heroapi.routes.deps import (
     CurrentUser,
     DatabaseDep,
@@ -38,7 +39,7 @@ from heroapi.routes.deps import (
 from heroapi.routes.list_headers import LIST_RESPONSES, add_headers
 from heroapi.routes.lists import read_list, with_list_parameters
 from heroapi.routes.login import THROTTLED
-from heroapi.routes.policy import SUPERUSER, rule, user_not_found
+from heroapi.routes.policy import user_not_found
 from heroapi.routes.routing import Endpoint, Resource, Responses
 from heroapi.throttle import REGISTER_ADDRESS
 
@@ -92,7 +93,7 @@ async def create_user(
     check_password_length(user.password, settings.password_min_length, "password")
     # Only when HEROAPI_REGISTRATIONS_PER_ADDRESS is set, and never for a superuser (the only
     # caller where the rule asks for one).
-    counted = rule(settings.auth_mode, "POST", "/users/") is not SUPERUSER
+    counted = policy.rule(settings.auth_mode, "POST", "/users/") is not policy.SUPERUSER
     async with throttle.hashing(
         request.scope, throttle.register_address if counted else None
     ) as attempt:
