@@ -1,5 +1,5 @@
-"""The hero reads answer plain requests directly (routes/direct.py): the same bytes as FastAPI's
-own handling, which still gets everything else."""
+"""The hero reads answer plain requests on the fast path (routes/direct.py): the same bytes as
+FastAPI's own handling, which still gets everything else."""
 
 import inspect
 from typing import Any
@@ -13,15 +13,16 @@ from starlette.types import Receive, Scope, Send
 from heroapi import crud
 from heroapi.db import DatabaseUnavailable
 from heroapi.models import ID_MAX
-from heroapi.routes.direct import DirectRoute, plain_int, plain_query
+from heroapi.routes.direct import plain_int, plain_query
 from heroapi.routes.heroes import (
     PAGE_DEFAULTS,
     PAGE_MAXIMA,
-    HeroesRoute,
-    HeroRoute,
+    fast_read_hero,
+    fast_read_heroes,
     read_hero,
     read_heroes,
 )
+from heroapi.routes.routing import Route
 
 # Plain requests (answered directly) and their awkward neighbours (handled by FastAPI).
 ONE_HERO = [
@@ -75,8 +76,12 @@ def heroes(client: TestClient) -> dict[str, int]:
     return {"first": ids[0], "last": ids[-1], "missing": ids[-1] + 1000}
 
 
-async def _decline(self: DirectRoute, scope: Scope) -> bytes | None:
-    return None
+def _without_fast_answers(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, FastAPI handles every request of the app's routes with a fast answer."""
+    app: FastAPI = client.app  # type: ignore[assignment]
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.fast is not None:
+            monkeypatch.setattr(route, "fast", None)
 
 
 def _seen(response: httpx.Response) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -86,11 +91,11 @@ def _seen(response: httpx.Response) -> tuple[int, list[tuple[bytes, bytes]], byt
 
 @pytest.fixture
 def fastapi_calls(client: TestClient) -> list[str]:
-    """Paths of the requests that reached FastAPI's own handling of a direct route."""
+    """Paths of the requests that reached FastAPI's own handling of a route with a fast answer."""
     calls: list[str] = []
     app: FastAPI = client.app  # type: ignore[assignment]
-    routes = [route for route in app.router.routes if isinstance(route, DirectRoute)]
-    assert {type(route) for route in routes} == {HeroRoute, HeroesRoute}
+    routes = [route for route in app.router.routes if isinstance(route, Route) and route.fast]
+    assert {route.fast for route in routes} == {fast_read_hero, fast_read_heroes}
     for route in routes:
 
         def counted(handled: Any) -> Any:
@@ -130,8 +135,7 @@ def test_every_read_answers_as_fastapi_itself_would(
     """On every backend: status, headers (in order) and body, whichever way a request goes."""
     paths = [path.format(**heroes) for path in ONE_HERO] + PAGES
     direct = [_seen(client.request(method, path)) for path in paths]
-    monkeypatch.setattr(HeroRoute, "answer", _decline)
-    monkeypatch.setattr(HeroesRoute, "answer", _decline)
+    _without_fast_answers(client, monkeypatch)
     for path, seen in zip(paths, direct, strict=True):
         assert seen == _seen(client.request(method, path)), path
     assert {status for status, _, _ in direct} == {200, 404, 422}
@@ -147,24 +151,18 @@ def test_a_database_failure_is_answered_as_fastapi_would(
     monkeypatch.setattr(crud, "hero_page", unavailable)
     paths = [f"/heroes/{heroes['first']}", "/heroes/"]
     direct = [_seen(client.get(path)) for path in paths]
-    monkeypatch.setattr(HeroRoute, "answer", _decline)
-    monkeypatch.setattr(HeroesRoute, "answer", _decline)
+    _without_fast_answers(client, monkeypatch)
     assert direct == [_seen(client.get(path)) for path in paths]
     assert {status for status, _, _ in direct} == {503}
 
 
-def test_a_direct_route_refuses_dependencies() -> None:
+def test_a_fast_answer_refuses_dependencies() -> None:
     async def dependency() -> None:
         return None
 
-    app = FastAPI()
+    route = Route("/heroes/{hero_id}", read_hero, dependencies=[Depends(dependency)])
     with pytest.raises(TypeError, match="dependencies"):
-        app.router.add_api_route(
-            "/heroes/{hero_id}",
-            read_hero,
-            dependencies=[Depends(dependency)],
-            route_class_override=HeroRoute,
-        )
+        route.configure(fast=fast_read_hero, refused_over=None)
 
 
 def test_the_page_rules_are_read_heroes_own() -> None:

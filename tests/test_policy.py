@@ -1,5 +1,5 @@
-"""Who may do what (heroapi.policy.RULES): every route has a rule, and the OpenAPI document and
-the answers to requests without a valid token follow it, in each auth mode.
+"""Who may do what (heroapi.routes.policy.RULES): every route has a rule, and the OpenAPI
+document and the answers to requests without a valid token follow it, in each auth mode.
 
 What each rule lets a logged-in user do is in tests/test_auth.py and tests/test_users.py.
 """
@@ -12,9 +12,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
-from heroapi import policy
 from heroapi.main import create_app
-from heroapi.policy import ANYONE, MODES, RULES, SUPERUSER, AuthMode
+from heroapi.routes import policy
+from heroapi.routes.policy import ANYONE, MODES, RULES, SUPERUSER, AuthMode
+from heroapi.routes.routing import Endpoint, Resource, add_routes
 from tests.conftest import make_settings, running_app
 
 # Routes outside the table: the docs pages and /health/* are open, /metrics has its own token.
@@ -75,9 +76,8 @@ def test_a_route_without_a_rule_is_refused() -> None:
     async def unruled() -> None:
         pass
 
-    router = policy.Router("open", prefix="/new")
     with pytest.raises(LookupError, match="GET /new/ has no rule"):
-        router.add_api_route("/", unruled, methods=["GET"])
+        add_routes(FastAPI(), Resource("new", [Endpoint("GET", "/new/", unruled)]), mode="open")
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 
-from heroapi import __version__, crud, policy
+from heroapi import __version__, crud
 from heroapi.addresses import ProxiedRequests
 from heroapi.config import Settings, get_settings
 from heroapi.db import Database, create_database
@@ -21,8 +21,10 @@ from heroapi.observability import GzipIfAccepted, ObservabilityMiddleware, confi
 from heroapi.openapi import document_statuses
 from heroapi.revisions import schema_at_head
 from heroapi.routes import health, heroes, items, login, users
+from heroapi.routes.routing import add_routes
+from heroapi.routes.throttling import install_throttle_errors
 from heroapi.security import PasswordHasher
-from heroapi.throttle import Throttle, install_throttle_errors
+from heroapi.throttle import Throttle
 
 logger = logging.getLogger("heroapi")
 
@@ -163,12 +165,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_throttle_errors(app)
     # Built for this auth mode: each route's dependencies are its rule's (policy.RULES), none in
     # `open` mode for the tutorial's routes, so /openapi.json asks for a token only where one is.
-    mode = settings.auth_mode
-    heroes.install(app, mode=mode)
-    app.include_router(users.router(mode))
-    app.include_router(items.router(mode))
-    app.include_router(login.router, dependencies=policy.shared_dependencies(mode, login.router))
-    app.include_router(health.router)
+    for resource in (heroes.ROUTES, users.ROUTES, items.ROUTES, login.ROUTES, health.ROUTES):
+        add_routes(app, resource, mode=settings.auth_mode)
     install_docs(app)
     document_statuses(app)
     # Added innermost first: observability wraps everything, so it times and counts it all.

@@ -10,9 +10,9 @@ is 429 with `Retry-After` and the IETF RateLimit fields (draft-ietf-httpapi-rate
 `RateLimit-Policy: "login-address";q=30;w=900` and `RateLimit: "login-address";r=0;t=540`.
 
 A key past its quota stays past it until its window ends, so each process remembers the keys it
-has refused: a `RefusingRoute` answers such an address before the request is read, and holds
-that answer back `HEROAPI_THROTTLE_HOLD` seconds (`Throttle.hold`), which turns a client that
-retries at once into one that retries once a second.
+has refused: a route registered with `refused_over` (`heroapi.routes.throttling`) answers such
+an address before the request is read, and holds that answer back `HEROAPI_THROTTLE_HOLD` seconds
+(`Throttle.hold`), which turns a client that retries at once into one that retries once a second.
 
 Who the client is, and how IPv6 clients are grouped: `heroapi.addresses`.
 """
@@ -23,25 +23,21 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import ClassVar, Final
+from typing import Final
 
-from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope
 
 from heroapi.addresses import Client, Clients
 from heroapi.config import Settings
 from heroapi.crud import auth
 from heroapi.db import Database
 from heroapi.models import email_key, normalized_email
-from heroapi.security import Hashing, HashingBusy, PasswordHasher
+from heroapi.security import Hashing, PasswordHasher
 
 logger = logging.getLogger("heroapi")
 
 # Expired counters and refresh tokens are deleted at most this often per process.
 CLEANUP_INTERVAL: Final = 60
-HASHING_RETRY_AFTER: Final = 1
 # Keys past their quota, and recent logins (`Throttle.preferred`), remembered per process.
 MAX_REMEMBERED: Final = 100_000
 # 429s held back at once per process (`Throttle.hold`; each holds a connection); past that, the
@@ -266,59 +262,3 @@ class Throttle:
         }
         self._logged_in = {login: until for login, until in self._logged_in.items() if until > now}
         await auth.delete_expired(database=self._database, now=now)
-
-
-class RefusingRoute(APIRoute):
-    """An `APIRoute` that answers a client address this process already knows to be throttled
-    under `address_limit` (`Throttle.known_refusal`) before FastAPI reads the request: a flood's
-    attempts past their limit then cost no form parsing and no dependency solving, which keeps
-    the event loop free for everyone else. What reaches the endpoint is throttled as always."""
-
-    address_limit: ClassVar[str]
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        throttle: Throttle = scope["app"].state.throttle
-        refusal = throttle.known_refusal(scope, self.address_limit)
-        if refusal is not None:
-            await throttle.hold(refusal)
-            await throttled_response(refusal)(scope, receive, send)
-            return
-        await super().handle(scope, receive, send)
-
-
-def refusing_route(limit_name: str) -> type[APIRoute]:
-    """The `RefusingRoute` class for routes throttled per address under `limit_name`."""
-    return type(f"Refusing[{limit_name}]", (RefusingRoute,), {"address_limit": limit_name})
-
-
-def throttled_response(error: Throttled) -> JSONResponse:
-    limit = error.counted.limit
-    name = f'"{limit.name}"'
-    return JSONResponse(
-        {"detail": "Too many attempts; retry later"},
-        status_code=status.HTTP_429_TOO_MANY_REQUESTS,
-        headers={
-            "Retry-After": str(error.retry_after),
-            "RateLimit-Policy": f"{name};q={limit.quota};w={limit.window}",
-            "RateLimit": f"{name};r=0;t={error.retry_after}",
-        },
-    )
-
-
-async def _on_throttled(_request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, Throttled)
-    return throttled_response(error)
-
-
-async def _on_hashing_busy(request: Request, _error: Exception) -> JSONResponse:
-    logger.warning("password hashing is saturated: %s %s", request.method, request.url.path)
-    return JSONResponse(
-        {"detail": "Too many logins at once; retry shortly"},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(HASHING_RETRY_AFTER)},
-    )
-
-
-def install_throttle_errors(app: FastAPI) -> None:
-    app.add_exception_handler(Throttled, _on_throttled)
-    app.add_exception_handler(HashingBusy, _on_hashing_busy)

@@ -1,4 +1,4 @@
-"""Dependencies the routers share: the database, the settings, and who is asking.
+"""Dependencies the routes share: the database, the settings, and who is asking.
 
 Every dependency is `async def`: FastAPI runs a plain `def` dependency in its thread pool, a hop
 that costs more than the work these do.
@@ -25,24 +25,27 @@ TOKEN_URL: Final = "/login/access-token"  # noqa: S105
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-def database_of(request: Request) -> Database:
-    """The app's `Database` (for handlers that take `Request` to keep their dependencies flat)."""
-    return database_in(request.scope)
-
-
-def database_in(scope: Scope) -> Database:
-    """The app's `Database`, from the ASGI scope (for routes that answer without a `Request`)."""
+def app_database(scope: Scope) -> Database:
+    """The app's `Database`, from a request's ASGI scope (`request.scope` in a handler that
+    takes `Request` to keep its dependencies flat; the scope itself on the fast path)."""
     database: Database = scope["app"].state.database
     return database
 
 
-async def get_database(request: Request) -> Database:
-    return database_of(request)
-
-
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
+def app_settings(scope: Scope) -> Settings:
+    """The app's `Settings`, from a request's ASGI scope."""
+    settings: Settings = scope["app"].state.settings
     return settings
+
+
+async def get_app_database(request: Request) -> Database:
+    """The app's `Database`, as a dependency (`DatabaseDep`)."""
+    return app_database(request.scope)
+
+
+async def get_app_settings(request: Request) -> Settings:
+    """The app's `Settings`, as a dependency (`SettingsDep`)."""
+    return app_settings(request.scope)
 
 
 # Paging, as in the tutorials (`offset` for heroes, `skip` for users and items).
@@ -63,11 +66,11 @@ PageSize = Annotated[
 async def _signing_key(scope: Scope) -> str:
     """HEROAPI_SECRET_KEY or, without it, the key kept in the database (made at random by the
     first process that needs one)."""
-    settings: Settings = scope["app"].state.settings
+    settings = app_settings(scope)
     if settings.secret_key is not None:
         return settings.secret_key.get_secret_value()
     return await stored_secret(
-        database=database_in(scope), name=SIGNING_KEY, candidate=new_secret_key()
+        database=app_database(scope), name=SIGNING_KEY, candidate=new_secret_key()
     )
 
 
@@ -101,14 +104,14 @@ async def get_throttle(request: Request) -> Throttle:
 
 def offset_allowed(scope: Scope, offset: int) -> bool:
     """Whether `offset` is within HEROAPI_MAX_OFFSET (always, when it is not set)."""
-    settings: Settings = scope["app"].state.settings
+    settings = app_settings(scope)
     return settings.max_offset is None or offset <= settings.max_offset
 
 
 def check_offset(request: Request, name: str, offset: int) -> None:
     """HEROAPI_MAX_OFFSET, as the 422 pydantic's own `le` gives for the query parameter."""
     if not offset_allowed(request.scope, offset):
-        maximum = request.app.state.settings.max_offset
+        maximum = app_settings(request.scope).max_offset
         raise RequestValidationError(
             [
                 {
@@ -123,8 +126,8 @@ def check_offset(request: Request, name: str, offset: int) -> None:
         )
 
 
-DatabaseDep = Annotated[Database, Depends(get_database)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_app_database)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 TokensDep = Annotated[AccessTokens, Depends(get_tokens)]
 PasswordsDep = Annotated[PasswordHasher, Depends(get_passwords)]
 ThrottleDep = Annotated[Throttle, Depends(get_throttle)]

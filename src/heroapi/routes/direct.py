@@ -1,56 +1,26 @@
-"""Routes that answer their everyday request without FastAPI's per-request machinery.
+"""The fast path: a route's everyday request answered without FastAPI's per-request machinery.
 
 After a route matches, FastAPI builds a `Request`, opens two exit stacks, solves the endpoint's
 parameters and dependencies, calls it, and renders its `Response`: ~50 us of the ~130 us of
 server CPU a `GET /heroes/{id}` took on SQLite, more than the database read and the JSON
-together (docs/performance.md). A `DirectRoute` is still FastAPI's route, matched, documented and
-wrapped in the app's middleware like any other; only its `handle` first asks `answer()` for the
-body of a 200. `answer()` takes only what it can read unambiguously (plain decimal numbers in
-range, the parameters it knows, each once) and returns None for anything else, a miss included,
-which FastAPI then handles as it always did: same validation, same 404 and 422 bodies, same error
-handlers. tests/test_direct.py holds the two ways to the same bytes.
+together (docs/performance.md). A route registered with a `FastAnswer` (`Endpoint.fast`) is still
+FastAPI's route, matched, documented and wrapped in the app's middleware like any other; only its
+`handle` first asks the fast answer for the body of a 200 (`routing.Route`). A fast answer takes
+only what it can read unambiguously (plain decimal numbers in range, the parameters it knows,
+each once; the parsers below) and returns None for anything else, a miss included, which FastAPI
+then handles as it always did: same validation, same 404 and 422 bodies, same error handlers.
+tests/test_direct.py holds the two ways to the same bytes.
 """
 
-from typing import Any, Final, TypeAlias
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeAlias
 
-from fastapi.routing import APIRoute
-from starlette.types import Receive, Scope, Send
-
-_JSON: Final = (b"content-type", b"application/json")
+from starlette.types import Scope
 
 # A 200's JSON body, and the headers it sends besides Content-Length and Content-Type.
 Answer: TypeAlias = tuple[bytes, list[tuple[bytes, bytes]]]
-
-
-class DirectRoute(APIRoute):
-    """An `APIRoute` whose GETs `answer()` may answer with a 200 and a JSON body.
-
-    It refuses dependencies (a route's own, or its router's or app's): answering before FastAPI
-    solves them would skip them.
-    """
-
-    def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
-        super().__init__(path, endpoint, **kwargs)
-        if self.dependant.dependencies:
-            raise TypeError(f"{path}: a DirectRoute answers before dependencies could run")
-
-    async def answer(self, scope: Scope) -> Answer | None:
-        """This request's 200 (its JSON body and any headers of its own, such as
-        `Last-Modified`), or None to let FastAPI handle the request."""
-        raise NotImplementedError
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] == "GET":
-            answer = await self.answer(scope)
-            if answer is not None:
-                body, headers = answer
-                # The headers Starlette's Response(body, media_type="application/json") sends.
-                length = (b"content-length", b"%d" % len(body))
-                headers = [length, _JSON, *headers]
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await super().handle(scope, receive, send)
+# A GET's 200 read from the ASGI scope alone, or None to let FastAPI handle the request.
+FastAnswer: TypeAlias = Callable[[Scope], Awaitable[Answer | None]]
 
 
 def plain_int(text: str | bytes, maximum: int) -> int | None:

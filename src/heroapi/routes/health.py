@@ -5,9 +5,9 @@ import hmac
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import Request, Response, status
 from fastapi.responses import JSONResponse
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import SecretStr
@@ -16,26 +16,24 @@ from heroapi import crud
 from heroapi.db import ReplicaState
 from heroapi.observability import metrics_text
 from heroapi.revisions import head_revision
-from heroapi.routes.deps import database_of, not_authenticated
+from heroapi.routes.deps import app_database, not_authenticated
+from heroapi.routes.routing import Endpoint, Resource, Responses
 
 logger = logging.getLogger("heroapi")
-router = APIRouter(tags=["health"])
 
-UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+UNAVAILABLE: Responses = {
     status.HTTP_503_SERVICE_UNAVAILABLE: {"description": "The database is not ready; see `reason`"}
 }
 
 
-@router.get("/health/live")
 async def live() -> dict[str, str]:
     """The process answers (restart it if this fails)."""
     return {"status": "ok"}
 
 
-@router.get("/health/ready", responses=UNAVAILABLE)
 async def ready(request: Request) -> JSONResponse:
     """The database answers in time and its schema is at the latest migration."""
-    database = database_of(request)
+    database = app_database(request.scope)
     timeout = request.app.state.settings.health_timeout
     head = head_revision()
     # Read replicas are reported, never a reason to be unready: without them the primary serves.
@@ -87,11 +85,10 @@ def _unavailable(reason: str, replicas: dict[str, Any]) -> JSONResponse:
     )
 
 
-@router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics: requests, latency, database connections (all workers)."""
     _require_metrics_token(request)
-    body, content_type = metrics_text(database_of(request).replicas())
+    body, content_type = metrics_text(app_database(request.scope).replicas())
     return Response(body, media_type=content_type)
 
 
@@ -106,3 +103,14 @@ def _require_metrics_token(request: Request) -> None:
     matches = hmac.compare_digest(given.encode("latin-1"), token.get_secret_value().encode())
     if scheme.lower() != "bearer" or not matches:
         raise not_authenticated()
+
+
+# Outside policy.RULES (`OUTSIDE_RULES`): open to anyone, and /metrics checks its own token.
+ROUTES: Final = Resource(
+    "health",
+    [
+        Endpoint("GET", "/health/live", live),
+        Endpoint("GET", "/health/ready", ready, responses=UNAVAILABLE),
+        Endpoint("GET", "/metrics", metrics, include_in_schema=False),
+    ],
+)

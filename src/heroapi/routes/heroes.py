@@ -4,55 +4,50 @@ These are the hot paths (docs/performance.md):
 - the dependency tree is flat: each handler takes `Request` (free for FastAPI) instead of a chain
   of `Depends`, which cost ~25 us per level per request. Who may write is the route's rule in
   the app's auth mode (`policy.RULES`): in `open` mode the routes carry no dependency at all.
-- the routes are registered on the app itself (`install`), not through `include_router`: FastAPI
-  answers an included router's requests through a wrapper that matches the path a second time
-  (~10% of a `GET /heroes/{id}`).
 - heroes come from `crud` as values in `HeroPublic`'s field order and are rendered to the bytes
   `HeroPublic` itself would give (`rendering.py`): FastAPI's response validation would build a
   model per row of data that the columns' types already guarantee. `response_model` still
   documents the answers.
 - `GET /heroes/{id}` sends `Last-Modified` (the row's `updated_at`, set by the database), read
   in the same query as the hero.
-- the reads are `DirectRoute`s (`direct.py`): a plain `GET /heroes/7` or `GET /heroes/?limit=10`
-  is answered without FastAPI's per-request machinery; anything else goes through the handlers
-  below, which are also what the docs describe.
+- the reads have fast answers (`direct.py`): a plain `GET /heroes/7` or `GET /heroes/?limit=10`
+  is answered by `fast_read_hero` or `fast_read_heroes` without FastAPI's per-request machinery;
+  anything else goes through the handlers, which are also what the docs describe.
 """
 
-from collections.abc import Callable
 from typing import Any, Final
 
-from fastapi import FastAPI, HTTPException, Request, Response, status
+from fastapi import HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from starlette.types import Scope
 
-from heroapi import crud, policy
+from heroapi import crud
 from heroapi.crud.listing import ListQuery, Page
 from heroapi.db import Database, Values
 from heroapi.errors import ErrorDetail
 from heroapi.models import ID_MAX, Deleted, HeroCreate, HeroPublic, HeroUpdate
-from heroapi.policy import AuthMode
 from heroapi.rendering import hero_json, heroes_json, http_date
 from heroapi.routes.deps import (
     MAX_PAGE_SIZE,
     PageSize,
     PageStart,
+    app_database,
     check_offset,
-    database_in,
-    database_of,
     in_id_range,
     offset_allowed,
 )
-from heroapi.routes.direct import Answer, DirectRoute, plain_cursor, plain_int, plain_query
+from heroapi.routes.direct import Answer, plain_cursor, plain_int, plain_query
 from heroapi.routes.list_headers import LIST_RESPONSES, count_preference
 from heroapi.routes.lists import read_list, read_plain_list, with_list_parameters
+from heroapi.routes.routing import Endpoint, Resource, Responses
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
+NOT_FOUND: Responses = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Hero not found"}
 }
 
 # Where crud.get_hero's values hold the hero's last change (Unix seconds).
 _LAST_MODIFIED: Final = crud.HERO_LAST_MODIFIED
-# read_heroes' parameters, for HeroesRoute.
+# read_heroes' parameters, for fast_read_heroes.
 PAGE_DEFAULTS: Final = {"offset": 0, "limit": MAX_PAGE_SIZE}
 PAGE_MAXIMA: Final = {"offset": ID_MAX, "limit": MAX_PAGE_SIZE}
 
@@ -75,7 +70,7 @@ def last_modified(values: Values) -> list[tuple[bytes, bytes]]:
 
 async def create_hero(hero: HeroCreate, request: Request) -> Response:
     """Create a hero; the database assigns its id."""
-    return hero_response(await crud.create_hero(database=database_of(request), hero=hero))
+    return hero_response(await crud.create_hero(database=app_database(request.scope), hero=hero))
 
 
 async def _heroes_page(scope: Scope, choices: dict[str, Any], offset: int, limit: int) -> Answer:
@@ -113,7 +108,7 @@ async def read_hero(hero_id: int, request: Request) -> Response:
     # Ids no column can hold (0, negative, past 2^63-1) belong to no hero: 404, no query.
     if not in_id_range(hero_id):
         raise hero_not_found()
-    values = await crud.get_hero(database=database_of(request), hero_id=hero_id)
+    values = await crud.get_hero(database=app_database(request.scope), hero_id=hero_id)
     response = hero_response(values)
     assert values is not None  # hero_response raised the 404 otherwise
     response.raw_headers.extend(last_modified(values))
@@ -125,7 +120,7 @@ async def update_hero(hero_id: int, hero: HeroUpdate, request: Request) -> Respo
     if not in_id_range(hero_id):
         raise hero_not_found()
     changes = hero.model_dump(exclude_unset=True)
-    database = database_of(request)
+    database = app_database(request.scope)
     return hero_response(
         await crud.update_hero(database=database, hero_id=hero_id, changes=changes)
     )
@@ -134,79 +129,65 @@ async def update_hero(hero_id: int, hero: HeroUpdate, request: Request) -> Respo
 async def delete_hero(hero_id: int, request: Request) -> Deleted:
     """Delete a hero."""
     if not in_id_range(hero_id) or not await crud.delete_hero(
-        database=database_of(request), hero_id=hero_id
+        database=app_database(request.scope), hero_id=hero_id
     ):
         raise hero_not_found()
     return Deleted(ok=True)
 
 
-class HeroRoute(DirectRoute):
-    """`GET /heroes/{hero_id}` for an id in plain digits of a hero that exists."""
-
-    async def answer(self, scope: Scope) -> Answer | None:
-        hero_id = plain_int(scope["path_params"]["hero_id"], ID_MAX)
-        if hero_id is None or not in_id_range(hero_id):
-            return None
-        values = await crud.get_hero(database=database_in(scope), hero_id=hero_id)
-        return None if values is None else (hero_json(values), last_modified(values))
+async def fast_read_hero(scope: Scope) -> Answer | None:
+    """`read_hero`'s 200 for an id in plain digits of a hero that exists; None otherwise."""
+    hero_id = plain_int(scope["path_params"]["hero_id"], ID_MAX)
+    if hero_id is None or not in_id_range(hero_id):
+        return None
+    values = await crud.get_hero(database=app_database(scope), hero_id=hero_id)
+    return None if values is None else (hero_json(values), last_modified(values))
 
 
-class HeroesRoute(DirectRoute):
-    """`GET /heroes/` with no query, or plain `offset` and `limit` in range, or a `cursor` and
-    plain `limit` (the `next` and `prev` links of the tutorial's own order); and no `Prefer`."""
-
-    async def answer(self, scope: Scope) -> Answer | None:
-        query_string, cursor = plain_cursor(scope["query_string"])
-        page = plain_query(query_string, PAGE_DEFAULTS, PAGE_MAXIMA)
-        if page is None or not offset_allowed(scope, page["offset"]) or count_preference(scope):
-            return None
-        parts = query_string.split(b"&") if query_string else []
-        kept = [part for part in parts if not part.startswith(b"offset=")]
-        if cursor is not None and len(kept) < len(parts):
-            return None  # FastAPI's 422: a cursor or an offset, not both
-        try:
-            listed, headers = await read_plain_list(
-                scope,
-                crud.HEROES,
-                _fetch_heroes,
-                offset_param="offset",
-                offset=page["offset"] if len(kept) < len(parts) else None,
-                limit=page["limit"],
-                cursor=cursor,
-                kept=b"&".join(kept).decode("ascii"),
-            )
-        except RequestValidationError:  # a cursor this list did not make: FastAPI's 422
-            return None
-        return heroes_json(listed.rows), headers
-
-
-def install(app: FastAPI, *, mode: AuthMode) -> None:
-    """The Hero API's routes, on `app`, each guarded by its rule in `mode` (`policy.RULES`)."""
-
-    def add(method: str, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
-        # An ANYONE rule gives no dependency, and a DirectRoute refuses any.
-        guards = policy.dependencies(mode, method, path)
-        app.router.add_api_route(
-            path, endpoint, methods=[method], dependencies=guards, tags=["heroes"], **options
+async def fast_read_heroes(scope: Scope) -> Answer | None:
+    """`read_heroes`' 200 for `GET /heroes/` with no query, or plain `offset` and `limit` in
+    range, or a `cursor` and plain `limit` (the `next` and `prev` links of the tutorial's own
+    order); and no `Prefer`. None otherwise."""
+    query_string, cursor = plain_cursor(scope["query_string"])
+    page = plain_query(query_string, PAGE_DEFAULTS, PAGE_MAXIMA)
+    if page is None or not offset_allowed(scope, page["offset"]) or count_preference(scope):
+        return None
+    parts = query_string.split(b"&") if query_string else []
+    kept = [part for part in parts if not part.startswith(b"offset=")]
+    if cursor is not None and len(kept) < len(parts):
+        return None  # FastAPI's 422: a cursor or an offset, not both
+    try:
+        listed, headers = await read_plain_list(
+            scope,
+            crud.HEROES,
+            _fetch_heroes,
+            offset_param="offset",
+            offset=page["offset"] if len(kept) < len(parts) else None,
+            limit=page["limit"],
+            cursor=cursor,
+            kept=b"&".join(kept).decode("ascii"),
         )
+    except RequestValidationError:  # a cursor this list did not make: FastAPI's 422
+        return None
+    return heroes_json(listed.rows), headers
 
-    one = "/heroes/{hero_id}"
-    add("POST", "/heroes/", create_hero, response_model=HeroPublic)
-    add(
-        "GET",
-        "/heroes/",
-        read_heroes,
-        response_model=list[HeroPublic],
-        responses=LIST_RESPONSES,
-        route_class_override=HeroesRoute,
-    )
-    add(
-        "GET",
-        one,
-        read_hero,
-        response_model=HeroPublic,
-        responses=NOT_FOUND,
-        route_class_override=HeroRoute,
-    )
-    add("PATCH", one, update_hero, response_model=HeroPublic, responses=NOT_FOUND)
-    add("DELETE", one, delete_hero, response_model=Deleted, responses=NOT_FOUND)
+
+HERO_PATH: Final = "/heroes/{hero_id}"
+# An ANYONE rule gives no dependency, and a fast answer refuses any.
+ROUTES: Final = Resource(
+    "heroes",
+    [
+        Endpoint("POST", "/heroes/", create_hero, HeroPublic),
+        Endpoint(
+            "GET",
+            "/heroes/",
+            read_heroes,
+            list[HeroPublic],
+            LIST_RESPONSES,
+            fast=fast_read_heroes,
+        ),
+        Endpoint("GET", HERO_PATH, read_hero, HeroPublic, NOT_FOUND, fast=fast_read_hero),
+        Endpoint("PATCH", HERO_PATH, update_hero, HeroPublic, NOT_FOUND),
+        Endpoint("DELETE", HERO_PATH, delete_hero, Deleted, NOT_FOUND),
+    ],
+)

@@ -1,26 +1,27 @@
 """Items: the tutorial's listing and reading one item; changing and deleting one.
 
 Which items a requester sees is the operation's rule in the app's auth mode (`policy.RULES`:
-every item, or only your own), so the handlers are made for that mode, in `router()`: each takes
-its rule's `policy.item_owner`, and FastAPI documents just what that asks for.
+every item, or only your own): each handler takes `ItemOwner`, whose answer that rule decides, and
+FastAPI documents just what the rule asks for.
 """
 
-from typing import Annotated, Any
+from typing import Any, Final
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import HTTPException, Request, Response, status
 
-from heroapi import crud, policy
+from heroapi import crud
 from heroapi.crud.listing import ListQuery, Page
 from heroapi.db import Database, Row
 from heroapi.errors import ErrorDetail
 from heroapi.models import Deleted, Item, ItemUpdate
-from heroapi.policy import AuthMode
 from heroapi.rendering import http_date
 from heroapi.routes.deps import DatabaseDep, PageSize, PageStart, check_offset, in_id_range
 from heroapi.routes.list_headers import LIST_RESPONSES, add_headers
 from heroapi.routes.lists import read_list, with_list_parameters
+from heroapi.routes.policy import ItemOwner
+from heroapi.routes.routing import Endpoint, Resource, Responses
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
+NOT_FOUND: Responses = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Item not found"}
 }
 
@@ -34,85 +35,77 @@ async def _fetch_items(database: Database, query: ListQuery) -> Page:
     return await crud.items_page(database=database, query=query)
 
 
-def router(mode: AuthMode) -> APIRouter:
-    """The `/items` routes, each guarded by its rule in `mode` (`policy.RULES`)."""
-    items = policy.Router(mode, prefix="/items")
-    list_owner = policy.item_owner(mode, "GET", "/items/")
-    one = "/items/{item_id}"
-    read_owner = policy.item_owner(mode, "GET", one)
-    update_owner = policy.item_owner(mode, "PATCH", one)
-    delete_owner = policy.item_owner(mode, "DELETE", one)
+@with_list_parameters(crud.ITEMS)
+async def read_items(
+    request: Request,
+    response: Response,
+    rule_owner: ItemOwner,
+    skip: PageStart = 0,
+    limit: PageSize = 100,
+    **choices: Any,
+) -> list[Row]:
+    """List items, `limit` from `skip` or from a `cursor`; by id, or in the `order` asked
+    for; only those the filters match (with `HEROAPI_AUTH_MODE=required`, your own)."""
+    check_offset(request, "skip", skip)
+    page, headers = await read_list(
+        request.scope,
+        crud.ITEMS,
+        choices,
+        _fetch_items,
+        offset_param="skip",
+        offset=skip,
+        limit=limit,
+        conditions=None if rule_owner is None else {"owner_id": rule_owner},
+    )
+    add_headers(response, headers)
+    rows: list[Row] = page.rows
+    return rows
 
-    @items.get("/", response_model=list[Item], responses=LIST_RESPONSES, tags=["items"])
-    @with_list_parameters(crud.ITEMS)
-    async def read_items(
-        request: Request,
-        response: Response,
-        rule_owner: Annotated[int | None, list_owner],
-        skip: PageStart = 0,
-        limit: PageSize = 100,
-        **choices: Any,
-    ) -> list[Row]:
-        """List items, `limit` from `skip` or from a `cursor`; by id, or in the `order` asked
-        for; only those the filters match (with `HEROAPI_AUTH_MODE=required`, your own)."""
-        check_offset(request, "skip", skip)
-        page, headers = await read_list(
-            request.scope,
-            crud.ITEMS,
-            choices,
-            _fetch_items,
-            offset_param="skip",
-            offset=skip,
-            limit=limit,
-            conditions=None if rule_owner is None else {"owner_id": rule_owner},
+
+async def read_item(
+    item_id: int, database: DatabaseDep, owner_id: ItemOwner, response: Response
+) -> Row:
+    """Read one item (with `HEROAPI_AUTH_MODE=required`, one of your own)."""
+    item = None
+    if in_id_range(item_id):
+        item = await crud.get_item(database=database, item_id=item_id, owner_id=owner_id)
+    if item is None:
+        raise item_not_found()
+    response.headers["last-modified"] = http_date(item["last_modified"]).decode()
+    return item
+
+
+async def update_item(
+    item_id: int, item: ItemUpdate, database: DatabaseDep, owner_id: ItemOwner
+) -> Row:
+    """Change the fields sent (`description: null` clears it); the others stay as they are."""
+    updated = None
+    if in_id_range(item_id):
+        changes = item.model_dump(exclude_unset=True)
+        updated = await crud.update_item(
+            database=database, item_id=item_id, changes=changes, owner_id=owner_id
         )
-        add_headers(response, headers)
-        rows: list[Row] = page.rows
-        return rows
+    if updated is None:
+        raise item_not_found()
+    return updated
 
-    @items.get("/{item_id}", response_model=Item, responses=NOT_FOUND, tags=["items"])
-    async def read_item(
-        item_id: int,
-        database: DatabaseDep,
-        owner_id: Annotated[int | None, read_owner],
-        response: Response,
-    ) -> Row:
-        """Read one item (with `HEROAPI_AUTH_MODE=required`, one of your own)."""
-        item = None
-        if in_id_range(item_id):
-            item = await crud.get_item(database=database, item_id=item_id, owner_id=owner_id)
-        if item is None:
-            raise item_not_found()
-        response.headers["last-modified"] = http_date(item["last_modified"]).decode()
-        return item
 
-    @items.patch("/{item_id}", response_model=Item, responses=NOT_FOUND, tags=["items"])
-    async def update_item(
-        item_id: int,
-        item: ItemUpdate,
-        database: DatabaseDep,
-        owner_id: Annotated[int | None, update_owner],
-    ) -> Row:
-        """Change the fields sent (`description: null` clears it); the others stay as they are."""
-        updated = None
-        if in_id_range(item_id):
-            changes = item.model_dump(exclude_unset=True)
-            updated = await crud.update_item(
-                database=database, item_id=item_id, changes=changes, owner_id=owner_id
-            )
-        if updated is None:
-            raise item_not_found()
-        return updated
+async def delete_item(item_id: int, database: DatabaseDep, owner_id: ItemOwner) -> Deleted:
+    """Delete an item (with `HEROAPI_AUTH_MODE=required`, one of your own)."""
+    if not in_id_range(item_id) or not await crud.delete_item(
+        database=database, item_id=item_id, owner_id=owner_id
+    ):
+        raise item_not_found()
+    return Deleted(ok=True)
 
-    @items.delete("/{item_id}", response_model=Deleted, responses=NOT_FOUND, tags=["items"])
-    async def delete_item(
-        item_id: int, database: DatabaseDep, owner_id: Annotated[int | None, delete_owner]
-    ) -> Deleted:
-        """Delete an item (with `HEROAPI_AUTH_MODE=required`, one of your own)."""
-        if not in_id_range(item_id) or not await crud.delete_item(
-            database=database, item_id=item_id, owner_id=owner_id
-        ):
-            raise item_not_found()
-        return Deleted(ok=True)
 
-    return items
+ITEM_PATH: Final = "/items/{item_id}"
+ROUTES: Final = Resource(
+    "items",
+    [
+        Endpoint("GET", "/items/", read_items, list[Item], LIST_RESPONSES),
+        Endpoint("GET", ITEM_PATH, read_item, Item, NOT_FOUND),
+        Endpoint("PATCH", ITEM_PATH, update_item, Item, NOT_FOUND),
+        Endpoint("DELETE", ITEM_PATH, delete_item, Deleted, NOT_FOUND),
+    ],
+)

@@ -60,7 +60,7 @@ from heroapi.db import Database
 from heroapi.db.sqlite import StatementOverBudget
 from heroapi.errors import RETRY_AFTER_SECONDS
 from heroapi.models import ID_MAX, storable_text
-from heroapi.routes.deps import cursors_in, database_in
+from heroapi.routes.deps import app_database, cursors_in
 from heroapi.routes.list_headers import (
     Headers,
     count_preference,
@@ -295,7 +295,7 @@ async def read_list(
     """One page of a list for a request's validated parameters (`choices`: the filters, `order`
     and `cursor`), read by `fetch`, with the headers that go with it. `conditions` are
     equalities the route adds (an auth rule's owner)."""
-    database = database_in(scope)
+    database = app_database(scope)
     cursors = None if choices.get("cursor") is None else await cursors_in(scope)
     pairs = query_pairs(scope)
     query = list_query(
@@ -361,7 +361,7 @@ async def read_plain_list(
     (None: not given), a limit and a cursor, in plain characters, so it is read as it is."""
     query = ListQuery(offset=offset or 0, limit=limit)
     if cursor is not None:
-        database = database_in(scope)
+        database = app_database(scope)
         cursors = await cursors_in(scope)
         query.position = _position(listing, query, cursor, cursors, database.url.backend, False)
     paging = (offset_param, kept, cursor is None and offset is not None)
@@ -377,7 +377,7 @@ async def _answer(
 ) -> tuple[Page, Headers]:
     """The page (none if `fetch` is None: nothing can match), its count if asked for, and the
     headers."""
-    database = database_in(scope)
+    database = app_database(scope)
     mode = count_preference(scope)
     counted: Count | None = None
     if fetch is None:

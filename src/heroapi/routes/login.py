@@ -2,9 +2,9 @@
 rotated at each use, and logging out."""
 
 import time
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from heroapi import crud
@@ -20,10 +20,9 @@ from heroapi.routes.deps import (
     TokensDep,
     not_authenticated,
 )
+from heroapi.routes.routing import Endpoint, Resource, Responses
 from heroapi.security import AccessTokens
-from heroapi.throttle import LOGIN_ADDRESS, Counted, Limit, Throttled, refusing_route
-
-router = APIRouter(tags=["login"])
+from heroapi.throttle import LOGIN_ADDRESS, Counted, Limit, Throttled
 
 # The same answer, after the same work, for an unknown email and a wrong password.
 INCORRECT_LOGIN = "Incorrect email or password"
@@ -32,7 +31,7 @@ DAY: Final = 86400
 # Refreshes are counted per login over a minute (HEROAPI_REFRESHES_PER_MINUTE), under this name.
 REFRESH_WINDOW: Final = 60
 REFRESH_SESSION: Final = "refresh-session"
-THROTTLED: dict[int | str, dict[str, Any]] = {
+THROTTLED: Responses = {
     status.HTTP_429_TOO_MANY_REQUESTS: {
         "model": ErrorDetail,
         "description": "Too many failed attempts from this address or for this account; "
@@ -99,18 +98,7 @@ async def login_access_token(
     return await _issue(database, tokens, user, days=settings.refresh_token_expire_days)
 
 
-router.add_api_route(
-    "/login/access-token",
-    login_access_token,
-    methods=["POST"],
-    response_model=Token,
-    responses={status.HTTP_400_BAD_REQUEST: {"model": ErrorDetail}, **THROTTLED},
-    # A flood from an address already past its limit is answered before the form is read.
-    route_class_override=refusing_route(LOGIN_ADDRESS),
-)
-
-
-REFRESH_THROTTLED: dict[int | str, dict[str, Any]] = {
+REFRESH_THROTTLED: Responses = {
     status.HTTP_429_TOO_MANY_REQUESTS: {
         "model": ErrorDetail,
         "description": "This login refreshed more than HEROAPI_REFRESHES_PER_MINUTE times in a "
@@ -119,11 +107,6 @@ REFRESH_THROTTLED: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post(
-    "/login/refresh",
-    response_model=Token,
-    responses={status.HTTP_401_UNAUTHORIZED: {"model": ErrorDetail}, **REFRESH_THROTTLED},
-)
 async def refresh_access_token(
     body: RefreshRequest, database: DatabaseDep, settings: SettingsDep, tokens: TokensDep
 ) -> Token:
@@ -157,10 +140,33 @@ async def refresh_access_token(
     )
 
 
-@router.post("/logout", response_model=Message)
 async def logout(body: RefreshRequest, database: DatabaseDep) -> Message:
     """End the login of a refresh token: none of its refresh tokens works any more. Access
     tokens already issued work until they expire (`expires_in`); change the password to end
     them at once."""
     await auth.end_session(database=database, token=body.refresh_token)
     return Message(message="Logged out")
+
+
+ROUTES: Final = Resource(
+    "login",
+    [
+        Endpoint(
+            "POST",
+            "/login/access-token",
+            login_access_token,
+            Token,
+            {status.HTTP_400_BAD_REQUEST: {"model": ErrorDetail}, **THROTTLED},
+            # A flood from an address already past its limit is answered before the form is read.
+            refused_over=LOGIN_ADDRESS,
+        ),
+        Endpoint(
+            "POST",
+            "/login/refresh",
+            refresh_access_token,
+            Token,
+            {status.HTTP_401_UNAUTHORIZED: {"model": ErrorDetail}, **REFRESH_THROTTLED},
+        ),
+        Endpoint("POST", "/logout", logout, Message),
+    ],
+)

@@ -1,16 +1,15 @@
 """Users: the tutorial's `sql_app` endpoints, plus the account's own (`/users/me`).
 
-`router(mode)` registers them for the app's auth mode; who may call each one is its rule in
-`heroapi.policy.RULES`, enforced by the dependencies `policy.Router` gives it.
+`ROUTES` lists them in matching order; who may call each one is its rule in
+`heroapi.routes.policy.RULES`, enforced by the dependencies `routing.add_routes` gives it.
 """
 
-from collections.abc import Callable
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
-from heroapi import crud, policy
+from heroapi import crud
 from heroapi.crud.listing import ListQuery, Page
 from heroapi.db import Database, Row
 from heroapi.errors import ErrorDetail
@@ -24,8 +23,8 @@ from heroapi.models import (
     UserUpdate,
     UserUpdateMe,
 )
-from heroapi.policy import AuthMode, user_not_found
 from heroapi.rendering import http_date
+from heroapi.routes import policy
 from heroapi.routes.deps import (
     CurrentUser,
     DatabaseDep,
@@ -40,9 +39,9 @@ from heroapi.routes.deps import (
 from heroapi.routes.list_headers import LIST_RESPONSES, add_headers
 from heroapi.routes.lists import read_list, with_list_parameters
 from heroapi.routes.login import THROTTLED
-from heroapi.throttle import REGISTER_ADDRESS, refusing_route
-
-Responses = dict[int | str, dict[str, Any]]  # documented answers, by status
+from heroapi.routes.policy import user_not_found
+from heroapi.routes.routing import Endpoint, Resource, Responses
+from heroapi.throttle import REGISTER_ADDRESS
 
 EMAIL_TAKEN = "Email already registered"
 NOT_FOUND: Responses = {
@@ -244,36 +243,27 @@ async def _update(database: Database, user_id: int, changes: dict[str, Any]) -> 
     return found if found is not None else user
 
 
-# path (under /users), method, handler, response model, answers besides 200 and 422; `/me`
-# before `/{user_id}`, which would match it too.
-ROUTES: Final[list[tuple[str, str, Callable[..., Any], Any, Responses]]] = [
-    ("/", "POST", create_user, User, EMAIL_CONFLICT | THROTTLED),
-    ("/", "GET", read_users, list[User], LIST_RESPONSES),
-    ("/me", "GET", read_user_me, User, {}),
-    ("/me", "PATCH", update_user_me, User, EMAIL_CONFLICT),
-    ("/me/password", "POST", update_password_me, Message, THROTTLED),
-    ("/{user_id}", "GET", read_user, User, NOT_FOUND),
-    ("/{user_id}", "PATCH", update_user, User, NOT_FOUND | EMAIL_CONFLICT),
-    ("/{user_id}", "DELETE", delete_user, Message, NOT_FOUND),
-    ("/{user_id}/items/", "POST", create_item_for_user, Item, NOT_FOUND),
-]
-
-
-# Routes that answer an address known to be past its limit before reading the request.
-REFUSING: Final = {("/", "POST"): refusing_route(REGISTER_ADDRESS)}
-
-
-def router(mode: AuthMode) -> APIRouter:
-    """The `/users` routes, each guarded by its rule in `mode` (`policy.RULES`)."""
-    users = policy.Router(mode, prefix="/users")
-    for path, method, handler, model, responses in ROUTES:
-        users.add_api_route(
-            path,
-            handler,
-            methods=[method],
-            response_model=model,
-            responses=responses,
-            route_class_override=REFUSING.get((path, method)),
-            tags=["users"],
-        )
-    return users
+# `/users/me` before `/users/{user_id}`, which would match it too.
+USER_PATH: Final = "/users/{user_id}"
+ROUTES: Final = Resource(
+    "users",
+    [
+        # An address known to be past its registration limit is answered before the body is read.
+        Endpoint(
+            "POST",
+            "/users/",
+            create_user,
+            User,
+            EMAIL_CONFLICT | THROTTLED,
+            refused_over=REGISTER_ADDRESS,
+        ),
+        Endpoint("GET", "/users/", read_users, list[User], LIST_RESPONSES),
+        Endpoint("GET", "/users/me", read_user_me, User),
+        Endpoint("PATCH", "/users/me", update_user_me, User, EMAIL_CONFLICT),
+        Endpoint("POST", "/users/me/password", update_password_me, Message, THROTTLED),
+        Endpoint("GET", USER_PATH, read_user, User, NOT_FOUND),
+        Endpoint("PATCH", USER_PATH, update_user, User, NOT_FOUND | EMAIL_CONFLICT),
+        Endpoint("DELETE", USER_PATH, delete_user, Message, NOT_FOUND),
+        Endpoint("POST", "/users/{user_id}/items/", create_item_for_user, Item, NOT_FOUND),
+    ],
+)

@@ -14,25 +14,22 @@ One row per operation (method and path template), one column per mode, each cell
 Every rule but `ANYONE` answers 401 (`WWW-Authenticate: Bearer`) without a valid token.
 
 A new rule, or a changed one, is an edit of `RULES` alone: the routes are built for the app's
-mode (`main.create_app`), each with the dependencies `dependencies()` gives for its rule there.
-`Router` does it for every route added to it (users, items) and refuses a route `RULES` does not
-name; `heroes.install` asks for each hero route; the login router, whose routes are all `ANYONE`,
-is included with `shared_dependencies()`. So FastAPI's own OpenAPI document tells the truth: an
-operation shows `security` exactly when its rule needs a token in the running mode. An `ANYONE`
-operation gets no dependency at all, which keeps the hot hero routes flat in `open` mode (the
-direct hero reads cannot take one, and are `ANYONE` in every mode). The item routes, whose answer
-depends on who asks, take `item_owner()`.
+mode (`main.create_app`), and `routing.add_routes`, which registers every route, gives each the
+dependencies `dependencies()` returns for its rule there, and refuses a route `RULES` does not
+name. So FastAPI's own OpenAPI document tells the truth: an operation shows `security` exactly
+when its rule needs a token in the running mode. An `ANYONE` operation gets no dependency at all,
+which keeps the hot hero routes flat in `open` mode (the fast hero reads cannot take one, and are
+`ANYONE` in every mode). The item handlers, whose answer depends on who asks, take `ItemOwner`.
 
-Not in the table: the docs pages and `/health/*` (open to anyone), and `/metrics` (guarded by a
-token of its own, `HEROAPI_METRICS_TOKEN`).
+Not in the table (`OUTSIDE_RULES`): the docs pages and `/health/*` (open to anyone), and
+`/metrics` (guarded by a token of its own, `HEROAPI_METRICS_TOKEN`).
 """
 
 import enum
 from collections.abc import Callable
-from typing import Any, Final, Literal, TypeAlias, get_args
+from typing import Annotated, Any, Final, Literal, TypeAlias, get_args
 
-from fastapi import APIRouter, HTTPException, Request, params, status
-from fastapi.routing import APIRoute
+from fastapi import Depends, HTTPException, Request, params, status
 from pydantic import TypeAdapter, ValidationError
 
 from heroapi.routes.deps import CurrentUser, get_current_superuser, get_current_user
@@ -84,6 +81,10 @@ RULES: Final[dict[Operation, tuple[Rule, Rule]]] = {
     ("POST",   "/logout"):                  (ANYONE,            ANYONE),
 }
 # fmt: on
+# Operations no rule guards: the health checks are open to anyone, /metrics checks its own token.
+OUTSIDE_RULES: Final[frozenset[Operation]] = frozenset(
+    {("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics")}
+)
 
 
 def rule(mode: AuthMode, method: str, path: str) -> Rule:
@@ -91,7 +92,7 @@ def rule(mode: AuthMode, method: str, path: str) -> Rule:
     try:
         rules = RULES[method, path]
     except KeyError:
-        raise LookupError(f"{method} {path} has no rule in heroapi.policy.RULES") from None
+        raise LookupError(f"{method} {path} has no rule in heroapi.routes.policy.RULES") from None
     return rules[MODES.index(mode)]
 
 
@@ -117,16 +118,23 @@ async def _self_or_superuser(request: Request, user: CurrentUser) -> None:
         raise user_not_found()
 
 
-async def _own_items(user: CurrentUser) -> int | None:
-    return None if user["is_superuser"] else user["id"]
+async def _own_items(request: Request, user: CurrentUser) -> None:
+    # Read by `item_owner`: route dependencies run before the handler's own.
+    request.state.item_owner = None if user["is_superuser"] else user["id"]
 
 
-async def _every_item() -> None:
-    return None
+async def item_owner(request: Request) -> int | None:
+    """Whose items the requester may see, as an owner's id, or None for every item: under the
+    `OWN_ITEMS` rule, your own unless you are a superuser (as its dependency recorded); under
+    any other rule, every item."""
+    owner: int | None = getattr(request.state, "item_owner", None)
+    return owner
 
 
-# What enforces each rule; get_current_user answers the 401s. OWN_ITEMS' dependency is also the
-# item routes' `item_owner()`: FastAPI runs it once for both.
+ItemOwner = Annotated[int | None, Depends(item_owner)]
+
+
+# What enforces each rule; get_current_user answers the 401s.
 _GUARDS: Final[dict[Rule, Callable[..., Any] | None]] = {
     ANYONE: None,
     ACCOUNT: get_current_user,
@@ -137,45 +145,12 @@ _GUARDS: Final[dict[Rule, Callable[..., Any] | None]] = {
 
 
 def dependencies(mode: AuthMode, method: str, path: str) -> list[params.Depends]:
-    """The route dependencies that enforce the operation's rule in `mode`: none for `ANYONE`."""
+    """The route dependencies that enforce the operation's rule in `mode`: none for `ANYONE`,
+    nor for an operation `OUTSIDE_RULES`."""
+    if (method, path) in OUTSIDE_RULES:
+        return []
     found = rule(mode, method, path)
     if found is SELF_OR_SUPERUSER and "{user_id}" not in path:
         raise ValueError(f"{method} {path}: SELF_OR_SUPERUSER needs a {{user_id}} in the path")
     guard = _GUARDS[found]
     return [] if guard is None else [params.Depends(guard)]
-
-
-def item_owner(mode: AuthMode, method: str, path: str) -> params.Depends:
-    """For an item route's handler: whose items the requester may see in `mode`, as an owner's
-    id, or None for every item (the `OWN_ITEMS` rule: your own, unless you are a superuser)."""
-    return params.Depends(_own_items if rule(mode, method, path) is OWN_ITEMS else _every_item)
-
-
-def shared_dependencies(mode: AuthMode, router: APIRouter) -> list[params.Depends]:
-    """The dependencies for including `router` as it is, when its routes all have the same
-    rule in `mode` (the login routes)."""
-    found = [
-        dependencies(mode, method, route.path)
-        for route in router.routes
-        if isinstance(route, APIRoute)
-        for method in route.methods or ()
-    ]
-    if any(each != found[0] for each in found):
-        raise ValueError(f"the routes of {router} have different rules: use a policy.Router")
-    return found[0] if found else []
-
-
-class Router(APIRouter):
-    """An `APIRouter` for one auth mode: each route added to it gets the dependencies of its
-    rule in `RULES` for that mode. A route `RULES` does not name is an error, so none is left
-    unguarded by oversight."""
-
-    def __init__(self, mode: AuthMode, *, prefix: str) -> None:
-        super().__init__(prefix=prefix)
-        self.mode = mode
-
-    def add_api_route(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
-        [method] = options["methods"]  # one operation per route: one rule
-        guards = dependencies(self.mode, method, self.prefix + path)
-        options["dependencies"] = [*guards, *(options.get("dependencies") or [])]
-        super().add_api_route(path, endpoint, **options)
