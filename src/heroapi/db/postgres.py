@@ -27,25 +27,32 @@ import asyncpg.connect_utils
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 from heroapi.config import DatabaseURL, Settings
-from heroapi.db import (
-    SQL,
-    Connection,
+from heroapi.db.database import Connection, stop
+from heroapi.db.errors import (
     DatabaseTimeout,
     DatabaseUnavailable,
     DataRejected,
-    ExecuteResult,
     IntegrityViolation,
+    TransactionConflict,
+)
+from heroapi.db.pooled import PooledDatabase
+from heroapi.db.statements import (
+    EXECUTE,
+    FETCH_ALL,
+    FETCH_ALL_VALUES,
+    FETCH_ONE,
+    FETCH_VALUES,
+    SQL,
+    WRITE,
+    ExecuteResult,
     Params,
     Row,
     Statement,
-    TransactionConflict,
-    Values,
-    stop,
+    Verb,
 )
-from heroapi.db.pooled import PooledDatabase
 
 logger = logging.getLogger("heroapi")
-_T = TypeVar("_T")
+T = TypeVar("T")
 
 # asyncpg's default: the prepared statements each connection keeps, by SQL text.
 STATEMENT_CACHE_SIZE: Final = 100
@@ -71,49 +78,48 @@ class _PostgresConnection(Connection):
         self._waiting = database.waiting
         self._failure = database.failure
 
-    async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
-        record = await self._fetch_values(statement, params)
-        return None if record is None else dict(cast(asyncpg.Record, record))
-
-    async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
-        records = await self._fetch_all_values(statement, params)
-        return [dict(cast(asyncpg.Record, record)) for record in records]
-
-    # asyncpg's Records are sequences already: they are the values.
-    async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
+    async def run(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
+        if verb is WRITE:
+            return cast(T, await self.write_through_other_verbs(statement, params))
+        call, made_into = _ANSWERS[verb]
         raw = self._raw
         self._waiting[raw] = time.monotonic()
         try:
-            record = await raw.fetchrow(statement.sql, *statement.args(params))
+            answer = await call(raw, statement.sql, *statement.args(params))
         except _PG_ERRORS as error:
             raise self._failure(raw, error) from error
         finally:
             self._waiting.pop(raw, None)
-        return cast("Values | None", record)
+        return cast(T, made_into(answer))
 
-    async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
-        raw = self._raw
-        self._waiting[raw] = time.monotonic()
-        try:
-            records = await raw.fetch(statement.sql, *statement.args(params))
-        except _PG_ERRORS as error:
-            raise self._failure(raw, error) from error
-        finally:
-            self._waiting.pop(raw, None)
-        return cast("list[Values]", records)
 
-    async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
-        raw = self._raw
-        self._waiting[raw] = time.monotonic()
-        try:
-            status = await raw.execute(statement.sql, *statement.args(params))
-        except _PG_ERRORS as error:
-            raise self._failure(raw, error) from error
-        finally:
-            self._waiting.pop(raw, None)
-        # "DELETE 3", "UPDATE 1", "INSERT 0 1": the count is the last word.
-        count = status.rsplit(" ", 1)[-1]
-        return ExecuteResult(int(count) if count.isdigit() else 0)
+def _row(record: asyncpg.Record | None) -> Row | None:
+    return None if record is None else dict(record)
+
+
+def _rows(records: list[asyncpg.Record]) -> list[Row]:
+    return [dict(record) for record in records]
+
+
+def _as_is(answer: T) -> T:
+    return answer
+
+
+def _changed(status: str) -> ExecuteResult:
+    # "DELETE 3", "UPDATE 1", "INSERT 0 1": the count is the last word.
+    count = status.rsplit(" ", 1)[-1]
+    return ExecuteResult(int(count) if count.isdigit() else 0)
+
+
+# Each verb's asyncpg call, and what its answer is made into. asyncpg's Records are sequences
+# already: they are the values. (`WRITE` is `EXECUTE`, or `FETCH_VALUES` with RETURNING.)
+_ANSWERS: dict[Verb[Any], tuple[Callable[..., Awaitable[Any]], Callable[[Any], Any]]] = {
+    FETCH_ONE: (asyncpg.Connection.fetchrow, _row),
+    FETCH_ALL: (asyncpg.Connection.fetch, _rows),
+    FETCH_VALUES: (asyncpg.Connection.fetchrow, _as_is),
+    FETCH_ALL_VALUES: (asyncpg.Connection.fetch, _as_is),
+    EXECUTE: (asyncpg.Connection.execute, _changed),
+}
 
 
 # What asyncpg raises that means something to the client: anything else is a server error.
@@ -219,7 +225,7 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
             await stop(task)
         await super().close()
 
-    async def _wait_for(self, raw: asyncpg.Connection, call: Callable[[], Awaitable[_T]]) -> _T:
+    async def _wait_for(self, raw: asyncpg.Connection, call: Callable[[], Awaitable[T]]) -> T:
         """`call()`'s answer from `raw`, under the watchdog."""
         self.waiting[raw] = time.monotonic()
         try:
@@ -278,7 +284,7 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
     async def _close(self, raw: asyncpg.Connection) -> None:
         raw.terminate()
 
-    def _wrap(self, raw: asyncpg.Connection) -> Connection:
+    def wrap(self, raw: asyncpg.Connection) -> Connection:
         return _PostgresConnection(self, raw)
 
     def _is_connection_error(self, error: BaseException) -> bool:
@@ -315,4 +321,4 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
             token = await self._wait_for(
                 raw, lambda: raw.fetchval("SELECT pg_current_snapshot()::text")
             )
-            yield self._wrap(raw), token
+            yield self.wrap(raw), token

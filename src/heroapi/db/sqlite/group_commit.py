@@ -5,9 +5,11 @@ import asyncio
 import contextlib
 import sqlite3
 
-from heroapi.db import DatabaseUnavailable, ExecuteResult, Params, Statement, stop
+from heroapi.db.database import stop
+from heroapi.db.errors import DatabaseUnavailable
 from heroapi.db.sqlite.connection import SQLiteConnection, sqlite_errors
 from heroapi.db.sqlite.locking import Backoff, LockBusy, lock_timeout
+from heroapi.db.statements import ExecuteResult, Params, Statement
 
 # A write: its statement, parameters, the future its request awaits, and the `loop.time()` by
 # which it gives up waiting for another connection's lock.
@@ -109,7 +111,7 @@ class GroupCommit:
             except Exception as error:
                 future.set_exception(error)
             return True
-        raw = connection._raw
+        raw = connection.raw
         results: list[ExecuteResult | Exception] = []
         try:
             with sqlite_errors():
