@@ -101,32 +101,26 @@ class GroupCommit:
     def _run(self, batch: list[_Write]) -> bool:
         """Commit `batch` and answer its writes; False (nothing done, nothing answered) if
         another connection's lock refused it."""
-        connection = self._connection
-        if len(batch) == 1:  # alone: autocommit, no BEGIN/COMMIT
-            statement, params, future, _ = batch[0]
-            try:
-                future.set_result(connection.write_now(statement, params))
-            except LockBusy:
-                return False  # in autocommit, SQLite undid the statement
-            except Exception as error:
-                future.set_exception(error)
-            return True
-        raw = connection.raw
-        results: list[ExecuteResult | Exception] = []
+        if len(batch) == 1:
+            return self._run_alone(batch[0])
+        return self._run_together(batch)
+
+    def _run_alone(self, write: _Write) -> bool:
+        """One write, in autocommit: no BEGIN/COMMIT."""
+        statement, params, future, _ = write
         try:
-            with sqlite_errors():
-                raw.execute("BEGIN IMMEDIATE")
-            for statement, params, _, _ in batch:
-                try:
-                    results.append(connection.write_now(statement, params))
-                except LockBusy:
-                    raise  # the batch waits whole
-                except Exception as error:
-                    if not raw.in_transaction:
-                        raise  # SQLite ended the transaction: nothing of the batch stays
-                    results.append(error)  # this statement alone was undone
-            with sqlite_errors():
-                raw.execute("COMMIT")
+            future.set_result(self._connection.write_now(statement, params))
+        except LockBusy:
+            return False  # in autocommit, SQLite undid the statement
+        except Exception as error:
+            future.set_exception(error)
+        return True
+
+    def _run_together(self, batch: list[_Write]) -> bool:
+        """Writes in one transaction; an error that ends it fails every one of them."""
+        raw = self._connection.raw
+        try:
+            results = self._transaction(batch)
         except Exception as error:
             if raw.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -143,6 +137,28 @@ class GroupCommit:
             else:
                 future.set_result(result)
         return True
+
+    def _transaction(self, batch: list[_Write]) -> list[ExecuteResult | Exception]:
+        """BEGIN IMMEDIATE, the writes, COMMIT: each write's result, or the error that undid it
+        alone. What ends the transaction (a lock refused, I/O, disk full) is raised, with the
+        transaction possibly still open for the caller to roll back."""
+        connection = self._connection
+        raw = connection.raw
+        results: list[ExecuteResult | Exception] = []
+        with sqlite_errors():
+            raw.execute("BEGIN IMMEDIATE")
+        for statement, params, _, _ in batch:
+            try:
+                results.append(connection.write_now(statement, params))
+            except LockBusy:
+                raise  # the batch waits whole
+            except Exception as error:
+                if not raw.in_transaction:
+                    raise  # SQLite ended the transaction: nothing of the batch stays
+                results.append(error)  # this statement alone was undone
+        with sqlite_errors():
+            raw.execute("COMMIT")
+        return results
 
     async def close(self) -> None:
         if self._waiting is not None:
