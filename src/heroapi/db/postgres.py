@@ -13,21 +13,18 @@ between made up its own. `session` pooling keeps one server connection per clien
 so the cache stays on, as on a direct connection.
 """
 
-import asyncio
 import contextlib
 import functools
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any, Final, TypeVar, cast
 
 import asyncpg
-import asyncpg.connect_utils
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 from heroapi.config import DatabaseURL, Settings
-from heroapi.db.database import Connection, stop
+from heroapi.db.database import Connection
 from heroapi.db.errors import (
     DatabaseTimeout,
     DatabaseUnavailable,
@@ -50,6 +47,7 @@ from heroapi.db.statements import (
     Statement,
     Verb,
 )
+from heroapi.db.watchdog import StatementWatchdog
 
 logger = logging.getLogger("heroapi")
 T = TypeVar("T")
@@ -75,7 +73,7 @@ class _PostgresConnection(Connection):
     def __init__(self, database: "PostgresDatabase", raw: asyncpg.Connection) -> None:
         super().__init__(database)
         self._raw = raw
-        self._waiting = database.waiting
+        self._waiting = database.watchdog.waiting
         self._failure = database.failure
 
     async def run(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
@@ -148,31 +146,12 @@ def _postgres_error(error: BaseException) -> Exception:
     return DatabaseUnavailable(f"lost the database connection: {error}")
 
 
-async def cancel_on_server(raw: asyncpg.Connection) -> None:
-    """Ask the server to stop what `raw` is running: PostgreSQL's CancelRequest, sent on a
-    connection of its own with the key the server gave `raw` at connect (a pooler forwards it to
-    the server connection running the statement). It is asyncpg's own function, the one its
-    per-call `timeout=` uses; asyncpg has no public call to cancel an abandoned statement."""
-    inner: Any = raw  # its private parts: where it connected, and the key
-    connect_utils: Any = asyncpg.connect_utils
-    await connect_utils._cancel(
-        loop=asyncio.get_running_loop(),
-        addr=inner._addr,
-        params=inner._params,
-        backend_pid=inner._protocol.backend_pid,
-        backend_secret=inner._protocol.backend_secret,
-    )
-
-
 class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
     """PostgreSQL through asyncpg.
 
-    A statement that gets no answer (server hung, network cut, a lock that is never released)
-    fails after `database_command_timeout` seconds, never hangs: a watchdog task asks the server
-    to cancel it, so it stops there too instead of holding a backend and its locks, then closes
-    its connection. asyncpg's own `command_timeout` does the same with a timer per statement,
-    which cost ~11 us of CPU each (~2.5% of a `GET /heroes/{id}`); the watchdog costs a clock
-    read.
+    A statement that gets no answer fails after `database_command_timeout` seconds, never hangs:
+    every round trip is watched by the `StatementWatchdog` (watchdog.py), not by asyncpg's own
+    `command_timeout`, a timer per statement that cost far more.
     """
 
     dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
@@ -180,11 +159,9 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
 
     def __init__(self, url: DatabaseURL, settings: Settings) -> None:
         super().__init__(url, settings)
-        # Connections waiting for an answer, and since when (time.monotonic()).
-        self.waiting: dict[asyncpg.Connection, float] = {}
-        self._timed_out: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
-        self._watchdog: asyncio.Task[None] | None = None
-        self._abandoning: set[asyncio.Task[None]] = set()
+        self.watchdog = StatementWatchdog(
+            settings.database_command_timeout, settings.database_connect_timeout
+        )
         # Named prepared statements, cached per connection: not through a transaction pooler.
         self.statement_cache_size = (
             0 if settings.database_pooler == "transaction" else STATEMENT_CACHE_SIZE
@@ -194,7 +171,7 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
         if self.settings.database_pooler == "auto":
             await self._look_for_a_pooler()
         await super().connect()
-        self._watchdog = asyncio.create_task(self._watch(), name="statement-timeouts")
+        self.watchdog.start()
 
     async def _look_for_a_pooler(self) -> None:
         """Find out, on a connection of its own, whether a pooler sits between heroapi and
@@ -218,58 +195,26 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
         )
 
     async def close(self) -> None:
-        if self._watchdog is not None:
-            await stop(self._watchdog)
-            self._watchdog = None
-        for task in list(self._abandoning):
-            await stop(task)
+        await self.watchdog.close()
         await super().close()
 
     async def _wait_for(self, raw: asyncpg.Connection, call: Callable[[], Awaitable[T]]) -> T:
         """`call()`'s answer from `raw`, under the watchdog."""
-        self.waiting[raw] = time.monotonic()
+        waiting = self.watchdog.waiting
+        waiting[raw] = time.monotonic()
         try:
             return await call()
         except _PG_ERRORS as error:
             raise self.failure(raw, error) from error
         finally:
-            self.waiting.pop(raw, None)
+            waiting.pop(raw, None)
 
     def failure(self, raw: asyncpg.Connection, error: BaseException) -> Exception:
-        if raw in self._timed_out:
+        """What `error`, raised by a round trip on `raw`, means for the client."""
+        if self.watchdog.timed_out(raw):
             timeout = self.settings.database_command_timeout
             return DatabaseTimeout(f"the database did not answer within {timeout:g} s")
         return _postgres_error(error)
-
-    async def _watch(self) -> None:
-        timeout = self.settings.database_command_timeout
-        while True:
-            await asyncio.sleep(min(1.0, timeout / 4))
-            now = time.monotonic()
-            for raw, since in list(self.waiting.items()):
-                if now - since > timeout and raw not in self._timed_out:
-                    logger.warning(
-                        "no answer from the database within %g s: cancelling the statement "
-                        "and closing the connection",
-                        timeout,
-                    )
-                    self._timed_out.add(raw)
-                    task = asyncio.create_task(self._abandon(raw), name="statement-cancel")
-                    self._abandoning.add(task)
-                    task.add_done_callback(self._abandoning.discard)
-
-    async def _abandon(self, raw: asyncpg.Connection) -> None:
-        """Stop `raw`'s statement on the server, then close `raw` (what waits on it fails). The
-        cancel goes first: once the connection is closed, the server (or a pooler, which maps a
-        cancel key to its client connection) no longer knows whose statement to stop, and a
-        backend waiting for a lock would wait on, holding its place in every queue."""
-        try:
-            async with asyncio.timeout(self.settings.database_connect_timeout):
-                await cancel_on_server(raw)
-        except Exception as error:  # unreachable too: closing is all that is left
-            logger.warning("could not cancel the statement on the server: %s", error)
-        finally:
-            raw.terminate()
 
     async def _open(self) -> asyncpg.Connection:
         url = self.url.url
