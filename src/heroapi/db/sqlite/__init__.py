@@ -126,7 +126,7 @@ class SQLiteDatabase(Database):
 
     async def run(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
         """A one-row write through the group commit; any other statement at once on the free
-        connection, or in turn on a busy one (`connection()`)."""
+        connection or, while a transaction holds it, after that (`connection()`)."""
         if verb is WRITE:
             if self.group_commit is None:
                 raise DatabaseUnavailable("the database is not connected")
