@@ -4,6 +4,7 @@ succeeding or failing on its own (`GroupCommit`)."""
 import asyncio
 import contextlib
 import sqlite3
+from typing import NamedTuple
 
 from heroapi.db.database import stop
 from heroapi.db.errors import DatabaseUnavailable
@@ -11,9 +12,14 @@ from heroapi.db.sqlite.connection import SQLiteConnection, sqlite_errors
 from heroapi.db.sqlite.locking import Backoff, LockBusy, lock_timeout
 from heroapi.db.statements import ExecuteResult, Params, Statement
 
-# A write: its statement, parameters, the future its request awaits, and the `loop.time()` by
-# which it gives up waiting for another connection's lock.
-_Write = tuple[Statement, Params, "asyncio.Future[ExecuteResult]", float]
+
+class _Write(NamedTuple):
+    """A write waiting for its commit."""
+
+    statement: Statement
+    params: Params
+    answer: "asyncio.Future[ExecuteResult]"  # what its request awaits
+    deadline: float  # `loop.time()` by which it gives up waiting for another connection's lock
 
 
 class GroupCommit:
@@ -45,7 +51,7 @@ class GroupCommit:
     async def write(self, statement: Statement, params: Params) -> ExecuteResult:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ExecuteResult] = loop.create_future()
-        self._pending.append((statement, params, future, loop.time() + self._busy_timeout))
+        self._pending.append(_Write(statement, params, future, loop.time() + self._busy_timeout))
         if len(self._pending) == 1 and self._waiting is None:
             loop.call_soon(self._commit)
         return await future
@@ -71,7 +77,7 @@ class GroupCommit:
                     self._give_up_late_writes()
                     if not self._pending:
                         break
-                    await backoff.sleep(min(write[3] for write in self._pending))
+                    await backoff.sleep(min(write.deadline for write in self._pending))
                 async with self._lock:
                     batch = self._take()
                     busy = not self._run(batch)
@@ -84,17 +90,17 @@ class GroupCommit:
         now = asyncio.get_running_loop().time()
         waiting = []
         for write in self._pending:
-            if write[2].done():
+            if write.answer.done():
                 continue  # cancelled by its request
-            if write[3] <= now:
-                write[2].set_exception(lock_timeout(self._busy_timeout))
+            if write.deadline <= now:
+                write.answer.set_exception(lock_timeout(self._busy_timeout))
             else:
                 waiting.append(write)
         self._pending = waiting
 
     def _take(self) -> list[_Write]:
         # A request cancelled while waiting has its write left out: it was never made.
-        batch = [write for write in self._pending if not write[2].done()]
+        batch = [write for write in self._pending if not write.answer.done()]
         self._pending = []
         return batch
 
@@ -107,13 +113,12 @@ class GroupCommit:
 
     def _run_alone(self, write: _Write) -> bool:
         """One write, in autocommit: no BEGIN/COMMIT."""
-        statement, params, future, _ = write
         try:
-            future.set_result(self._connection.write_now(statement, params))
+            write.answer.set_result(self._connection.write_now(write.statement, write.params))
         except LockBusy:
             return False  # in autocommit, SQLite undid the statement
         except Exception as error:
-            future.set_exception(error)
+            write.answer.set_exception(error)
         return True
 
     def _run_together(self, batch: list[_Write]) -> bool:
@@ -127,15 +132,15 @@ class GroupCommit:
                     raw.execute("ROLLBACK")
             if isinstance(error, LockBusy):
                 return False
-            for _, _, future, _ in batch:
-                future.set_exception(error)
+            for write in batch:
+                write.answer.set_exception(error)
             return True
         self.batches += 1
-        for (_, _, future, _), result in zip(batch, results, strict=True):
+        for write, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
-                future.set_exception(result)
+                write.answer.set_exception(result)
             else:
-                future.set_result(result)
+                write.answer.set_result(result)
         return True
 
     def _transaction(self, batch: list[_Write]) -> list[ExecuteResult | Exception]:
@@ -147,9 +152,9 @@ class GroupCommit:
         results: list[ExecuteResult | Exception] = []
         with sqlite_errors():
             raw.execute("BEGIN IMMEDIATE")
-        for statement, params, _, _ in batch:
+        for write in batch:
             try:
-                results.append(connection.write_now(statement, params))
+                results.append(connection.write_now(write.statement, write.params))
             except LockBusy:
                 raise  # the batch waits whole
             except Exception as error:
@@ -163,5 +168,5 @@ class GroupCommit:
     async def close(self) -> None:
         if self._waiting is not None:
             await stop(self._waiting)
-        for _, _, future, _ in self._take():
-            future.set_exception(DatabaseUnavailable("the database was closed"))
+        for write in self._take():
+            write.answer.set_exception(DatabaseUnavailable("the database was closed"))
