@@ -36,12 +36,14 @@ from heroapi.db.statements import (
     FETCH_ALL,
     FETCH_ALL_VALUES,
     FETCH_ONE,
+    FETCH_VALUES,
     SQL,
     WRITE,
     ExecuteResult,
     Params,
     Statement,
     Verb,
+    answers_to_every_verb,
 )
 
 T = TypeVar("T")
@@ -52,9 +54,6 @@ _MYSQL_INTEGRITY_ERROR_CODES = frozenset({1048, 1062, 1169, 1216, 1217, 1451, 14
 _MYSQL_DATA_ERROR_CODES = frozenset({1264, 1265, 1292, 1366, 1367, 1406, 3988})
 _LOCK_WAIT_TIMEOUT = 1205
 _DEADLOCK = 1213
-# What rows are fetched as: dicts for FETCH_ONE and FETCH_ALL, tuples of values otherwise.
-_DICTS = asyncmy.cursors.DictCursor
-_TUPLES = asyncmy.cursors.Cursor
 
 
 class _MySQLConnection(Connection):
@@ -67,17 +66,12 @@ class _MySQLConnection(Connection):
     async def run(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
         if verb is WRITE:
             return cast(T, await self.write_through_other_verbs(statement, params))
-        if verb is EXECUTE:
-            _, rowcount, lastrowid = await self._send(statement, params)
-            return cast(T, ExecuteResult(rowcount, lastrowid))
-        dicts = verb is FETCH_ONE or verb is FETCH_ALL
-        rows, _, _ = await self._send(statement, params, _DICTS if dicts else _TUPLES)
-        if verb is FETCH_ALL or verb is FETCH_ALL_VALUES:
-            return cast(T, list(rows))
-        return cast(T, rows[0] if rows else None)
+        cursor_class, made_into = _ANSWERS[verb]
+        rows, rowcount, lastrowid = await self._send(statement, params, cursor_class)
+        return cast(T, made_into(rows, rowcount, lastrowid))
 
     async def _send(
-        self, statement: Statement, params: Params, cursor_class: type[Any] = _TUPLES
+        self, statement: Statement, params: Params, cursor_class: type[Any]
     ) -> tuple[Sequence[Any], int, int]:
         try:
             return await self._send_once(statement, params, cursor_class)
@@ -100,6 +94,33 @@ class _MySQLConnection(Connection):
                 await cursor.execute(statement.sql, statement.args(params))
                 rows = await cursor.fetchall()
                 return rows, cursor.rowcount, cursor.lastrowid
+
+
+def _first(rows: Sequence[Any], rowcount: int, lastrowid: int) -> Any:
+    return rows[0] if rows else None
+
+
+def _every(rows: Sequence[Any], rowcount: int, lastrowid: int) -> list[Any]:
+    return list(rows)
+
+
+def _changed(rows: Sequence[Any], rowcount: int, lastrowid: int) -> ExecuteResult:
+    return ExecuteResult(rowcount, lastrowid)
+
+
+# Each verb's cursor (rows as dicts, or as tuples of values) and what its answer is made into.
+# (`WRITE` is `EXECUTE`, or `FETCH_VALUES` with RETURNING.)
+_ANSWERS: dict[Verb[Any], tuple[type[Any], Callable[[Sequence[Any], int, int], Any]]]
+_ANSWERS = answers_to_every_verb(
+    {
+        FETCH_ONE: (asyncmy.cursors.DictCursor, _first),
+        FETCH_ALL: (asyncmy.cursors.DictCursor, _every),
+        FETCH_VALUES: (asyncmy.cursors.Cursor, _first),
+        FETCH_ALL_VALUES: (asyncmy.cursors.Cursor, _every),
+        EXECUTE: (asyncmy.cursors.Cursor, _changed),
+    },
+    answered_before=(WRITE,),
+)
 
 
 def _mysql_error_code(error: BaseException | None) -> int | None:

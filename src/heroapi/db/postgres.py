@@ -46,6 +46,7 @@ from heroapi.db.statements import (
     Row,
     Statement,
     Verb,
+    answers_to_every_verb,
 )
 from heroapi.db.watchdog import StatementWatchdog
 
@@ -111,13 +112,17 @@ def _changed(status: str) -> ExecuteResult:
 
 # Each verb's asyncpg call, and what its answer is made into. asyncpg's Records are sequences
 # already: they are the values. (`WRITE` is `EXECUTE`, or `FETCH_VALUES` with RETURNING.)
-_ANSWERS: dict[Verb[Any], tuple[Callable[..., Awaitable[Any]], Callable[[Any], Any]]] = {
-    FETCH_ONE: (asyncpg.Connection.fetchrow, _row),
-    FETCH_ALL: (asyncpg.Connection.fetch, _rows),
-    FETCH_VALUES: (asyncpg.Connection.fetchrow, _as_is),
-    FETCH_ALL_VALUES: (asyncpg.Connection.fetch, _as_is),
-    EXECUTE: (asyncpg.Connection.execute, _changed),
-}
+_ANSWERS: dict[Verb[Any], tuple[Callable[..., Awaitable[Any]], Callable[[Any], Any]]]
+_ANSWERS = answers_to_every_verb(
+    {
+        FETCH_ONE: (asyncpg.Connection.fetchrow, _row),
+        FETCH_ALL: (asyncpg.Connection.fetch, _rows),
+        FETCH_VALUES: (asyncpg.Connection.fetchrow, _as_is),
+        FETCH_ALL_VALUES: (asyncpg.Connection.fetch, _as_is),
+        EXECUTE: (asyncpg.Connection.execute, _changed),
+    },
+    answered_before=(WRITE,),
+)
 
 
 # What asyncpg raises that means something to the client: anything else is a server error.

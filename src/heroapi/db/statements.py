@@ -72,8 +72,8 @@ class Verb(Generic[T]):
     the layers in between (the pool's retry, the replicas' routing, SQLite's lock waits) pass
     it on whole, or route by `writes`.
 
-    A new verb is a constant here, a method on `StatementRunner`, and an answer in each
-    backend's connection."""
+    A new verb is a constant here (in `VERBS` too), a method on `StatementRunner`, and an answer
+    in each backend's connection (whose table of answers refuses to load without it)."""
 
     __slots__ = ("name", "writes")
 
@@ -99,3 +99,19 @@ EXECUTE: Final[Verb[ExecuteResult]] = Verb("execute", writes=True)
 # An INSERT, UPDATE or DELETE of one row: the rows it changed, the id it inserted and, if it
 # has a RETURNING clause, the row it returned.
 WRITE: Final[Verb[ExecuteResult]] = Verb("write", writes=True)
+
+# Every verb, for each backend's table of answers to be checked against.
+VERBS: Final = (FETCH_ONE, FETCH_ALL, FETCH_VALUES, FETCH_ALL_VALUES, EXECUTE, WRITE)
+
+Answer = TypeVar("Answer")
+
+
+def answers_to_every_verb(
+    answers: dict[Verb[Any], Answer], *, answered_before: tuple[Verb[Any], ...] = ()
+) -> dict[Verb[Any], Answer]:
+    """A backend's `answers`, by verb, refused at import if they leave a verb out (but those its
+    `run` answers before it looks in them): a new verb cannot be forgotten silently."""
+    missing = [verb.name for verb in VERBS if verb not in answers and verb not in answered_before]
+    if missing:
+        raise TypeError(f"no answer to the verbs {', '.join(missing)}")
+    return answers

@@ -37,6 +37,7 @@ from heroapi.db.statements import (
     Statement,
     Values,
     Verb,
+    answers_to_every_verb,
     as_dicts,
 )
 
@@ -158,14 +159,18 @@ class SQLiteConnection(Connection):
         return ExecuteResult(cursor.rowcount, cursor.lastrowid, rows[0] if rows else None)
 
     # Each verb's answer.
-    _ANSWERS: ClassVar[dict[Verb[Any], Callable[["SQLiteConnection", Statement, Params], Any]]] = {
-        FETCH_ONE: _one,
-        FETCH_ALL: _all,
-        FETCH_VALUES: _values,
-        FETCH_ALL_VALUES: _all_values,
-        EXECUTE: write_now,
-        WRITE: write_now,
-    }
+    _ANSWERS: ClassVar[dict[Verb[Any], Callable[["SQLiteConnection", Statement, Params], Any]]] = (
+        answers_to_every_verb(
+            {
+                FETCH_ONE: _one,
+                FETCH_ALL: _all,
+                FETCH_VALUES: _values,
+                FETCH_ALL_VALUES: _all_values,
+                EXECUTE: write_now,
+                WRITE: write_now,
+            }
+        )
+    )
 
     def answer_now(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
         """`run`'s answer, without awaiting; `LockBusy` if another connection's lock refused
