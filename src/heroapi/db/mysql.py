@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import asyncmy
 import asyncmy.cursors
@@ -22,21 +22,31 @@ import asyncmy.errors
 from sqlalchemy.dialects.mysql.asyncmy import MySQLDialect_asyncmy
 
 from heroapi.config import DatabaseURL, Settings
-from heroapi.db import (
-    SQL,
-    Connection,
+from heroapi.db.database import Connection
+from heroapi.db.errors import (
     DatabaseTimeout,
     DatabaseUnavailable,
     DataRejected,
-    ExecuteResult,
     IntegrityViolation,
-    Params,
-    Row,
-    Statement,
     TransactionConflict,
-    Values,
 )
 from heroapi.db.pooled import PooledDatabase
+from heroapi.db.statements import (
+    EXECUTE,
+    FETCH_ALL,
+    FETCH_ALL_VALUES,
+    FETCH_ONE,
+    FETCH_VALUES,
+    SQL,
+    WRITE,
+    ExecuteResult,
+    Params,
+    Statement,
+    Verb,
+    answers_to_every_verb,
+)
+
+T = TypeVar("T")
 
 _MYSQL_CONNECTION_ERROR_CODES = frozenset({2002, 2003, 2006, 2013, 2014, 2055, 1053, 1927})
 _MYSQL_INTEGRITY_ERROR_CODES = frozenset({1048, 1062, 1169, 1216, 1217, 1451, 1452, 1557, 3819})
@@ -53,11 +63,18 @@ class _MySQLConnection(Connection):
         self._timeout = database.settings.database_command_timeout
         self._transactions = database.transactions
 
-    async def _run(
-        self, statement: Statement, params: Params, cursor_class: type[Any] = asyncmy.cursors.Cursor
+    async def run(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
+        if verb is WRITE:
+            return cast(T, await self.write_through_other_verbs(statement, params))
+        cursor_class, made_into = _ANSWERS[verb]
+        rows, rowcount, lastrowid = await self._send(statement, params, cursor_class)
+        return cast(T, made_into(rows, rowcount, lastrowid))
+
+    async def _send(
+        self, statement: Statement, params: Params, cursor_class: type[Any]
     ) -> tuple[Sequence[Any], int, int]:
         try:
-            return await self._run_once(statement, params, cursor_class)
+            return await self._send_once(statement, params, cursor_class)
         except TransactionConflict as conflict:
             # Outside a transaction block the deadlock's victim was this statement alone, and
             # InnoDB rolled it back whole: nothing of it stays, so it is sent again (once).
@@ -66,9 +83,9 @@ class _MySQLConnection(Connection):
                 or self._raw in self._transactions
             ):
                 raise
-        return await self._run_once(statement, params, cursor_class)
+        return await self._send_once(statement, params, cursor_class)
 
-    async def _run_once(
+    async def _send_once(
         self, statement: Statement, params: Params, cursor_class: type[Any]
     ) -> tuple[Sequence[Any], int, int]:
         # A statement that gets no answer (server hung, network cut) fails, never hangs.
@@ -78,25 +95,32 @@ class _MySQLConnection(Connection):
                 rows = await cursor.fetchall()
                 return rows, cursor.rowcount, cursor.lastrowid
 
-    async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
-        rows, _, _ = await self._run(statement, params, asyncmy.cursors.DictCursor)
-        return rows[0] if rows else None
 
-    async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
-        rows, _, _ = await self._run(statement, params, asyncmy.cursors.DictCursor)
-        return list(rows)
+def _first(rows: Sequence[Any], rowcount: int, lastrowid: int) -> Any:
+    return rows[0] if rows else None
 
-    async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
-        rows, _, _ = await self._run(statement, params)
-        return rows[0] if rows else None
 
-    async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
-        rows, _, _ = await self._run(statement, params)
-        return list(rows)
+def _every(rows: Sequence[Any], rowcount: int, lastrowid: int) -> list[Any]:
+    return list(rows)
 
-    async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
-        _, rowcount, lastrowid = await self._run(statement, params)
-        return ExecuteResult(rowcount, lastrowid)
+
+def _changed(rows: Sequence[Any], rowcount: int, lastrowid: int) -> ExecuteResult:
+    return ExecuteResult(rowcount, lastrowid)
+
+
+# Each verb's cursor (rows as dicts, or as tuples of values) and what its answer is made into.
+# (`WRITE` is `EXECUTE`, or `FETCH_VALUES` with RETURNING.)
+_ANSWERS: dict[Verb[Any], tuple[type[Any], Callable[[Sequence[Any], int, int], Any]]]
+_ANSWERS = answers_to_every_verb(
+    {
+        FETCH_ONE: (asyncmy.cursors.DictCursor, _first),
+        FETCH_ALL: (asyncmy.cursors.DictCursor, _every),
+        FETCH_VALUES: (asyncmy.cursors.Cursor, _first),
+        FETCH_ALL_VALUES: (asyncmy.cursors.Cursor, _every),
+        EXECUTE: (asyncmy.cursors.Cursor, _changed),
+    },
+    answered_before=(WRITE,),
+)
 
 
 def _mysql_error_code(error: BaseException | None) -> int | None:
@@ -210,7 +234,7 @@ class MySQLDatabase(PooledDatabase[Any]):
     async def _close(self, raw: Any) -> None:
         raw.close()
 
-    def _wrap(self, raw: Any) -> Connection:
+    def wrap(self, raw: Any) -> Connection:
         return _MySQLConnection(self, raw)
 
     def _is_connection_error(self, error: BaseException) -> bool:

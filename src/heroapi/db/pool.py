@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final, Generic, TypeVar
 
-from heroapi.db import DatabaseUnavailable
+from heroapi.db.errors import DatabaseUnavailable
 from heroapi.observability import POOL_CONNECTIONS
 
 RawConnection = TypeVar("RawConnection")

@@ -18,24 +18,21 @@ import contextlib
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Generic
+from typing import Any, Generic, TypeVar
 
 from heroapi.config import DatabaseURL, Settings
-from heroapi.db import (
-    Connection,
-    Database,
+from heroapi.db.database import Connection, Database
+from heroapi.db.errors import (
     DatabaseError,
     DatabaseTimeout,
     DatabaseUnavailable,
-    ExecuteResult,
     IntegrityViolation,
-    Params,
-    Row,
-    Statement,
     TransactionConflict,
-    Values,
 )
 from heroapi.db.pool import Pool, RawConnection
+from heroapi.db.statements import Params, Statement, Verb
+
+T = TypeVar("T")
 
 
 class PooledDatabase(Database, Generic[RawConnection]):
@@ -57,7 +54,8 @@ class PooledDatabase(Database, Generic[RawConnection]):
     async def _close(self, raw: RawConnection) -> None: ...
 
     @abstractmethod
-    def _wrap(self, raw: RawConnection) -> Connection: ...
+    def wrap(self, raw: RawConnection) -> Connection:
+        """The backend's `Connection` over `raw`, a connection checked out of the pool."""
 
     @abstractmethod
     def _is_connection_error(self, error: BaseException) -> bool:
@@ -68,13 +66,14 @@ class PooledDatabase(Database, Generic[RawConnection]):
 
     async def connect(self) -> None:
         # Open one connection now, so a wrong URL or password fails at start-up, not later.
-        raw = await self._acquire()
+        raw = await self.acquire()
         self._pool.release(raw)
 
     async def close(self) -> None:
         await self._pool.close()
 
-    async def _acquire(self) -> RawConnection:
+    async def acquire(self) -> RawConnection:
+        """A connection checked out of the pool, for `give_back` to return."""
         try:
             return await self._pool.acquire()
         except DatabaseError:
@@ -82,10 +81,9 @@ class PooledDatabase(Database, Generic[RawConnection]):
         except Exception as error:  # refused, unknown database, bad password: all "unavailable"
             raise DatabaseUnavailable(f"cannot connect to the database: {error}") from error
 
-    def _checked_out(self) -> "_CheckedOut[RawConnection]":
-        return _CheckedOut(self)
-
-    async def _give_back(self, raw: RawConnection, error: BaseException | None) -> None:
+    async def give_back(self, raw: RawConnection, error: BaseException | None) -> None:
+        """Return `raw` to the pool after its checkout ended with `error` (None: it went well);
+        or close it, if the error may have left it broken."""
         # A refused write or a lock conflict leaves the connection sound (its transaction, if
         # any, was rolled back on the way out).
         if error is None or isinstance(error, IntegrityViolation | TransactionConflict):
@@ -95,7 +93,7 @@ class PooledDatabase(Database, Generic[RawConnection]):
         lost = isinstance(error, DatabaseUnavailable) or self._is_connection_error(error)
         await self._pool.discard(raw, everything_idle=lost)
 
-    def _closed_before_use(self, error: BaseException, since: float) -> bool:
+    def closed_before_use(self, error: BaseException, since: float) -> bool:
         """Whether `error`, raised by a checkout's first round trip (sent at `since`, in
         `time.monotonic()` seconds), says the connection was closed before it: then nothing of
         the request reached the database, and it may be sent again on another connection.
@@ -117,7 +115,7 @@ class PooledDatabase(Database, Generic[RawConnection]):
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self._begun(self._begin) as raw:
-            yield self._wrap(raw)
+            yield self.wrap(raw)
 
     def _begun(
         self, begin: Callable[[RawConnection], contextlib.AbstractAsyncContextManager[None]]
@@ -125,25 +123,6 @@ class PooledDatabase(Database, Generic[RawConnection]):
         """`async with`: a checked-out connection in the transaction `begin(raw)` opens (and
         ends on exit). A backend's own kinds of transaction (a read-only snapshot) use it too."""
         return _Begun(self, begin)
-
-
-class _CheckedOut(Generic[RawConnection]):
-    """`async with`: a pooled connection, given back (or discarded) on exit. A class, not an
-    `asynccontextmanager`: this runs for every request."""
-
-    __slots__ = ("_database", "_raw")
-
-    def __init__(self, database: PooledDatabase[RawConnection]) -> None:
-        self._database = database
-
-    async def __aenter__(self) -> RawConnection:
-        self._raw = await self._database._acquire()
-        return self._raw
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: object
-    ) -> None:
-        await self._database._give_back(self._raw, error)
 
 
 class _Begun(Generic[RawConnection]):
@@ -166,14 +145,14 @@ class _Begun(Generic[RawConnection]):
         self._begin = begin
 
     async def __aenter__(self) -> RawConnection:
-        raw = await self._database._acquire()  # a failure to connect is not tried again
+        raw = await self._database.acquire()  # a failure to connect is not tried again
         since = time.monotonic()
         try:
             await self._begin_on(raw)
         except Exception as error:
-            if not self._database._closed_before_use(error, since):
+            if not self._database.closed_before_use(error, since):
                 raise
-            await self._begin_on(await self._database._acquire())
+            await self._begin_on(await self._database.acquire())
         return self._raw
 
     async def _begin_on(self, raw: RawConnection) -> None:
@@ -183,7 +162,7 @@ class _Begun(Generic[RawConnection]):
         try:
             await self._transaction.__aenter__()
         except BaseException as error:
-            await self._database._give_back(raw, error)
+            await self._database.give_back(raw, error)
             raise
 
     async def __aexit__(
@@ -193,9 +172,9 @@ class _Begun(Generic[RawConnection]):
             # COMMIT, or ROLLBACK and `error` on its way (a failed COMMIT or ROLLBACK raises).
             await self._transaction.__aexit__(kind, error, traceback)
         except BaseException as ended:
-            await self._database._give_back(self._raw, ended)
+            await self._database.give_back(self._raw, ended)
             raise
-        await self._database._give_back(self._raw, error)
+        await self._database.give_back(self._raw, error)
 
 
 class _Autocommit(Connection, Generic[RawConnection]):
@@ -213,8 +192,8 @@ class _Autocommit(Connection, Generic[RawConnection]):
         self._pooled = database
 
     async def __aenter__(self) -> Connection:
-        self._raw: RawConnection | None = await self._pooled._acquire()
-        self._connection = self._pooled._wrap(self._raw)
+        self._raw: RawConnection | None = await self._pooled.acquire()
+        self._connection = self._pooled.wrap(self._raw)
         self._first = True
         self._since = time.monotonic()  # (the first statement follows at once)
         return self
@@ -223,64 +202,26 @@ class _Autocommit(Connection, Generic[RawConnection]):
         self, kind: type[BaseException] | None, error: BaseException | None, _: object
     ) -> None:
         if self._raw is not None:
-            await self._pooled._give_back(self._raw, error)
+            await self._pooled.give_back(self._raw, error)
 
     async def _replacement(self, error: Exception, first: bool) -> Connection:
         """After `error` from a statement: a new connection to send it again on, if it was the
         first one and found its connection closed; otherwise `error` goes on."""
-        if not first or not self._pooled._closed_before_use(error, self._since):
+        if not first or not self._pooled.closed_before_use(error, self._since):
             raise error
         closed, self._raw = self._raw, None
         assert closed is not None
-        await self._pooled._give_back(closed, error)
-        self._raw = await self._pooled._acquire()
-        self._connection = self._pooled._wrap(self._raw)
+        await self._pooled.give_back(closed, error)
+        self._raw = await self._pooled.acquire()
+        self._connection = self._pooled.wrap(self._raw)
         return self._connection
 
-    async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
+    async def run(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
+        """On the backend's connection; the first statement again on a new one if it found its
+        connection closed (`_replacement`)."""
         first, self._first = self._first, False
         try:
-            return await self._connection._fetch_one(statement, params)
+            return await self._connection.run(statement, params, verb)
         except Exception as error:
             connection = await self._replacement(error, first)
-        return await connection._fetch_one(statement, params)
-
-    async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
-        first, self._first = self._first, False
-        try:
-            return await self._connection._fetch_all(statement, params)
-        except Exception as error:
-            connection = await self._replacement(error, first)
-        return await connection._fetch_all(statement, params)
-
-    async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
-        first, self._first = self._first, False
-        try:
-            return await self._connection._fetch_values(statement, params)
-        except Exception as error:
-            connection = await self._replacement(error, first)
-        return await connection._fetch_values(statement, params)
-
-    async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
-        first, self._first = self._first, False
-        try:
-            return await self._connection._fetch_all_values(statement, params)
-        except Exception as error:
-            connection = await self._replacement(error, first)
-        return await connection._fetch_all_values(statement, params)
-
-    async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
-        first, self._first = self._first, False
-        try:
-            return await self._connection._execute(statement, params)
-        except Exception as error:
-            connection = await self._replacement(error, first)
-        return await connection._execute(statement, params)
-
-    async def _write(self, statement: Statement, params: Params) -> ExecuteResult:
-        first, self._first = self._first, False
-        try:
-            return await self._connection._write(statement, params)
-        except Exception as error:
-            connection = await self._replacement(error, first)
-        return await connection._write(statement, params)
+        return await connection.run(statement, params, verb)

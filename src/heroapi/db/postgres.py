@@ -13,39 +13,45 @@ between made up its own. `session` pooling keeps one server connection per clien
 so the cache stays on, as on a direct connection.
 """
 
-import asyncio
 import contextlib
 import functools
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any, Final, TypeVar, cast
 
 import asyncpg
-import asyncpg.connect_utils
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 from heroapi.config import DatabaseURL, Settings
-from heroapi.db import (
-    SQL,
-    Connection,
+from heroapi.db.database import Connection
+from heroapi.db.errors import (
     DatabaseTimeout,
     DatabaseUnavailable,
     DataRejected,
-    ExecuteResult,
     IntegrityViolation,
+    TransactionConflict,
+)
+from heroapi.db.pooled import PooledDatabase
+from heroapi.db.statements import (
+    EXECUTE,
+    FETCH_ALL,
+    FETCH_ALL_VALUES,
+    FETCH_ONE,
+    FETCH_VALUES,
+    SQL,
+    WRITE,
+    ExecuteResult,
     Params,
     Row,
     Statement,
-    TransactionConflict,
-    Values,
-    stop,
+    Verb,
+    answers_to_every_verb,
 )
-from heroapi.db.pooled import PooledDatabase
+from heroapi.db.watchdog import StatementWatchdog
 
 logger = logging.getLogger("heroapi")
-_T = TypeVar("_T")
+T = TypeVar("T")
 
 # asyncpg's default: the prepared statements each connection keeps, by SQL text.
 STATEMENT_CACHE_SIZE: Final = 100
@@ -68,52 +74,55 @@ class _PostgresConnection(Connection):
     def __init__(self, database: "PostgresDatabase", raw: asyncpg.Connection) -> None:
         super().__init__(database)
         self._raw = raw
-        self._waiting = database.waiting
+        self._waiting = database.watchdog.waiting
         self._failure = database.failure
 
-    async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
-        record = await self._fetch_values(statement, params)
-        return None if record is None else dict(cast(asyncpg.Record, record))
-
-    async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
-        records = await self._fetch_all_values(statement, params)
-        return [dict(cast(asyncpg.Record, record)) for record in records]
-
-    # asyncpg's Records are sequences already: they are the values.
-    async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
+    async def run(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
+        if verb is WRITE:
+            return cast(T, await self.write_through_other_verbs(statement, params))
+        call, made_into = _ANSWERS[verb]
         raw = self._raw
         self._waiting[raw] = time.monotonic()
         try:
-            record = await raw.fetchrow(statement.sql, *statement.args(params))
+            answer = await call(raw, statement.sql, *statement.args(params))
         except _PG_ERRORS as error:
             raise self._failure(raw, error) from error
         finally:
             self._waiting.pop(raw, None)
-        return cast("Values | None", record)
+        return cast(T, made_into(answer))
 
-    async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
-        raw = self._raw
-        self._waiting[raw] = time.monotonic()
-        try:
-            records = await raw.fetch(statement.sql, *statement.args(params))
-        except _PG_ERRORS as error:
-            raise self._failure(raw, error) from error
-        finally:
-            self._waiting.pop(raw, None)
-        return cast("list[Values]", records)
 
-    async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
-        raw = self._raw
-        self._waiting[raw] = time.monotonic()
-        try:
-            status = await raw.execute(statement.sql, *statement.args(params))
-        except _PG_ERRORS as error:
-            raise self._failure(raw, error) from error
-        finally:
-            self._waiting.pop(raw, None)
-        # "DELETE 3", "UPDATE 1", "INSERT 0 1": the count is the last word.
-        count = status.rsplit(" ", 1)[-1]
-        return ExecuteResult(int(count) if count.isdigit() else 0)
+def _row(record: asyncpg.Record | None) -> Row | None:
+    return None if record is None else dict(record)
+
+
+def _rows(records: list[asyncpg.Record]) -> list[Row]:
+    return [dict(record) for record in records]
+
+
+def _as_is(answer: T) -> T:
+    return answer
+
+
+def _changed(status: str) -> ExecuteResult:
+    # "DELETE 3", "UPDATE 1", "INSERT 0 1": the count is the last word.
+    count = status.rsplit(" ", 1)[-1]
+    return ExecuteResult(int(count) if count.isdigit() else 0)
+
+
+# Each verb's asyncpg call, and what its answer is made into. asyncpg's Records are sequences
+# already: they are the values. (`WRITE` is `EXECUTE`, or `FETCH_VALUES` with RETURNING.)
+_ANSWERS: dict[Verb[Any], tuple[Callable[..., Awaitable[Any]], Callable[[Any], Any]]]
+_ANSWERS = answers_to_every_verb(
+    {
+        FETCH_ONE: (asyncpg.Connection.fetchrow, _row),
+        FETCH_ALL: (asyncpg.Connection.fetch, _rows),
+        FETCH_VALUES: (asyncpg.Connection.fetchrow, _as_is),
+        FETCH_ALL_VALUES: (asyncpg.Connection.fetch, _as_is),
+        EXECUTE: (asyncpg.Connection.execute, _changed),
+    },
+    answered_before=(WRITE,),
+)
 
 
 # What asyncpg raises that means something to the client: anything else is a server error.
@@ -142,31 +151,12 @@ def _postgres_error(error: BaseException) -> Exception:
     return DatabaseUnavailable(f"lost the database connection: {error}")
 
 
-async def cancel_on_server(raw: asyncpg.Connection) -> None:
-    """Ask the server to stop what `raw` is running: PostgreSQL's CancelRequest, sent on a
-    connection of its own with the key the server gave `raw` at connect (a pooler forwards it to
-    the server connection running the statement). It is asyncpg's own function, the one its
-    per-call `timeout=` uses; asyncpg has no public call to cancel an abandoned statement."""
-    inner: Any = raw  # its private parts: where it connected, and the key
-    connect_utils: Any = asyncpg.connect_utils
-    await connect_utils._cancel(
-        loop=asyncio.get_running_loop(),
-        addr=inner._addr,
-        params=inner._params,
-        backend_pid=inner._protocol.backend_pid,
-        backend_secret=inner._protocol.backend_secret,
-    )
-
-
 class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
     """PostgreSQL through asyncpg.
 
-    A statement that gets no answer (server hung, network cut, a lock that is never released)
-    fails after `database_command_timeout` seconds, never hangs: a watchdog task asks the server
-    to cancel it, so it stops there too instead of holding a backend and its locks, then closes
-    its connection. asyncpg's own `command_timeout` does the same with a timer per statement,
-    which cost ~11 us of CPU each (~2.5% of a `GET /heroes/{id}`); the watchdog costs a clock
-    read.
+    A statement that gets no answer fails after `database_command_timeout` seconds, never hangs:
+    every round trip is watched by the `StatementWatchdog` (watchdog.py), not by asyncpg's own
+    `command_timeout`, a timer per statement that cost far more.
     """
 
     dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
@@ -174,11 +164,9 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
 
     def __init__(self, url: DatabaseURL, settings: Settings) -> None:
         super().__init__(url, settings)
-        # Connections waiting for an answer, and since when (time.monotonic()).
-        self.waiting: dict[asyncpg.Connection, float] = {}
-        self._timed_out: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
-        self._watchdog: asyncio.Task[None] | None = None
-        self._abandoning: set[asyncio.Task[None]] = set()
+        self.watchdog = StatementWatchdog(
+            settings.database_command_timeout, settings.database_connect_timeout
+        )
         # Named prepared statements, cached per connection: not through a transaction pooler.
         self.statement_cache_size = (
             0 if settings.database_pooler == "transaction" else STATEMENT_CACHE_SIZE
@@ -188,7 +176,7 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
         if self.settings.database_pooler == "auto":
             await self._look_for_a_pooler()
         await super().connect()
-        self._watchdog = asyncio.create_task(self._watch(), name="statement-timeouts")
+        self.watchdog.start()
 
     async def _look_for_a_pooler(self) -> None:
         """Find out, on a connection of its own, whether a pooler sits between heroapi and
@@ -212,58 +200,26 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
         )
 
     async def close(self) -> None:
-        if self._watchdog is not None:
-            await stop(self._watchdog)
-            self._watchdog = None
-        for task in list(self._abandoning):
-            await stop(task)
+        await self.watchdog.close()
         await super().close()
 
-    async def _wait_for(self, raw: asyncpg.Connection, call: Callable[[], Awaitable[_T]]) -> _T:
+    async def _wait_for(self, raw: asyncpg.Connection, call: Callable[[], Awaitable[T]]) -> T:
         """`call()`'s answer from `raw`, under the watchdog."""
-        self.waiting[raw] = time.monotonic()
+        waiting = self.watchdog.waiting
+        waiting[raw] = time.monotonic()
         try:
             return await call()
         except _PG_ERRORS as error:
             raise self.failure(raw, error) from error
         finally:
-            self.waiting.pop(raw, None)
+            waiting.pop(raw, None)
 
     def failure(self, raw: asyncpg.Connection, error: BaseException) -> Exception:
-        if raw in self._timed_out:
+        """What `error`, raised by a round trip on `raw`, means for the client."""
+        if self.watchdog.timed_out(raw):
             timeout = self.settings.database_command_timeout
             return DatabaseTimeout(f"the database did not answer within {timeout:g} s")
         return _postgres_error(error)
-
-    async def _watch(self) -> None:
-        timeout = self.settings.database_command_timeout
-        while True:
-            await asyncio.sleep(min(1.0, timeout / 4))
-            now = time.monotonic()
-            for raw, since in list(self.waiting.items()):
-                if now - since > timeout and raw not in self._timed_out:
-                    logger.warning(
-                        "no answer from the database within %g s: cancelling the statement "
-                        "and closing the connection",
-                        timeout,
-                    )
-                    self._timed_out.add(raw)
-                    task = asyncio.create_task(self._abandon(raw), name="statement-cancel")
-                    self._abandoning.add(task)
-                    task.add_done_callback(self._abandoning.discard)
-
-    async def _abandon(self, raw: asyncpg.Connection) -> None:
-        """Stop `raw`'s statement on the server, then close `raw` (what waits on it fails). The
-        cancel goes first: once the connection is closed, the server (or a pooler, which maps a
-        cancel key to its client connection) no longer knows whose statement to stop, and a
-        backend waiting for a lock would wait on, holding its place in every queue."""
-        try:
-            async with asyncio.timeout(self.settings.database_connect_timeout):
-                await cancel_on_server(raw)
-        except Exception as error:  # unreachable too: closing is all that is left
-            logger.warning("could not cancel the statement on the server: %s", error)
-        finally:
-            raw.terminate()
 
     async def _open(self) -> asyncpg.Connection:
         url = self.url.url
@@ -278,7 +234,7 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
     async def _close(self, raw: asyncpg.Connection) -> None:
         raw.terminate()
 
-    def _wrap(self, raw: asyncpg.Connection) -> Connection:
+    def wrap(self, raw: asyncpg.Connection) -> Connection:
         return _PostgresConnection(self, raw)
 
     def _is_connection_error(self, error: BaseException) -> bool:
@@ -315,4 +271,4 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
             token = await self._wait_for(
                 raw, lambda: raw.fetchval("SELECT pg_current_snapshot()::text")
             )
-            yield self._wrap(raw), token
+            yield self.wrap(raw), token

@@ -3,10 +3,10 @@ at most `replica_max_lag` seconds behind the primary; writes, transactions, snap
 read no replica is fit for go to the primary.
 
 The routing lives here, in the connection layer, so `crud` and the handlers stay as they are: a
-read is `Database.fetch_*` or a read on `Database.connection()`, a write is `Database.write`,
-`Database.transaction()` or a write on `Database.connection()`. This module is only loaded when
-replicas are configured (`create_database`): without them no request reads a context variable
-or a clock for it.
+read is a `fetch_*` verb on the `Database` or on `Database.connection()`, a write is `write` or
+`execute` on either (`Verb.writes`), or anything in `Database.transaction()`. This module is
+only loaded when replicas are configured (`create_database`): without them no request reads a
+context variable or a clock for it.
 
 **Lag.** A monitor task asks the primary for its WAL write position (`pg_current_wal_lsn()`)
 every `STEP` seconds, noting when it asked, then each replica for its replay position
@@ -44,30 +44,20 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from typing import Final, TypeVar
 
 from sqlalchemy import text
 
 from heroapi.config import DatabaseURL, Settings, parse_database_url
-from heroapi.db import (
-    Connection,
-    DatabaseUnavailable,
-    DataRejected,
-    ExecuteResult,
-    IntegrityViolation,
-    Params,
-    ReplicaState,
-    Row,
-    Statement,
-    Values,
-    stop,
-)
+from heroapi.db.database import Connection, ReplicaState, stop
+from heroapi.db.errors import DatabaseUnavailable, DataRejected, IntegrityViolation
 from heroapi.db.postgres import PostgresDatabase
+from heroapi.db.statements import Params, Statement, Verb
 
 logger = logging.getLogger("heroapi")
-_T = TypeVar("_T")
+T = TypeVar("T")
 
 STEP: Final = 0.5  # seconds between checks
 # Seconds of the primary's positions kept: a replica further behind shows an infinite lag.
@@ -169,13 +159,24 @@ class ReplicatedDatabase(PostgresDatabase):
                 return replica
         return None
 
-    async def read(self, run: Callable[[Connection], Awaitable[_T]]) -> _T:
-        """`run` on a fit replica's connection; on the primary's if none is, or if it fails."""
+    async def route(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
+        """Where `connection()` sends each statement: a write to the primary, noted as this
+        task's last write (failed or not: it may have committed); a read to a fit replica."""
+        if not verb.writes:
+            return await self._read(statement, params, verb)
+        try:
+            async with self._primary_connection() as connection:
+                return await connection.run(statement, params, verb)
+        finally:
+            _last_write.set(time.monotonic())
+
+    async def _read(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
+        """A read on a fit replica; on the primary if none is, or if it fails."""
         replica = self._choose()
         if replica is not None:
             try:
                 async with replica.database.connection() as connection:
-                    return await run(connection)
+                    return await connection.run(statement, params, verb)
             except (DataRejected, IntegrityViolation):
                 raise  # the data's fault: the primary would say the same
             except Exception as error:
@@ -187,7 +188,7 @@ class ReplicatedDatabase(PostgresDatabase):
                     "replica %d failed a read, retried on the primary: %r", replica.index, error
                 )
         async with self._primary_connection() as connection:
-            return await run(connection)
+            return await connection.run(statement, params, verb)
 
     # ------------------------------------------------------------------------------ monitor
 
@@ -256,11 +257,10 @@ class ReplicatedDatabase(PostgresDatabase):
 
 
 class _RoutedConnection(Connection):
-    """What `ReplicatedDatabase.connection()` gives: each read goes where
-    `ReplicatedDatabase.read` sends it (statements of one connection may be answered by
-    different servers, as autocommit statements may see different states anyway); a write goes
-    to the primary and is noted as this task's last. It holds no connection itself: it is its
-    own context manager, one per database."""
+    """What `ReplicatedDatabase.connection()` gives: each statement goes where
+    `ReplicatedDatabase.route` sends it (statements of one connection may be answered by
+    different servers, as autocommit statements may see different states anyway). It holds no
+    connection itself: it is its own context manager, one per database."""
 
     def __init__(self, database: ReplicatedDatabase) -> None:
         super().__init__(database)
@@ -272,28 +272,5 @@ class _RoutedConnection(Connection):
     async def __aexit__(self, *_: object) -> None:
         return None
 
-    async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
-        return await self._routing.read(lambda on: on._fetch_one(statement, params))
-
-    async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
-        return await self._routing.read(lambda on: on._fetch_all(statement, params))
-
-    async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
-        return await self._routing.read(lambda on: on._fetch_values(statement, params))
-
-    async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
-        return await self._routing.read(lambda on: on._fetch_all_values(statement, params))
-
-    async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
-        try:
-            async with self._routing._primary_connection() as connection:
-                return await connection._execute(statement, params)
-        finally:
-            _last_write.set(time.monotonic())
-
-    async def _write(self, statement: Statement, params: Params) -> ExecuteResult:
-        try:
-            async with self._routing._primary_connection() as connection:
-                return await connection._write(statement, params)
-        finally:
-            _last_write.set(time.monotonic())
+    async def run(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
+        return await self._routing.route(statement, params, verb)

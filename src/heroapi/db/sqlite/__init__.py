@@ -1,10 +1,17 @@
-"""SQLite: the stdlib `sqlite3` module, one connection per process, called on the event loop.
+"""SQLite: the stdlib `sqlite3` module, one serving connection per process, called on the event
+loop (a statement takes microseconds; a thread hop would cost more than the query).
 
-- `connection.py`: the connection and its statements, and what SQLite's errors mean;
+- here: `SQLiteDatabase`, which opens the connection (WAL mode, its pragmas) and hands it out:
+  a statement on its own runs at once on the free connection, a one-row write goes to the
+  group commit, `connection()` and `transaction()` hold the connection (a transaction takes the
+  write lock up front, `BEGIN IMMEDIATE`);
+- `connection.py`: the connection, how it answers each verb, and what SQLite's errors mean;
+  reads run under a time budget, past which they are interrupted (503);
 - `group_commit.py`: one-row writes that arrive together, committed together;
-- `checkpoints.py`: WAL checkpoints from a thread, off the event loop;
-- reads run under a time budget (`connection.py`), past which they are interrupted (503);
-- here: `SQLiteDatabase`, which opens the connection and hands it out.
+- `locking.py`: a lock another process holds is waited for on the event loop, never inside
+  SQLite;
+- `checkpoints.py`: WAL checkpoints from a thread, with a connection of its own;
+- `filesystem.py`: a database on a network filesystem refused at connect.
 """
 
 import asyncio
@@ -12,23 +19,13 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Hashable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.dialects import sqlite
 
 from heroapi.config import DatabaseURL, Settings
-from heroapi.db import (
-    SQL,
-    Connection,
-    Database,
-    DatabaseUnavailable,
-    ExecuteResult,
-    Params,
-    Row,
-    Statement,
-    Values,
-    stop,
-)
+from heroapi.db.database import Connection, Database, stop
+from heroapi.db.errors import DatabaseUnavailable
 from heroapi.db.sqlite.checkpoints import Checkpointer
 from heroapi.db.sqlite.connection import (
     SQLiteConnection,
@@ -40,6 +37,7 @@ from heroapi.db.sqlite.connection import (
 from heroapi.db.sqlite.filesystem import MOUNTINFO, NetworkFilesystem, refuse_network_filesystem
 from heroapi.db.sqlite.group_commit import GroupCommit
 from heroapi.db.sqlite.locking import LockBusy, LockWait
+from heroapi.db.statements import WRITE, Params, Statement, Verb
 
 __all__ = ["NetworkFilesystem", "SQLiteDatabase", "StatementOverBudget", "set_page_size"]
 
@@ -126,62 +124,30 @@ class SQLiteDatabase(Database):
     # The hot path: a statement on the free connection. Refused by another connection's lock
     # (rare: WAL readers do not wait for writers), it waits in `_when_free`.
 
-    async def fetch_one(self, clause: SQL, params: Params) -> Row | None:
+    async def run(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
+        """A one-row write through the group commit; any other statement at once on the free
+        connection or, while a transaction holds it, after that (`connection()`)."""
+        if verb is WRITE:
+            if self.group_commit is None:
+                raise DatabaseUnavailable("the database is not connected")
+            return cast(T, await self.group_commit.write(statement, params))
         connection = self._free()
         if connection is None:
-            return await super().fetch_one(clause, params)
-        statement = self.compile(clause)
+            return await super().run(statement, params, verb)
         try:
-            return connection.one(statement, params)
+            return connection.answer_now(statement, params, verb)
         except LockBusy:
-            return await self._when_free(connection.one, statement, params)
+            return await self._when_free(statement, params, verb)
 
-    async def fetch_all(self, clause: SQL, params: Params) -> list[Row]:
-        connection = self._free()
-        if connection is None:
-            return await super().fetch_all(clause, params)
-        statement = self.compile(clause)
-        try:
-            return connection.all(statement, params)
-        except LockBusy:
-            return await self._when_free(connection.all, statement, params)
-
-    async def fetch_values(self, clause: SQL, params: Params) -> Values | None:
-        connection = self._free()
-        if connection is None:
-            return await super().fetch_values(clause, params)
-        statement = self.compile(clause)
-        try:
-            return connection.values(statement, params)
-        except LockBusy:
-            return await self._when_free(connection.values, statement, params)
-
-    async def fetch_all_values(self, clause: SQL, params: Params) -> list[Values]:
-        connection = self._free()
-        if connection is None:
-            return await super().fetch_all_values(clause, params)
-        statement = self.compile(clause)
-        try:
-            return connection.all_values(statement, params)
-        except LockBusy:
-            return await self._when_free(connection.all_values, statement, params)
-
-    async def _when_free(
-        self, run: Callable[[Statement, Params], T], statement: Statement, params: Params
-    ) -> T:
-        """`run` tried again after pauses on the loop, each try on the free connection (so
-        never inside another request's transaction), until the wait runs out."""
+    async def _when_free(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
+        """The statement tried again after pauses on the loop, each try on the free connection
+        (so never inside another request's transaction), until the wait runs out."""
         wait = LockWait(self.settings.sqlite_busy_timeout)
         while True:
             await wait.pause()
-            async with self._connected():
+            async with self._connected() as connection:
                 with contextlib.suppress(LockBusy):
-                    return run(statement, params)
-
-    async def write(self, clause: SQL, params: Params) -> ExecuteResult:
-        if self.group_commit is None:
-            raise DatabaseUnavailable("the database is not connected")
-        return await self.group_commit.write(self.compile(clause), params)
+                    return connection.answer_now(statement, params, verb)
 
     async def _hold(self, begin: Callable[[sqlite3.Connection], T]) -> tuple[SQLiteConnection, T]:
         """The connection, held (the caller releases `_lock`), and what `begin` gave.
@@ -193,7 +159,7 @@ class SQLiteDatabase(Database):
         wait: LockWait | None = None
         while True:
             await self._lock.acquire()
-            raw = session.connection._raw
+            raw = session.connection.raw
             try:
                 with sqlite_errors():
                     return session.connection, begin(raw)
@@ -227,7 +193,7 @@ class SQLiteDatabase(Database):
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[tuple[Connection, Hashable | None]]:
         connection, version = await self._hold(_begin_snapshot)
-        raw = connection._raw
+        raw = connection.raw
         try:
             # data_version changes when another connection commits, total_changes when this
             # one writes.
@@ -242,7 +208,7 @@ class SQLiteDatabase(Database):
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         connection, _ = await self._hold(_begin_immediate)
-        raw = connection._raw
+        raw = connection.raw
         connection.writing = True  # never interrupted: that would roll the whole of it back
         try:
             yield connection

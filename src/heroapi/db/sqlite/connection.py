@@ -1,7 +1,7 @@
 """The serving connection: statements run to their end on the event loop, and what SQLite's
 errors mean for the client.
 
-Every statement goes through `SQLiteConnection._run`: it is the per-statement hot path, so it
+Every statement goes through `SQLiteConnection._execute`: it is the per-statement hot path, so it
 stays a plain method with an inline `try` (no context manager, no await).
 
 A read holds the event loop while it runs, so it runs under a time budget
@@ -19,21 +19,27 @@ import math
 import sqlite3
 from collections.abc import Callable, Iterator
 from time import perf_counter, thread_time
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar, cast
 
-from heroapi.db import (
-    Connection,
-    DatabaseUnavailable,
-    DataRejected,
+from heroapi.db.database import Connection
+from heroapi.db.errors import DatabaseUnavailable, DataRejected, IntegrityViolation
+from heroapi.db.sqlite.locking import LockBusy, LockWait, is_busy
+from heroapi.db.statements import (
+    EXECUTE,
+    FETCH_ALL,
+    FETCH_ALL_VALUES,
+    FETCH_ONE,
+    FETCH_VALUES,
+    WRITE,
     ExecuteResult,
-    IntegrityViolation,
     Params,
     Row,
     Statement,
     Values,
+    Verb,
+    answers_to_every_verb,
     as_dicts,
 )
-from heroapi.db.sqlite.locking import LockBusy, LockWait, is_busy
 
 if TYPE_CHECKING:
     from heroapi.db.sqlite import SQLiteDatabase
@@ -54,7 +60,9 @@ class StatementOverBudget(DatabaseUnavailable):
 class SQLiteConnection(Connection):
     def __init__(self, database: "SQLiteDatabase", raw: sqlite3.Connection) -> None:
         super().__init__(database)
-        self._raw = raw
+        # The sqlite3 connection: `SQLiteDatabase` and the group commit begin and end its
+        # transactions on it.
+        self.raw = raw
         budget = database.settings.sqlite_statement_budget
         self._budget = budget or _NEVER
         self._deadline = _NEVER  # of the read running now, by the clock
@@ -80,10 +88,10 @@ class SQLiteConnection(Connection):
             self._deadline = perf_counter() + self._budget
             self._cpu_start = None
 
-    def _run(self, statement: Statement, params: Params) -> sqlite3.Cursor:
+    def _execute(self, statement: Statement, params: Params) -> sqlite3.Cursor:
         # Inline, not a context manager: this runs for every statement.
         try:
-            return self._raw.execute(statement.sql, statement.args(params))
+            return self.raw.execute(statement.sql, statement.args(params))
         except sqlite3.Error as error:
             raise sqlite_error(error) from error
         except (OverflowError, UnicodeEncodeError) as error:
@@ -98,111 +106,101 @@ class SQLiteConnection(Connection):
     def _names(self, statement: Statement, cursor: sqlite3.Cursor) -> tuple[str, ...]:
         return statement.columns or tuple(column[0] for column in cursor.description)
 
-    # Each statement runs to its end without awaiting: these are plain methods, and the async
-    # ones `Connection` asks for just return what they give.
+    # Each statement runs to its end without awaiting: `answer_now` and the answers it picks are
+    # plain methods, and `run` just returns what they give.
 
     # A statement read through these runs under the budget, unless a write transaction holds the
     # connection; the deadline ends with the statement, however it ends.
 
-    def one(self, statement: Statement, params: Params) -> Row | None:
+    def _one(self, statement: Statement, params: Params) -> Row | None:
         self._start_read()
         try:
-            cursor = self._run(statement, params)
+            cursor = self._execute(statement, params)
             row = self._read(cursor.fetchone)
             cursor.close()
         finally:
             self._deadline = _NEVER
         return None if row is None else as_dicts(self._names(statement, cursor), (row,))[0]
 
-    def all(self, statement: Statement, params: Params) -> list[Row]:
+    def _all(self, statement: Statement, params: Params) -> list[Row]:
         self._start_read()
         try:
-            cursor = self._run(statement, params)
+            cursor = self._execute(statement, params)
             rows = self._read(cursor.fetchall)
         finally:
             self._deadline = _NEVER
         return as_dicts(self._names(statement, cursor), rows)
 
-    def values(self, statement: Statement, params: Params) -> Values | None:
+    def _values(self, statement: Statement, params: Params) -> Values | None:
         self._start_read()
         try:
-            cursor = self._run(statement, params)
+            cursor = self._execute(statement, params)
             row: Values | None = self._read(cursor.fetchone)
             cursor.close()  # a RETURNING statement's cursor must be closed for it to finish
         finally:
             self._deadline = _NEVER
         return row
 
-    def all_values(self, statement: Statement, params: Params) -> list[Values]:
+    def _all_values(self, statement: Statement, params: Params) -> list[Values]:
         self._start_read()
         try:
-            cursor = self._run(statement, params)
+            cursor = self._execute(statement, params)
             rows: list[Values] = self._read(cursor.fetchall)
         finally:
             self._deadline = _NEVER
         return rows
 
+    def write_now(self, statement: Statement, params: Params) -> ExecuteResult:
+        """A write, never under the budget: what it changed, and the row a RETURNING clause
+        gave back (so `EXECUTE` and `WRITE` are one answer here)."""
+        cursor = self._execute(statement, params)
+        # A RETURNING statement's rows must be read for it to finish.
+        rows = self._read(cursor.fetchall)
+        return ExecuteResult(cursor.rowcount, cursor.lastrowid, rows[0] if rows else None)
+
+    # Each verb's answer.
+    _ANSWERS: ClassVar[dict[Verb[Any], Callable[["SQLiteConnection", Statement, Params], Any]]] = (
+        answers_to_every_verb(
+            {
+                FETCH_ONE: _one,
+                FETCH_ALL: _all,
+                FETCH_VALUES: _values,
+                FETCH_ALL_VALUES: _all_values,
+                EXECUTE: write_now,
+                WRITE: write_now,
+            }
+        )
+    )
+
+    def answer_now(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
+        """`run`'s answer, without awaiting; `LockBusy` if another connection's lock refused
+        the statement (nothing was done)."""
+        return cast(T, self._ANSWERS[verb](self, statement, params))
+
     # Run inside a request's session (`connection()`, `transaction()`, `snapshot()`): a
     # statement refused by another connection's lock waits on the loop, the request keeping
     # the connection (its statements run in order). The try costs nothing until one is refused.
 
-    async def _fetch_one(self, statement: Statement, params: Params) -> Row | None:
+    async def run(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
         try:
-            return self.one(statement, params)
+            return self.answer_now(statement, params, verb)
         except LockBusy as busy:
-            return await self._again(busy, self.one, statement, params)
-
-    async def _fetch_all(self, statement: Statement, params: Params) -> list[Row]:
-        try:
-            return self.all(statement, params)
-        except LockBusy as busy:
-            return await self._again(busy, self.all, statement, params)
-
-    async def _fetch_values(self, statement: Statement, params: Params) -> Values | None:
-        try:
-            return self.values(statement, params)
-        except LockBusy as busy:
-            return await self._again(busy, self.values, statement, params)
-
-    async def _fetch_all_values(self, statement: Statement, params: Params) -> list[Values]:
-        try:
-            return self.all_values(statement, params)
-        except LockBusy as busy:
-            return await self._again(busy, self.all_values, statement, params)
-
-    async def _execute(self, statement: Statement, params: Params) -> ExecuteResult:
-        try:
-            return self.write_now(statement, params)
-        except LockBusy as busy:
-            return await self._again(busy, self.write_now, statement, params)
-
-    async def _write(self, statement: Statement, params: Params) -> ExecuteResult:
-        return await self._execute(statement, params)
+            return await self._again(busy, statement, params, verb)
 
     async def _again(
-        self,
-        busy: LockBusy,
-        run: Callable[[Statement, Params], T],
-        statement: Statement,
-        params: Params,
+        self, busy: LockBusy, statement: Statement, params: Params, verb: Verb[T]
     ) -> T:
-        """`run` tried again, after pauses on the loop, until it gets through or the wait
-        (`HEROAPI_SQLITE_BUSY_TIMEOUT`) runs out."""
-        if self._raw.in_transaction:
+        """The statement tried again, after pauses on the loop, until it gets through or the
+        wait (`HEROAPI_SQLITE_BUSY_TIMEOUT`) runs out."""
+        if self.raw.in_transaction:
             # Inside a transaction SQLite wants it rolled back, not the statement tried again
             # (with BEGIN IMMEDIATE holding the write lock, WAL mode never gets here).
             raise busy
-        wait = LockWait(self._database.settings.sqlite_busy_timeout)
+        wait = LockWait(self.database.settings.sqlite_busy_timeout)
         while True:
             await wait.pause()
             with contextlib.suppress(LockBusy):
-                return run(statement, params)
-
-    def write_now(self, statement: Statement, params: Params) -> ExecuteResult:
-        cursor = self._run(statement, params)
-        # A RETURNING statement's rows must be read for it to finish.
-        rows = self._read(cursor.fetchall)
-        return ExecuteResult(cursor.rowcount, cursor.lastrowid, rows[0] if rows else None)
+                return self.answer_now(statement, params, verb)
 
 
 def sqlite_error(error: sqlite3.Error) -> Exception:
@@ -244,7 +242,7 @@ class SQLiteSession:
         self._lock = lock
         self.connection = connection
 
-    async def __aenter__(self) -> Connection:
+    async def __aenter__(self) -> SQLiteConnection:
         await self._lock.acquire()
         return self.connection
 

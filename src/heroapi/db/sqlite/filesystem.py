@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from heroapi.db import DatabaseError
+from heroapi.db.errors import DatabaseError
 
 MOUNTINFO: Final = Path("/proc/self/mountinfo")
 

@@ -4,14 +4,22 @@ succeeding or failing on its own (`GroupCommit`)."""
 import asyncio
 import contextlib
 import sqlite3
+from typing import NamedTuple
 
-from heroapi.db import DatabaseUnavailable, ExecuteResult, Params, Statement, stop
+from heroapi.db.database import stop
+from heroapi.db.errors import DatabaseUnavailable
 from heroapi.db.sqlite.connection import SQLiteConnection, sqlite_errors
 from heroapi.db.sqlite.locking import Backoff, LockBusy, lock_timeout
+from heroapi.db.statements import ExecuteResult, Params, Statement
 
-# A write: its statement, parameters, the future its request awaits, and the `loop.time()` by
-# which it gives up waiting for another connection's lock.
-_Write = tuple[Statement, Params, "asyncio.Future[ExecuteResult]", float]
+
+class _Write(NamedTuple):
+    """A write waiting for its commit."""
+
+    statement: Statement
+    params: Params
+    answer: "asyncio.Future[ExecuteResult]"  # what its request awaits
+    deadline: float  # `loop.time()` by which it gives up waiting for another connection's lock
 
 
 class GroupCommit:
@@ -43,7 +51,7 @@ class GroupCommit:
     async def write(self, statement: Statement, params: Params) -> ExecuteResult:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ExecuteResult] = loop.create_future()
-        self._pending.append((statement, params, future, loop.time() + self._busy_timeout))
+        self._pending.append(_Write(statement, params, future, loop.time() + self._busy_timeout))
         if len(self._pending) == 1 and self._waiting is None:
             loop.call_soon(self._commit)
         return await future
@@ -69,7 +77,7 @@ class GroupCommit:
                     self._give_up_late_writes()
                     if not self._pending:
                         break
-                    await backoff.sleep(min(write[3] for write in self._pending))
+                    await backoff.sleep(min(write.deadline for write in self._pending))
                 async with self._lock:
                     batch = self._take()
                     busy = not self._run(batch)
@@ -82,68 +90,83 @@ class GroupCommit:
         now = asyncio.get_running_loop().time()
         waiting = []
         for write in self._pending:
-            if write[2].done():
+            if write.answer.done():
                 continue  # cancelled by its request
-            if write[3] <= now:
-                write[2].set_exception(lock_timeout(self._busy_timeout))
+            if write.deadline <= now:
+                write.answer.set_exception(lock_timeout(self._busy_timeout))
             else:
                 waiting.append(write)
         self._pending = waiting
 
     def _take(self) -> list[_Write]:
         # A request cancelled while waiting has its write left out: it was never made.
-        batch = [write for write in self._pending if not write[2].done()]
+        batch = [write for write in self._pending if not write.answer.done()]
         self._pending = []
         return batch
 
     def _run(self, batch: list[_Write]) -> bool:
         """Commit `batch` and answer its writes; False (nothing done, nothing answered) if
         another connection's lock refused it."""
-        connection = self._connection
-        if len(batch) == 1:  # alone: autocommit, no BEGIN/COMMIT
-            statement, params, future, _ = batch[0]
-            try:
-                future.set_result(connection.write_now(statement, params))
-            except LockBusy:
-                return False  # in autocommit, SQLite undid the statement
-            except Exception as error:
-                future.set_exception(error)
-            return True
-        raw = connection._raw
-        results: list[ExecuteResult | Exception] = []
+        if len(batch) == 1:
+            return self._run_alone(batch[0])
+        return self._run_together(batch)
+
+    def _run_alone(self, write: _Write) -> bool:
+        """One write, in autocommit: no BEGIN/COMMIT."""
         try:
-            with sqlite_errors():
-                raw.execute("BEGIN IMMEDIATE")
-            for statement, params, _, _ in batch:
-                try:
-                    results.append(connection.write_now(statement, params))
-                except LockBusy:
-                    raise  # the batch waits whole
-                except Exception as error:
-                    if not raw.in_transaction:
-                        raise  # SQLite ended the transaction: nothing of the batch stays
-                    results.append(error)  # this statement alone was undone
-            with sqlite_errors():
-                raw.execute("COMMIT")
+            write.answer.set_result(self._connection.write_now(write.statement, write.params))
+        except LockBusy:
+            return False  # in autocommit, SQLite undid the statement
+        except Exception as error:
+            write.answer.set_exception(error)
+        return True
+
+    def _run_together(self, batch: list[_Write]) -> bool:
+        """Writes in one transaction; an error that ends it fails every one of them."""
+        raw = self._connection.raw
+        try:
+            results = self._transaction(batch)
         except Exception as error:
             if raw.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     raw.execute("ROLLBACK")
             if isinstance(error, LockBusy):
                 return False
-            for _, _, future, _ in batch:
-                future.set_exception(error)
+            for write in batch:
+                write.answer.set_exception(error)
             return True
         self.batches += 1
-        for (_, _, future, _), result in zip(batch, results, strict=True):
+        for write, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
-                future.set_exception(result)
+                write.answer.set_exception(result)
             else:
-                future.set_result(result)
+                write.answer.set_result(result)
         return True
+
+    def _transaction(self, batch: list[_Write]) -> list[ExecuteResult | Exception]:
+        """BEGIN IMMEDIATE, the writes, COMMIT: each write's result, or the error that undid it
+        alone. What ends the transaction (a lock refused, I/O, disk full) is raised, with the
+        transaction possibly still open for the caller to roll back."""
+        connection = self._connection
+        raw = connection.raw
+        results: list[ExecuteResult | Exception] = []
+        with sqlite_errors():
+            raw.execute("BEGIN IMMEDIATE")
+        for write in batch:
+            try:
+                results.append(connection.write_now(write.statement, write.params))
+            except LockBusy:
+                raise  # the batch waits whole
+            except Exception as error:
+                if not raw.in_transaction:
+                    raise  # SQLite ended the transaction: nothing of the batch stays
+                results.append(error)  # this statement alone was undone
+        with sqlite_errors():
+            raw.execute("COMMIT")
+        return results
 
     async def close(self) -> None:
         if self._waiting is not None:
             await stop(self._waiting)
-        for _, _, future, _ in self._take():
-            future.set_exception(DatabaseUnavailable("the database was closed"))
+        for write in self._take():
+            write.answer.set_exception(DatabaseUnavailable("the database was closed"))

@@ -23,7 +23,7 @@ import asyncio
 import sqlite3
 from typing import Final
 
-from heroapi.db import DatabaseUnavailable
+from heroapi.db.errors import DatabaseUnavailable
 
 FIRST_PAUSE: Final = 0.001
 # The longest pause between two tries: how late a waiting write may notice that the lock
