@@ -103,7 +103,7 @@ def serve(
     """Apply pending migrations, then serve the API (docs at /docs)."""
     import uvicorn
 
-    from heroapi.observability import configure_logging, log_config
+    from heroapi.logs import configure_logging, log_config
 
     settings = load_settings()
     # From here on every line is JSON, uvicorn's too; a reason not to start stays one plain line.
@@ -128,7 +128,7 @@ def serve(
             workers=workers,
             reload=reload,
             # X-Forwarded-* are read by the app itself, from HEROAPI_TRUSTED_PROXIES only
-            # (`addresses.ProxiedRequests`): uvicorn's reading (from loopback by default) would
+            # (`middleware.proxies`): uvicorn's reading (from loopback by default) would
             # hide which peer sent them, and with it whether X-Forwarded-Host may be believed.
             proxy_headers=False,
             access_log=False,  # heroapi logs one JSON line per request itself

@@ -7,17 +7,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 
 from heroapi import __version__, crud, policy
-from heroapi.addresses import ProxiedRequests
 from heroapi.config import Settings, get_settings
 from heroapi.db import Database, create_database
 from heroapi.docs import install_docs
-from heroapi.errors import BodyLimit, install_error_handlers
+from heroapi.errors import install_error_handlers
+from heroapi.logs import configure_logging
+from heroapi.middleware import install_middleware
 from heroapi.models import UserCreate
-from heroapi.observability import GzipIfAccepted, ObservabilityMiddleware, configure_logging
 from heroapi.openapi import document_statuses
 from heroapi.revisions import schema_at_head
 from heroapi.routes import health, heroes, items, login, users
@@ -26,24 +25,10 @@ from heroapi.throttle import Throttle, install_throttle_errors
 
 logger = logging.getLogger("heroapi")
 
-# heroapi's own metrics and access log (observability.py) need no OpenTelemetry.
+# heroapi's own metrics and access log (metrics.py, access_log.py) need no OpenTelemetry.
 # Allocations between young collections (CPython's default: 700); see the lifespan.
 GC_YOUNG_THRESHOLD = 7000
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-# The response headers the API documents that a browser hides from a script of another origin
-# unless they are named (Content-Type, Content-Length and Last-Modified it shows anyway).
-CORS_EXPOSED_HEADERS = [
-    "Link",
-    "X-Total-Count",
-    "X-Total-Count-At-Least",
-    "Preference-Applied",
-    "Retry-After",
-    "RateLimit",
-    "RateLimit-Policy",
-    "Last-Modified",
-    "WWW-Authenticate",
-    "X-Request-ID",
-]
 
 
 def password_hasher(settings: Settings) -> PasswordHasher:
@@ -171,26 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     install_docs(app)
     document_statuses(app)
-    # Added innermost first: observability wraps everything, so it times and counts it all.
-    if settings.gzip_minimum_size:
-        app.add_middleware(GzipIfAccepted, minimum_size=settings.gzip_minimum_size)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["*"],
-            allow_headers=["*"],
-            expose_headers=CORS_EXPOSED_HEADERS,
-        )
-    app.add_middleware(
-        BodyLimit,
-        max_body_size=settings.max_body_size,
-        discard_size=settings.body_discard_size,
-        discard_seconds=settings.body_discard_seconds,
-    )
-    app.add_middleware(ObservabilityMiddleware, access_log=settings.access_log)
-    if settings.trusted_proxies:  # outermost: everything else sees the client, not the proxy
-        app.add_middleware(ProxiedRequests, trusted_proxies=settings.trusted_proxies)
+    install_middleware(app, settings)
     return app
 
 
