@@ -266,10 +266,10 @@ def create_superuser(
     ] = False,
 ) -> None:
     """Create a superuser; the password is asked for (or read from stdin), never an argument."""
+    from heroapi.accounts import create_superuser as create
     from heroapi.db import DatabaseError, create_database
-    from heroapi.main import create_superuser as create
-    from heroapi.main import password_hasher
     from heroapi.models import UserCreate
+    from heroapi.security import PasswordHasher
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -288,7 +288,7 @@ def create_superuser(
     async def run() -> bool:
         database = create_database(settings)
         await database.connect()
-        passwords = password_hasher(settings)
+        passwords = PasswordHasher.for_settings(settings)
         try:
             return await create(database, email, password, passwords)
         finally:

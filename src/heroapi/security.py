@@ -196,6 +196,15 @@ class PasswordHasher:
         async with self.turns.turn(client, preferred=preferred):
             yield Hashing(self._executor)
 
+    @classmethod
+    def for_settings(cls, settings: Settings) -> "PasswordHasher":
+        """The hasher HEROAPI_PASSWORD_HASH_WORKERS, _QUEUE and _WAIT ask for."""
+        return cls(
+            workers=settings.password_hash_workers,
+            queue=settings.password_hash_queue,
+            wait=settings.password_hash_wait,
+        )
+
     async def hash(self, password: str, *, client: str = "") -> str:
         """The Argon2id hash of `password`, in `client`'s turn."""
         async with self.turn(client) as hashing:
