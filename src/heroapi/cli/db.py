@@ -1,11 +1,14 @@
 """`heroapi db`: upgrade | downgrade | current | check, the schema's migrations."""
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from heroapi.cli import existing, fail, load_settings
 from heroapi.config import Settings
+
+if TYPE_CHECKING:
+    from heroapi.migrate import SchemaState  # Alembic: imported only when a command needs it
 
 db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 
@@ -41,17 +44,22 @@ def downgrade(revision: Annotated[str, typer.Argument(help="Target revision, or 
     run_migrations(load_settings(), revision, down=True)
 
 
-@db_cli.command()
-def current() -> None:
-    """Show the database's revision and the latest one."""
+def _schema_state() -> "SchemaState":
+    """The configured database's revisions and differences (it must exist: nothing is created)."""
     from heroapi import migrate
 
     settings = load_settings()
     database = existing(settings.migration_database)
     try:
-        state = migrate.inspect(database)
+        return migrate.inspect(database)
     except Exception as error:
         fail(f"cannot read {database.render()}: {type(error).__name__}: {error}")
+
+
+@db_cli.command()
+def current() -> None:
+    """Show the database's revision and the latest one."""
+    state = _schema_state()
     typer.echo(f"current: {', '.join(state.current) or 'base (empty database)'}")
     typer.echo(f"latest:  {state.head}")
 
@@ -59,14 +67,7 @@ def current() -> None:
 @db_cli.command()
 def check() -> None:
     """Exit non-zero if the database is behind the migrations or differs from the models."""
-    from heroapi import migrate
-
-    settings = load_settings()
-    database = existing(settings.migration_database)
-    try:
-        state = migrate.inspect(database)
-    except Exception as error:
-        fail(f"cannot read {database.render()}: {type(error).__name__}: {error}")
+    state = _schema_state()
     if not state.at_head:
         fail(f"database at {', '.join(state.current) or 'base'}, latest is {state.head}")
     if state.differences:
