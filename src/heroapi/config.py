@@ -131,7 +131,8 @@ class Settings(BaseSettings):
     count_limit: Annotated[int, Field(ge=0, le=100_000_000)] = 10_000
     max_body_size: Annotated[int, Field(ge=1024)] = 1024 * 1024
     # A refused body (413) of up to this many bytes, arriving within this many seconds, is read
-    # and dropped before the connection closes, so its client can read the 413 (see BodyLimit).
+    # and dropped before the connection closes, so its client can read the 413
+    # (middleware/body_limit.py).
     body_discard_size: Annotated[int, Field(ge=0)] = 16 * 1024 * 1024
     body_discard_seconds: Annotated[float, Field(ge=0, le=600)] = 10.0
     access_log: bool = True
