@@ -46,7 +46,7 @@ def make_superuser(client: TestClient, email: str) -> dict[str, str]:
     """Create a superuser the way an operator would (no API for it), and log in."""
 
     async def create(database: Database) -> None:
-        from heroapi.main import create_superuser
+        from heroapi.accounts import create_superuser
 
         assert await create_superuser(database, email, PASSWORD, client.app.state.passwords)  # type: ignore[attr-defined]
 

@@ -18,8 +18,8 @@ from opentelemetry import trace
 
 from heroapi import migrate
 from heroapi.config import Settings
+from heroapi.logs import JSONFormatter, RequestIdFilter
 from heroapi.main import GC_YOUNG_THRESHOLD, create_app
-from heroapi.observability import JSONFormatter, RequestIdFilter
 from heroapi.revisions import head_revision
 from tests.conftest import make_settings, running_app
 from tests.databases import drop_postgres

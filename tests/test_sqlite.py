@@ -479,7 +479,7 @@ def test_a_database_on_a_network_filesystem_is_refused_at_connect(
 
     # What someone running `heroapi serve` (HEROAPI_MIGRATE_ON_START=false) on a database file
     # copied there sees (without the file, it is told there is none: tests/test_cli.py).
-    from heroapi.__main__ import prepare_database
+    from heroapi.cli.serve import prepare_database
 
     (share / "heroapi.db").touch()
     with pytest.MonkeyPatch.context() as patch:

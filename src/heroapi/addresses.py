@@ -9,11 +9,11 @@ address, wherever an address is met. IPv6 clients are counted by their /64, whic
 commonly holds whole, and take hashing turns by their /48, the most one site is commonly given:
 a client gains no turns by spreading its attempts over the addresses it holds.
 
-`ProxiedRequests` applies this once per request, before anything else sees it: a request a trusted
-proxy forwards gets the client and scheme the proxy reports (`X-Forwarded-For`,
-`X-Forwarded-Proto`), and is marked `PROXIED`, so the links it answers with may take the host the
-client asked the proxy for (`X-Forwarded-Host`: `routes/origin.py`). Everything after (the access
-log, the throttle, the links) then agrees on who asks and where.
+`middleware.proxies.ProxiedRequests` applies this once per request, before anything else sees
+it: a request a trusted proxy forwards gets the client and scheme the proxy reports
+(`X-Forwarded-For`, `X-Forwarded-Proto`), and is marked `PROXIED`, so the links it answers with
+may take the host the client asked the proxy for (`X-Forwarded-Host`: `routes/origin.py`).
+Everything after (the access log, the throttle, the links) then agrees on who asks and where.
 """
 
 import functools
@@ -22,13 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 IPV6_COUNTED_PREFIX: Final = 64
 IPV6_TURN_PREFIX: Final = 48
-# Set in the scope of a request a trusted proxy forwarded (`ProxiedRequests`).
+# Set in the scope of a request a trusted proxy forwarded (`middleware.proxies`).
 PROXIED: Final = "heroapi.proxied"
-_SCHEMES: Final = frozenset({"http", "https"})
 # What every client that names no address is counted as (a peer that is not an IP address).
 UNIDENTIFIED: Final = "unidentified"
 
@@ -144,30 +143,3 @@ class Clients:
             # Not an IP address (a Unix socket): all such clients are one, not one per name.
             return Client(UNIDENTIFIED, UNIDENTIFIED)
         return Client(_grouped(peer, IPV6_COUNTED_PREFIX), _grouped(peer, IPV6_TURN_PREFIX))
-
-
-class ProxiedRequests:
-    """Pure ASGI, outermost: a request whose peer is one of `HEROAPI_TRUSTED_PROXIES` gets the
-    client `X-Forwarded-For` names and the scheme `X-Forwarded-Proto` says, and `PROXIED`.
-    Installed only when proxies are trusted: no other request pays for it."""
-
-    def __init__(self, app: ASGIApp, *, trusted_proxies: list[str]) -> None:
-        self.app = app
-        self._clients = Clients(trusted_proxies)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and trusted_peer(
-            scope, self._clients.trusted_proxies
-        ):
-            scope = dict(scope)
-            client = self._clients.address(scope)
-            if client is not None:
-                scope["client"] = (str(client), 0)
-            for name, value in scope["headers"]:
-                if name == b"x-forwarded-proto":
-                    proto = value.decode("latin-1").split(",")[0].strip().lower()
-                    if proto in _SCHEMES:
-                        scope["scheme"] = proto
-                    break
-            scope[PROXIED] = True
-        await self.app(scope, receive, send)

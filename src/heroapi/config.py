@@ -1,7 +1,10 @@
-"""Settings: the one place that reads the environment."""
+"""Settings: every `HEROAPI_*` variable and `DATABASE_URL`, read once, from the environment or
+`.env`, and checked at start (`get_settings()`); no other module reads heroapi's settings from
+the environment. `DatabaseURL` and `parse_database_url` (`database_url.py`) are importable from
+here too, beside the settings that name databases.
+"""
 
 import ipaddress
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Final, Literal
 from urllib.parse import urlsplit
@@ -15,83 +18,21 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+
+from heroapi.database_url import DatabaseURL, DatabaseURLError, parse_database_url
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "MIN_SECRET_KEY_LENGTH",
+    "SQLITE_PAGE_SIZE",
+    "DatabaseURL",
+    "Settings",
+    "get_settings",
+    "parse_database_url",
+]
 
 DEFAULT_DATABASE_URL = "sqlite:///heroapi.db"
 MIN_SECRET_KEY_LENGTH = 32
-
-Backend = Literal["sqlite", "postgresql", "mysql"]
-
-# The driver heroapi runs each backend on, by the names a URL may carry (`postgres://` is what
-# several hosting platforms hand out; `mariadb://` is MariaDB's own spelling).
-_BACKENDS: dict[str, Backend] = {
-    "sqlite": "sqlite",
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "mysql": "mysql",
-    "mariadb": "mysql",
-}
-_DRIVERS: dict[Backend, tuple[str, ...]] = {
-    "sqlite": ("pysqlite",),
-    "postgresql": ("asyncpg",),
-    "mysql": ("asyncmy",),
-}
-
-
-class DatabaseURLError(ValueError):
-    """`DATABASE_URL` names a database heroapi cannot run on."""
-
-
-@dataclass(frozen=True)
-class DatabaseURL:
-    """A parsed `DATABASE_URL`: the backend and the SQLAlchemy URL with heroapi's driver."""
-
-    backend: Backend
-    url: URL
-
-    @property
-    def sqlite_path(self) -> str:
-        """The SQLite file (only for the SQLite backend)."""
-        return self.url.database or ""
-
-    def render(self) -> str:
-        """The URL with its password hidden, for messages and logs."""
-        return self.url.render_as_string(hide_password=True)
-
-
-def parse_database_url(raw: str) -> DatabaseURL:
-    """Read a plain URL (`postgresql://user@host/db`) and pick the driver heroapi uses for it."""
-    try:
-        url = make_url(raw)
-    except ArgumentError as error:
-        raise DatabaseURLError(f"not a database URL: {raw!r}") from error
-    dialect, _, driver = url.drivername.partition("+")
-    backend = _BACKENDS.get(dialect)
-    if backend is None:
-        supported = ", ".join(f"{name}://" for name in _BACKENDS)
-        raise DatabaseURLError(f"unsupported database {dialect!r}; heroapi runs on {supported}")
-    drivers = _DRIVERS[backend]
-    if driver and driver not in drivers:
-        raise DatabaseURLError(
-            f"unsupported driver {driver!r} for {backend}; use {backend}:// or "
-            + " or ".join(f"{backend}+{name}://" for name in drivers)
-        )
-    if backend == "sqlite":
-        if url.host:
-            raise DatabaseURLError(
-                f"sqlite://{url.host} names no file: after two slashes {url.host!r} is a host "
-                f"part; a file is sqlite:///{url.host} (three slashes; four for an absolute "
-                "path: sqlite:////var/lib/heroapi/heroapi.db)"
-            )
-        if url.database in (None, "", ":memory:") or (url.database or "").startswith("file:"):
-            raise DatabaseURLError(
-                "an in-memory SQLite database cannot be shared by a server's connections; "
-                "give a file: sqlite:///heroapi.db"
-            )
-    elif not url.database:
-        raise DatabaseURLError(f"the URL names no database: {url.render_as_string()}")
-    return DatabaseURL(backend, url.set(drivername=f"{backend}+{drivers[0]}"))
 
 
 def _origin(value: str) -> str:
@@ -190,7 +131,8 @@ class Settings(BaseSettings):
     count_limit: Annotated[int, Field(ge=0, le=100_000_000)] = 10_000
     max_body_size: Annotated[int, Field(ge=1024)] = 1024 * 1024
     # A refused body (413) of up to this many bytes, arriving within this many seconds, is read
-    # and dropped before the connection closes, so its client can read the 413 (see BodyLimit).
+    # and dropped before the connection closes, so its client can read the 413
+    # (middleware/body_limit.py).
     body_discard_size: Annotated[int, Field(ge=0)] = 16 * 1024 * 1024
     body_discard_seconds: Annotated[float, Field(ge=0, le=600)] = 10.0
     access_log: bool = True

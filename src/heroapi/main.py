@@ -1,4 +1,5 @@
-"""The application: `create_app()` builds it; every router is included here."""
+"""The application: `create_app()` builds it from its settings (every resource's routes, the error
+handlers, the docs and the middleware); `lifespan` opens and closes what it serves with."""
 
 import asyncio
 import gc
@@ -7,17 +8,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.telemetry import TelemetryConfig
 
 from heroapi import __version__, crud
-from heroapi.addresses import ProxiedRequests
+from heroapi.accounts import create_superuser
 from heroapi.config import Settings, get_settings
 from heroapi.db import Database, create_database
 from heroapi.docs import install_docs
-from heroapi.errors import BodyLimit, install_error_handlers
-from heroapi.models import UserCreate
-from heroapi.observability import GzipIfAccepted, ObservabilityMiddleware, configure_logging
+from heroapi.errors import install_error_handlers
+from heroapi.logs import configure_logging
+from heroapi.middleware import install_middleware
 from heroapi.openapi import document_statuses
 from heroapi.revisions import schema_at_head
 from heroapi.routes import health, heroes, items, login, users
@@ -28,59 +28,45 @@ from heroapi.throttle import Throttle
 
 logger = logging.getLogger("heroapi")
 
-# heroapi's own metrics and access log (observability.py) need no OpenTelemetry.
-# Allocations between young collections (CPython's default: 700); see the lifespan.
-GC_YOUNG_THRESHOLD = 7000
+# heroapi's own metrics and access log (metrics.py, access_log.py) need no OpenTelemetry.
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-# The response headers the API documents that a browser hides from a script of another origin
-# unless they are named (Content-Type, Content-Length and Last-Modified it shows anyway).
-CORS_EXPOSED_HEADERS = [
-    "Link",
-    "X-Total-Count",
-    "X-Total-Count-At-Least",
-    "Preference-Applied",
-    "Retry-After",
-    "RateLimit",
-    "RateLimit-Policy",
-    "Last-Modified",
-    "WWW-Authenticate",
-    "X-Request-ID",
-]
+# Allocations between young collections while serving (CPython's default: 700); see
+# `_tune_the_collector`.
+GC_YOUNG_THRESHOLD = 7000
 
 
-def password_hasher(settings: Settings) -> PasswordHasher:
-    return PasswordHasher(
-        workers=settings.password_hash_workers,
-        queue=settings.password_hash_queue,
-        wait=settings.password_hash_wait,
-    )
+async def _open_database(settings: Settings) -> Database:
+    """The app's database, connected, its schema brought to the latest migration first if
+    HEROAPI_MIGRATE_ON_START asks for it and it is behind."""
+    database = create_database(settings)
+    await database.connect()
+    if settings.migrate_on_start and not await schema_at_head(database):
+        from heroapi import migrate  # Alembic: loaded only when there is something to do
 
-
-async def create_superuser(
-    database: Database, email: str, password: str, passwords: PasswordHasher
-) -> bool:
-    """Create an active superuser; False if the email is already registered (nothing changes)."""
-    account = UserCreate(email=email, password=password)  # the same rules as the API's
-    minimum = database.settings.password_min_length
-    if len(account.password) < minimum:
-        raise ValueError(f"the password must be at least {minimum} characters long")
-    if await crud.email_registered(database=database, email=account.email):
-        return False
-    try:
-        await crud.create_user(
-            database=database,
-            email=account.email,
-            hashed_password=await passwords.hash(account.password),
-            is_superuser=True,
+        # Alembic is synchronous; under the lock, only one process migrates at a time.
+        migrated = await asyncio.to_thread(
+            migrate.upgrade,
+            settings.migration_database,
+            lock_timeout=settings.migration_lock_timeout,
+            sqlite_page_size=settings.sqlite_page_size,
         )
-    except crud.EmailAlreadyRegistered:  # another process made it first
-        return False
-    return True
+        logger.info("database %s", migrated.describe())
+    return database
 
 
-async def _warn_if_not_superuser(database: Database, email: str) -> None:
-    """HEROAPI_FIRST_SUPERUSER_EMAIL names an account that already exists: say so if it is not
-    a superuser (it is never promoted behind its owner's back)."""
+async def _create_first_superuser(
+    database: Database, settings: Settings, passwords: PasswordHasher
+) -> None:
+    """HEROAPI_FIRST_SUPERUSER_EMAIL and _PASSWORD, if set: that superuser, made once. An account
+    that already has the email is never promoted behind its owner's back: a warning says so if it
+    is not a superuser."""
+    email = settings.first_superuser_email
+    if not (email and settings.first_superuser_password):
+        return
+    password = settings.first_superuser_password.get_secret_value()
+    if await create_superuser(database, email, password, passwords):
+        logger.info("created the first superuser %s", email)
+        return
     account = await crud.get_login(database=database, email=email)
     if account is not None and not account["is_superuser"]:
         logger.warning(
@@ -88,6 +74,45 @@ async def _warn_if_not_superuser(database: Database, email: str) -> None:
             "left as it is, not promoted (a superuser can promote it: PATCH /users/{id} with "
             '{"is_superuser": true})'
         )
+
+
+def _tune_the_collector() -> tuple[int, ...]:
+    """Set the garbage collector for serving; the thresholds it had, to restore at shutdown."""
+    # Everything loaded so far (SQLAlchemy, Alembic, pydantic's schemas...) lives as long as the
+    # process: out of the collector's sight, a full collection no longer scans it, which took the
+    # p99 latency from ~50 ms to ~10 ms (docs/performance.md).
+    gc.collect()
+    gc.freeze()
+    gc.enable()  # `heroapi serve` turns the collector off while the app is built
+    # A request that waits for the database keeps its frames and futures alive meanwhile, so 32
+    # requests in flight swing the collector's allocation count by thousands: at the default
+    # threshold (700) that set off a young collection every ~8 requests, each one walking every
+    # request in flight (~40 us per PostgreSQL request; ~5 us at 7000).
+    thresholds = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
+    return thresholds
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """From start-up to shutdown: the database (migrated if asked), the password hasher, the
+    throttle and the first superuser, for the settings `create_app` put in `app.state`."""
+    settings: Settings = app.state.settings
+    database = await _open_database(settings)
+    app.state.database = database
+    passwords = app.state.passwords = PasswordHasher.for_settings(settings)
+    app.state.throttle = Throttle(database, settings, passwords)
+    # The signing key is read (or made) at the first use.
+    app.state.tokens = app.state.cursors = None
+    await _create_first_superuser(database, settings, passwords)
+    logger.info("heroapi %s serving %s", __version__, settings.database.render())
+    thresholds = _tune_the_collector()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        passwords.close()
+        await database.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -98,58 +123,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "HEROAPI_AUTH_MODE is 'open': anyone can create, change and delete heroes, users "
             "and items; set HEROAPI_AUTH_MODE=required unless this is what you want"
         )
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = create_database(settings)
-        await database.connect()
-        if settings.migrate_on_start and not await schema_at_head(database):
-            from heroapi import migrate  # Alembic: loaded only when there is something to do
-
-            # Alembic is synchronous; under the lock, only one process migrates at a time.
-            migrated = await asyncio.to_thread(
-                migrate.upgrade,
-                settings.migration_database,
-                lock_timeout=settings.migration_lock_timeout,
-                sqlite_page_size=settings.sqlite_page_size,
-            )
-            logger.info("database %s", migrated.describe())
-        app.state.database = database
-        passwords = app.state.passwords = password_hasher(settings)
-        app.state.throttle = Throttle(database, settings, passwords)
-        # The signing key is read (or made) at the first use.
-        app.state.tokens = app.state.cursors = None
-        if settings.first_superuser_email and settings.first_superuser_password:
-            created = await create_superuser(
-                database,
-                settings.first_superuser_email,
-                settings.first_superuser_password.get_secret_value(),
-                passwords,
-            )
-            if created:
-                logger.info("created the first superuser %s", settings.first_superuser_email)
-            else:
-                await _warn_if_not_superuser(database, settings.first_superuser_email)
-        logger.info("heroapi %s serving %s", __version__, settings.database.render())
-        # Everything loaded so far (SQLAlchemy, Alembic, pydantic's schemas...) lives as long as
-        # the process: out of the collector's sight, a full collection no longer scans it, which
-        # took the p99 latency from ~50 ms to ~10 ms (docs/performance.md).
-        gc.collect()
-        gc.freeze()
-        gc.enable()  # `heroapi serve` turns the collector off while the app is built
-        # A request that waits for the database keeps its frames and futures alive meanwhile, so
-        # 32 requests in flight swing the collector's allocation count by thousands: at the
-        # default threshold (700) that set off a young collection every ~8 requests, each one
-        # walking every request in flight (~40 us per PostgreSQL request; ~5 us at 7000).
-        thresholds = gc.get_threshold()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
-        try:
-            yield
-        finally:
-            gc.set_threshold(*thresholds)
-            passwords.close()
-            await database.close()
-
     app = FastAPI(
         # None: FastAPI's defaults (spans and metrics when OpenTelemetry providers are set up).
         telemetry=None if settings.opentelemetry else NO_TELEMETRY,
@@ -169,26 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         add_routes(app, resource, mode=settings.auth_mode)
     install_docs(app)
     document_statuses(app)
-    # Added innermost first: observability wraps everything, so it times and counts it all.
-    if settings.gzip_minimum_size:
-        app.add_middleware(GzipIfAccepted, minimum_size=settings.gzip_minimum_size)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["*"],
-            allow_headers=["*"],
-            expose_headers=CORS_EXPOSED_HEADERS,
-        )
-    app.add_middleware(
-        BodyLimit,
-        max_body_size=settings.max_body_size,
-        discard_size=settings.body_discard_size,
-        discard_seconds=settings.body_discard_seconds,
-    )
-    app.add_middleware(ObservabilityMiddleware, access_log=settings.access_log)
-    if settings.trusted_proxies:  # outermost: everything else sees the client, not the proxy
-        app.add_middleware(ProxiedRequests, trusted_proxies=settings.trusted_proxies)
+    install_middleware(app, settings)
     return app
 
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, Generic, TypeVar
 
 from heroapi.db.errors import DatabaseUnavailable
-from heroapi.observability import POOL_CONNECTIONS
+from heroapi.metrics import POOL_CONNECTIONS
 
 RawConnection = TypeVar("RawConnection")
 

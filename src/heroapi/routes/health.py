@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from heroapi import crud
 from heroapi.db import ReplicaState
-from heroapi.observability import metrics_text
+from heroapi.exposition import metrics_text
 from heroapi.revisions import head_revision
 from heroapi.routes.deps import app_database, not_authenticated
 from heroapi.routes.routing import Endpoint, Resource, Responses

@@ -1,7 +1,7 @@
 """The URL a request was sent to, as its client sees it: for links a client follows as they are.
 
 The scheme and host are the request's own (`Host`), unless a proxy of
-`HEROAPI_TRUSTED_PROXIES` forwarded it (`addresses.ProxiedRequests`): then `X-Forwarded-Proto`
+`HEROAPI_TRUSTED_PROXIES` forwarded it (`middleware.proxies`): then `X-Forwarded-Proto`
 and `X-Forwarded-Host` say what the client asked the proxy for. From any other peer they are
 ignored (a client could otherwise make the links of an answer a shared cache keeps point
 anywhere). The path is the request's whole path,

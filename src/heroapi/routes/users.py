@@ -9,7 +9,7 @@ from typing import Annotated, Any, Final
 from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
-from heroapi import crud
+from heroapi import accounts, crud
 from heroapi.crud.listing import ListQuery, Page
 from heroapi.db import Database, Row
 from heroapi.errors import ErrorDetail
@@ -94,16 +94,9 @@ async def create_user(
     # Only when HEROAPI_REGISTRATIONS_PER_ADDRESS is set, and never for a superuser (the only
     # caller where the rule asks for one).
     counted = policy.rule(settings.auth_mode, "POST", "/users/") is not policy.SUPERUSER
-    async with throttle.hashing(
-        request.scope, throttle.register_address if counted else None
-    ) as attempt:
-        # A cheap early answer for the common case, asked in the request's turn (a burst of one
-        # email hashes once or twice, not once per request); the unique index decides races.
-        if await crud.email_registered(database=database, email=user.email):
-            raise email_taken()
-        hashed = await attempt.hash(user.password)
+    turn = throttle.hashing(request.scope, throttle.register_address if counted else None)
     try:
-        return await crud.create_user(database=database, email=user.email, hashed_password=hashed)
+        return await accounts.register(database=database, account=user, turn=turn)
     except crud.EmailAlreadyRegistered:
         raise email_taken() from None
 
