@@ -13,9 +13,9 @@ from heroapi.crud.heroes import (
     get_hero,
     hero_page,
     list_heroes,
-    schema_revision,
     update_hero,
 )
+from heroapi.crud.schema import schema_revision
 from heroapi.crud.users import (
     ITEMS,
     USERS,

@@ -16,7 +16,6 @@ from sqlalchemy import (
     delete,
     insert,
     select,
-    text,
 )
 
 from heroapi.crud.listing import (
@@ -208,7 +207,7 @@ async def hero_page(*, database: Database, query: ListQuery) -> Page:
     (`list_heroes`); any other goes through the listing."""
     if (
         query.filters
-        or query.scope
+        or query.owner_scope
         or query.position is not None
         or query.order != HEROES.default_order
     ):
@@ -246,12 +245,3 @@ async def delete_hero(*, database: Database, hero_id: int) -> bool:
     """Delete a hero; False if there was none."""
     result = await database.write(_DELETE_HERO, {"hero_id": hero_id})
     return result.rowcount > 0
-
-
-_SCHEMA_REVISION = text("SELECT version_num FROM alembic_version")
-
-
-async def schema_revision(*, database: Database) -> str | None:
-    """The Alembic revision the database's schema is at (None if it was never migrated)."""
-    row = await database.fetch_one(_SCHEMA_REVISION, {})
-    return None if row is None else str(row["version_num"])
