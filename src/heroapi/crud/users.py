@@ -365,7 +365,7 @@ ITEMS: Final = Listing(
 
 
 async def items_page(*, database: Database, query: ListQuery) -> Page:
-    """A page of items (`query.scope` may hold an `owner_id` an auth rule requires)."""
+    """A page of items (`query.owner_scope` may hold an `owner_id` an auth rule requires)."""
     page = await fetch_page(database, ITEMS, query)
     page.rows = as_dicts(_ITEM_NAMES, page.rows)
     return page

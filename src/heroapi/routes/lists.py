@@ -315,7 +315,7 @@ async def read_list(
         return await _answer(scope, listing, ListQuery(offset=offset, limit=limit), None, paging)
     if by_offset:
         _check_sorted_offset(scope, query, offset_param)
-    query.scope.update(conditions or {})
+    query.owner_scope.update(conditions or {})
     return await _answer(scope, listing, query, fetch, paging)
 
 

@@ -161,15 +161,15 @@ class Position:
 @dataclass(slots=True)
 class ListQuery:
     """One list request: filters (query parameter -> value), order, and where the page starts:
-    a `position`, an `offset`, or the start. `scope` holds equality conditions a route adds
-    (an auth rule's `owner_id`)."""
+    a `position`, an `offset`, or the start. `owner_scope` holds the equalities an auth rule
+    adds (its `owner_id`): the rows the requester may see at all."""
 
     filters: dict[str, Any] = field(default_factory=dict)
     order: Order = (("id", False),)
     position: Position | None = None
     offset: int = 0
     limit: int = 100
-    scope: dict[str, Any] = field(default_factory=dict)
+    owner_scope: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -82,7 +82,7 @@ def statement_shape(listing: Listing, query: ListQuery, columns: str) -> Shape:
         listing.name,
         columns,
         filters,
-        tuple(sorted(query.scope)),
+        tuple(sorted(query.owner_scope)),
         query.order,
         None if position is None else position.direction,
         nulls,
@@ -94,7 +94,7 @@ def where_clauses(listing: Listing, query: ListQuery) -> list[ColumnElement[bool
     conditions = [
         _filter_condition(listing.filters[name], value) for name, value in query.filters.items()
     ]
-    conditions += [listing.table.c[name] == bindparam("s_" + name) for name in query.scope]
+    conditions += [listing.table.c[name] == bindparam("s_" + name) for name in query.owner_scope]
     return conditions
 
 
@@ -180,9 +180,15 @@ def page_statement(listing: Listing, query: ListQuery, *, ids_only: bool = False
     return statement.limit(bindparam("limit"))
 
 
-def page_params(listing: Listing, query: ListQuery) -> dict[str, Any]:
+def where_params(listing: Listing, query: ListQuery) -> dict[str, Any]:
+    """The bind parameters of `where_clauses`: the filters' `f_*` and the owner scope's `s_*`."""
     params = filter_params(listing, query.filters)
-    params.update({"s_" + name: value for name, value in query.scope.items()})
+    params.update({"s_" + name: value for name, value in query.owner_scope.items()})
+    return params
+
+
+def page_params(listing: Listing, query: ListQuery) -> dict[str, Any]:
+    params = where_params(listing, query)
     if query.position is not None:
         params.update({f"k{index}": value for index, value in enumerate(query.position.values)})
     # One row more than the page: whether there is a next one.
