@@ -11,9 +11,8 @@ PostgreSQL the database's backends too (from /proc, utime + stime). Prints one t
     PYTHONPATH=src .venv/bin/python scripts/list_depth.py --backend sqlite
     PYTHONPATH=src .venv/bin/python scripts/list_depth.py --backend postgresql
 
-The id order's deep offset page is the tutorial's own page: heroapi remembers where deep pages
-start while nothing is written (crud/heroes.py, PageAnchors), so repeating it is cheap; the
-`-age,name` deep offset page is what any other order costs, every time.
+A deep offset page read again is cheap in every order: heroapi remembers where deep pages start
+while nothing is written (crud/listing/anchors.py), and this table reads each page again.
 """
 
 import argparse

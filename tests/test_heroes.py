@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import bindparam, select
 
-from heroapi.crud import heroes
+from heroapi.crud.listing import anchors
 from heroapi.db import Database
 from heroapi.models import hero_table
 
@@ -304,7 +304,7 @@ def fill(run_in_app: RunInApp, count: int) -> None:
 
 
 def test_deep_pages_follow_every_change(client: TestClient, run_in_app: RunInApp) -> None:
-    """Past offset 1000, pages may start from where an earlier page started (PageAnchors):
+    """Past offset 1000, pages may start from where an earlier page started (page anchors):
     whatever changes the table in between, a page is what OFFSET would give."""
 
     fill(run_in_app, 1300)
@@ -338,11 +338,57 @@ def test_deep_pages_learn_where_they_start(client: TestClient, run_in_app: RunIn
     assert [hero["id"] for hero in response.json()] == every[1100:1102]
 
     async def learnt(database: Database) -> list[tuple[int, int]]:
-        anchors = heroes._anchors.get(database)
-        if anchors is None:
+        known = anchors._anchors.get(database)
+        if known is None:
             return []
-        return [(offset, anchors._ids[offset]) for offset in anchors._offsets]
+        return [(offset, key[-1]) for (_, offset), key in known._keys.items()]
 
     database: Database = client.app.state.database  # type: ignore[attr-defined]
     expected = [] if database.url.backend == "mysql" else [(1100, every[1100])]
     assert run_in_app(learnt) == expected
+
+
+@pytest.mark.parametrize("order", ["age", "-age", "-age,name", "name"])
+def test_deep_pages_in_any_order_are_what_offset_gives(
+    client: TestClient, run_in_app: RunInApp, order: str
+) -> None:
+    """Page anchors serve every order, ties and missing values included: a deep page read
+    again, or read past an earlier one, is the page OFFSET gives, before and after a change."""
+
+    async def insert_all(database: Database) -> None:
+        insert = hero_table.insert().values(
+            name=bindparam("name"), age=bindparam("age"), secret_name="s"
+        )
+        async with database.transaction() as connection:
+            for number in range(1300):
+                age = None if number % 7 == 0 else number % 40
+                await connection.execute(insert, {"name": f"hero {number % 500}", "age": age})
+
+    run_in_app(insert_all)
+
+    def every() -> list[int]:
+        """The whole list in `order`, by cursor (no offset, so no anchor)."""
+        ids: list[int] = []
+        path: str | None = f"/heroes/?order={order}&limit=100"
+        while path is not None:
+            response = client.get(path)
+            ids += [hero["id"] for hero in response.json()]
+            links = response.headers.get("link", "")
+            path = next(
+                (part[1 : part.index(">")] for part in links.split(", ") if 'rel="next"' in part),
+                None,
+            )
+        return ids
+
+    def page(offset: int) -> list[int]:
+        response = client.get("/heroes/", params={"order": order, "offset": offset, "limit": 5})
+        assert response.status_code == 200, response.text
+        return [hero["id"] for hero in response.json()]
+
+    listed = every()
+    for offset in (1100, 1100, 1103, 1250, 1297):
+        assert page(offset) == listed[offset : offset + 5], offset
+    assert client.delete(f"/heroes/{listed[1101]}").status_code == 200
+    listed = every()
+    for offset in (1100, 1100, 1150):
+        assert page(offset) == listed[offset : offset + 5], offset

@@ -17,7 +17,16 @@ from sqlalchemy import (
     select,
 )
 
-from heroapi.crud.listing.declaration import Field, Filter, Listing, ListQuery, Op, Order, Page
+from heroapi.crud.listing.declaration import (
+    Field,
+    Filter,
+    Listing,
+    ListQuery,
+    Op,
+    Order,
+    Page,
+    Reads,
+)
 from heroapi.db import Database, Statement, Values
 from heroapi.models import nulls_low
 
@@ -86,7 +95,7 @@ def statement_shape(listing: Listing, query: ListQuery, columns: str) -> Shape:
         query.order,
         None if position is None else position.direction,
         nulls,
-        position is None and query.offset > 0,
+        query.offset > 0,
     )
 
 
@@ -163,8 +172,9 @@ def key_indexes(listing: Listing, order: Order) -> tuple[int, ...]:
 
 
 def page_statement(listing: Listing, query: ListQuery, *, ids_only: bool = False) -> Select[Any]:
-    """The SELECT of one page (bind parameters: filters `f_*`, scope `s_*`, position `k*`,
-    `offset` and `limit`); with `ids_only`, just the rows' ids (for joining to them)."""
+    """The SELECT of one page (bind parameters: filters `f_*`, owner scope `s_*`, position
+    `k*`, `offset` and `limit`); with `ids_only`, just the rows' ids (for joining to them). An
+    offset may follow a position: a deep offset page read from an anchor (`anchors.py`)."""
     position = query.position
     flip = position is not None and position.direction == "before"
     keys = _keys(listing, query.order, flip)
@@ -175,7 +185,7 @@ def page_statement(listing: Listing, query: ListQuery, *, ids_only: bool = False
         [listing.table.c.id] if ids_only else [*listing.columns, *key_columns(listing, query.order)]
     )
     statement = select(*columns).where(*conditions).order_by(*_order_by(keys))
-    if position is None and query.offset > 0:
+    if query.offset > 0:
         statement = statement.offset(bindparam("offset"))
     return statement.limit(bindparam("limit"))
 
@@ -206,10 +216,11 @@ def compiled_page(
     )
 
 
-async def fetch_page(database: Database, listing: Listing, query: ListQuery) -> Page:
-    """One page of `listing` for `query`, with one row more fetched to tell if there is a next."""
+async def read_rows(listing: Listing, database: Database, reads: Reads, query: ListQuery) -> Page:
+    """One page of `listing` for `query`, run on `reads`, with one row more fetched to tell if
+    there is a next: a list's `read` when its rows are its columns' values."""
     statement = compiled_page(database, listing, query)
-    rows = await database.fetch_all_values(statement, page_params(listing, query))
+    rows = await reads.fetch_all_values(statement, page_params(listing, query))
     return page_of(rows, query, key_indexes(listing, query.order))
 
 
