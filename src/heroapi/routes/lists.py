@@ -3,23 +3,17 @@
 A request is read by `validated_request` from the values FastAPI validated (the parameters
 `list_parameters.py` declares from the resource's `Listing`), or, on a direct route's fast
 path, by `plain_request` from a plain query string as it is. `read_page` fetches the page
-(`crud.listing.fetch_page`, the same for every list), counts it if asked, and writes its
-headers (`list_headers.py`).
+(`crud.listing.fetch_page`, the same for every list), counts it if asked (`Prefer`), and
+writes its headers (`list_headers.py`, which says what they say).
 
 Paging. A request with `offset` (`skip` on the older tutorial's lists) gets an offset page, as
 in the tutorial, and `Link` headers to the offset pages around it. Any other request gets a page
 by key: the first one, or the one its `cursor` names; its links carry cursors, which stay right
-while rows are added and deleted, and cost the same at any depth. A cursor and an offset
-together are a 422. Under an `order=` other than id, an offset past `HEROAPI_MAX_SORTED_OFFSET`
+while rows are added and deleted, and cost the same at any depth (a deep offset page, only
+when read again or after another: `crud/listing/anchors.py`). A cursor and an offset together
+are a 422. Under an `order=` other than id, an offset past `HEROAPI_MAX_SORTED_OFFSET`
 is a 422 that points to cursors: such a page sorts and steps over every row before it. Links
 are absolute URLs (`origin.py`).
-
-Counts. `Prefer: count=exact` (or `estimated`) adds `X-Total-Count`, the rows matching the
-filters, and `Preference-Applied` (RFC 7240); an unknown preference is ignored, as the RFC asks.
-A count reads at most `HEROAPI_COUNT_LIMIT` rows: past it the answer has
-`X-Total-Count-At-Least` instead, and no `Preference-Applied`; a count SQLite interrupts past
-its time budget is left out the same way (the page is still answered). Every list answer says
-`Vary: Prefer`.
 
 Only parameters that look like a filter of the list (`age_gt`, a misspelt operator) are refused;
 others are ignored, as the tutorial's app ignores them.
@@ -53,7 +47,7 @@ from heroapi.crud.listing import (
     parse_order,
     prefix_end,
 )
-from heroapi.cursors import Cursors, InvalidCursor
+from heroapi.cursors import InvalidCursor
 from heroapi.db.sqlite import StatementOverBudget
 from heroapi.errors import RETRY_AFTER_SECONDS
 from heroapi.routes.deps import cursors_in, database_in, offset_allowed
@@ -106,12 +100,8 @@ def _refuse_unknown_filters(
         for stem, filters in listing.stems.items():
             if name == stem or name.startswith(stem + "_"):
                 takes = ", ".join(item.param for item in filters)
-                raise _invalid(
-                    name,
-                    f"Unknown filter {name!r}: {stem} is filtered by {takes}",
-                    value,
-                    "extra_forbidden",
-                )
+                message = f"Unknown filter {name!r}: {stem} is filtered by {takes}"
+                raise _invalid(name, message, value, "extra_forbidden")
 
 
 def _filters(listing: Listing, choices: dict[str, Any], backend: str) -> dict[str, Any] | None:
@@ -209,17 +199,6 @@ async def _start(scope: Scope, request: ListRequest, *, order_given: bool) -> No
     cursors = await cursors_in(scope)
     backend = database_in(scope).url.backend
     listing, query = request.listing, request.query
-    query.position = _position(listing, query, cursor, cursors, backend, order_given)
-
-
-def _position(
-    listing: Listing,
-    query: ListQuery,
-    cursor: str,
-    cursors: Cursors,
-    backend: str,
-    order_given: bool,
-) -> Position:
     try:
         made_order, direction, values = cursors.read(cursor, listing.name)
         order = parse_order(listing, made_order)
@@ -234,7 +213,7 @@ def _position(
     except (InvalidCursor, ListError, ValueError, TypeError) as error:
         raise _invalid("cursor", f"Invalid cursor: {error}", cursor) from None
     query.order = order
-    return Position(direction, keys)
+    query.position = Position(direction, keys)
 
 
 def _check_sorted_offset(scope: Scope, query: ListQuery, offset_param: str) -> None:

@@ -14,6 +14,7 @@ and forgets them all. A backend that cannot tell (MySQL) reads every page by its
 """
 
 import bisect
+import dataclasses
 import weakref
 from collections.abc import Hashable
 from typing import Any, Final
@@ -89,14 +90,8 @@ def _from_anchor(query: ListQuery, start: int, key: tuple[Any, ...]) -> ListQuer
     *values, row_id = key
     descending = query.order[-1][1]
     before_it = row_id + 1 if descending else row_id - 1
-    return ListQuery(
-        filters=query.filters,
-        order=query.order,
-        position=Position("after", (*values, before_it)),
-        offset=query.offset - start,
-        limit=query.limit,
-        owner_scope=query.owner_scope,
-    )
+    position = Position("after", (*values, before_it))
+    return dataclasses.replace(query, position=position, offset=query.offset - start)
 
 
 async def fetch_page(database: Database, listing: Listing, query: ListQuery) -> Page:
