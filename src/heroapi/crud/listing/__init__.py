@@ -14,7 +14,8 @@ Semantics, the same on every backend:
 - A page by key (`Position`) holds the rows strictly after (or before) a row's sort values:
   rows inserted or deleted elsewhere never shift it, unlike an offset.
 - A deep page by offset starts from where an earlier one started, while nothing is written
-  (`anchors.py`): the same for every list, whatever its filters and order.
+  (`anchors.py`), or, in the id order, at the id at its offset (`pages.py`): the same for
+  every list, whatever its filters.
 
 Statements are built per shape (which filters, which order, which kind of page), compiled once
 per database and kept in a bounded cache (`Database.compile_for`): a client choosing among
