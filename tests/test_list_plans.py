@@ -184,7 +184,7 @@ def cursor_value(backend: str, kind: Kind, value: Any) -> Any:
 def list_query(backend: str, case: Case) -> ListQuery:
     """The `ListQuery` that `routes/lists.py` makes of the case's request."""
     listing = case.listing
-    query = ListQuery(order=parse_order(listing, case.order))
+    query = ListQuery(order=parse_order(listing, case.order), limit=100)
     for name, value in case.filters.items():
         query.filters[name] = request_value(backend, listing.filters[name], value)
     if case.position is not None:

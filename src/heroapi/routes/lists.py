@@ -147,7 +147,9 @@ async def validated_request(
     offset_given = any(name == offset_param for name, _ in pairs)
     cursor, order = choices.get("cursor"), choices.get("order")
     filters = _filters(listing, choices, database_in(scope).url.backend)
-    query = ListQuery(filters or {}, offset=offset, limit=limit, owner_scope=owner_scope or {})
+    query = ListQuery(
+        filters=filters or {}, offset=offset, limit=limit, owner_scope=owner_scope or {}
+    )
     request = ListRequest(listing, query, offset_param, kept, offset_given, cursor)
     if filters is None:
         request.matches_nothing = True

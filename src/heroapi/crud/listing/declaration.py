@@ -183,17 +183,17 @@ class Position:
     values: tuple[Any, ...]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class ListQuery:
     """One list request: filters (query parameter -> value), order, and where the page starts:
-    a `position`, an `offset`, or the start. `owner_scope` holds the equalities an auth rule
-    adds (its `owner_id`): the rows the requester may see at all."""
+    a `position`, an `offset`, or the start; `limit` rows (the route's page size). `owner_scope`
+    holds the equalities an auth rule adds (its `owner_id`): the rows the requester may see."""
 
+    limit: int
     filters: dict[str, Any] = field(default_factory=dict)
     order: Order = (("id", False),)
     position: Position | None = None
     offset: int = 0
-    limit: int = 100
     owner_scope: dict[str, Any] = field(default_factory=dict)
 
 
