@@ -144,11 +144,11 @@ def test_every_read_answers_as_fastapi_itself_would(
 def test_a_database_failure_is_answered_as_fastapi_would(
     client: TestClient, heroes: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def unavailable(**_: Any) -> None:
+    async def unavailable(*_: Any, **__: Any) -> None:
         raise DatabaseUnavailable("connection refused")
 
     monkeypatch.setattr(crud, "get_hero", unavailable)
-    monkeypatch.setattr(crud, "hero_page", unavailable)
+    monkeypatch.setattr(crud.HEROES, "read", unavailable)
     paths = [f"/heroes/{heroes['first']}", "/heroes/"]
     direct = [_seen(client.get(path)) for path in paths]
     _without_fast_answers(client, monkeypatch)

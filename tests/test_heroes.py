@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import bindparam, select
 
-from heroapi.crud import heroes
+from heroapi.crud.listing import anchors
 from heroapi.db import Database
 from heroapi.models import hero_table
 
@@ -304,7 +304,7 @@ def fill(run_in_app: RunInApp, count: int) -> None:
 
 
 def test_deep_pages_follow_every_change(client: TestClient, run_in_app: RunInApp) -> None:
-    """Past offset 1000, pages may start from where an earlier page started (PageAnchors):
+    """Past offset 1000, pages may start from where an earlier page started (page anchors):
     whatever changes the table in between, a page is what OFFSET would give."""
 
     fill(run_in_app, 1300)
@@ -338,10 +338,10 @@ def test_deep_pages_learn_where_they_start(client: TestClient, run_in_app: RunIn
     assert [hero["id"] for hero in response.json()] == every[1100:1102]
 
     async def learnt(database: Database) -> list[tuple[int, int]]:
-        anchors = heroes._anchors.get(database)
-        if anchors is None:
+        known = anchors._anchors.get(database)
+        if known is None:
             return []
-        return [(offset, anchors._ids[offset]) for offset in anchors._offsets]
+        return [(offset, key[-1]) for (_, offset), key in known._keys.items()]
 
     database: Database = client.app.state.database  # type: ignore[attr-defined]
     expected = [] if database.url.backend == "mysql" else [(1100, every[1100])]

@@ -184,7 +184,7 @@ def cursor_value(backend: str, kind: Kind, value: Any) -> Any:
 def list_query(backend: str, case: Case) -> ListQuery:
     """The `ListQuery` that `routes/lists.py` makes of the case's request."""
     listing = case.listing
-    query = ListQuery(order=parse_order(listing, case.order))
+    query = ListQuery(order=parse_order(listing, case.order), limit=100)
     for name, value in case.filters.items():
         query.filters[name] = request_value(backend, listing.filters[name], value)
     if case.position is not None:
@@ -398,7 +398,7 @@ def test_the_users_page_items_are_found_by_owner(
     (`_page_items`): each user's items are found in the owner index, however many items the
     table holds, then sorted (a page's items: sorts are allowed). The page is read as above."""
     query = list_query(backend, case)
-    sql, args = compiled(backend, _page_items(query), page_params(USERS, query))
+    sql, args = compiled(backend, _page_items(USERS, query), page_params(USERS, query))
     if backend == "postgresql":
         index = "pk_users" if case.index == "pk" else case.index
         page_indexes = {index, "pk_users"} if case.or_primary_key else {index}

@@ -11,11 +11,9 @@ from heroapi.crud.heroes import (
     create_hero,
     delete_hero,
     get_hero,
-    hero_page,
-    list_heroes,
-    schema_revision,
     update_hero,
 )
+from heroapi.crud.schema import schema_revision
 from heroapi.crud.users import (
     ITEMS,
     USERS,
@@ -29,11 +27,9 @@ from heroapi.crud.users import (
     get_login,
     get_user,
     get_user_with_items,
-    items_page,
     replace_password_hash,
     update_item,
     update_user,
-    users_page,
 )
 
 __all__ = [
@@ -54,13 +50,9 @@ __all__ = [
     "get_login",
     "get_user",
     "get_user_with_items",
-    "hero_page",
-    "items_page",
-    "list_heroes",
     "replace_password_hash",
     "schema_revision",
     "update_hero",
     "update_item",
     "update_user",
-    "users_page",
 ]

@@ -12,12 +12,13 @@ from heroapi.crud.listing import (
     ListQuery,
     Op,
     Page,
+    Reads,
     compiled_page,
-    fetch_page,
     key_indexes,
     page_of,
     page_params,
     page_statement,
+    read_rows,
     statement_shape,
     timestamps,
 )
@@ -181,6 +182,48 @@ async def email_registered(*, database: Database, email: str) -> bool:
     return await get_login(database=database, email=email) is not None
 
 
+def _page_items(listing: Listing, query: ListQuery) -> Select[Any]:
+    """The items of a page of users, in one query whatever the page's size: joined to the
+    page's own statement, as a derived table (MySQL allows no LIMIT inside IN (...)).
+
+    Ordered by the page's id, the same as the owner's: by `items.owner_id`, SQLite (which
+    does not know the page's size, its LIMIT a parameter) reads every item in the owner index
+    to skip a sort, looking each up in the page (tests/test_list_plans.py)."""
+    page = page_statement(listing, query, ids_only=True).subquery("page")
+    return (
+        select(*_ITEM)
+        .select_from(items_table.join(page, items_table.c.owner_id == page.c.id))
+        .order_by(page.c.id, items_table.c.id)
+    )
+
+
+async def _read_users_with_items(
+    listing: Listing, database: Database, reads: Reads, query: ListQuery
+) -> Page:
+    """A page of users, each with its items: two queries, whatever the page size."""
+    statement = compiled_page(database, listing, query)
+    params = page_params(listing, query)
+    # Keyed by the page's shape, not its SQL: SQLite's SQL reads `LIMIT ? OFFSET ?` with and
+    # without an offset (a literal 0 then), so one text has two sets of parameters.
+    items_statement = database.compile_for(
+        ("user items", statement_shape(listing, query, "ids")),
+        lambda: _page_items(listing, query),
+    )
+    rows = await reads.fetch_all_values(statement, params)
+    page = page_of(rows, query, key_indexes(listing, query.order))
+    items = await reads.fetch_all(items_statement, params) if page.rows else []
+    users = as_dicts(statement.columns, page.rows)
+    by_owner: dict[int, list[Row]] = {user["id"]: [] for user in users}
+    for item in items:
+        owned = by_owner.get(item["owner_id"])
+        if owned is not None:  # a user created between the two queries may own items
+            owned.append(item)
+    for user in users:
+        user["items"] = by_owner[user["id"]]
+    page.rows = users
+    return page
+
+
 USERS: Final = Listing(
     "users",
     users_table,
@@ -199,47 +242,8 @@ USERS: Final = Listing(
         Field("is_active", users_table.c.is_active, Kind.BOOL, (Op.EQ,), sortable=False),
         *timestamps(users_table),
     ),
+    read=_read_users_with_items,
 )
-
-
-def _page_items(query: ListQuery) -> Select[Any]:
-    """The items of a page of users, in one query whatever the page's size: joined to the
-    page's own statement, as a derived table (MySQL allows no LIMIT inside IN (...)).
-
-    Ordered by the page's id, the same as the owner's: by `items.owner_id`, SQLite (which
-    does not know the page's size, its LIMIT a parameter) reads every item in the owner index
-    to skip a sort, looking each up in the page (tests/test_list_plans.py)."""
-    page = page_statement(USERS, query, ids_only=True).subquery("page")
-    return (
-        select(*_ITEM)
-        .select_from(items_table.join(page, items_table.c.owner_id == page.c.id))
-        .order_by(page.c.id, items_table.c.id)
-    )
-
-
-async def users_page(*, database: Database, query: ListQuery) -> Page:
-    """A page of users, each with its items: two queries, whatever the page size."""
-    statement = compiled_page(database, USERS, query)
-    params = page_params(USERS, query)
-    # Keyed by the page's shape, not its SQL: SQLite's SQL reads `LIMIT ? OFFSET ?` with and
-    # without an offset (a literal 0 then), so one text has two sets of parameters.
-    items_statement = database.compile_for(
-        ("user items", statement_shape(USERS, query, "ids")), lambda: _page_items(query)
-    )
-    async with database.connection() as connection:
-        rows = await connection.fetch_all_values(statement, params)
-        page = page_of(rows, query, key_indexes(USERS, query.order))
-        items = await connection.fetch_all(items_statement, params) if page.rows else []
-    users = as_dicts(statement.columns, page.rows)
-    by_owner: dict[int, list[Row]] = {user["id"]: [] for user in users}
-    for item in items:
-        owned = by_owner.get(item["owner_id"])
-        if owned is not None:  # a user created between the two queries may own items
-            owned.append(item)
-    for user in users:
-        user["items"] = by_owner[user["id"]]
-    page.rows = users
-    return page
 
 
 async def create_user(
@@ -352,6 +356,14 @@ async def get_item(*, database: Database, item_id: int, owner_id: int | None = N
     return await database.fetch_one(_select_item(owner_id is not None), params)
 
 
+async def _read_items(listing: Listing, database: Database, reads: Reads, query: ListQuery) -> Page:
+    """A page of items, as dicts (`query.owner_scope` may hold the `owner_id` an auth rule
+    requires)."""
+    page = await read_rows(listing, database, reads, query)
+    page.rows = as_dicts(_ITEM_NAMES, page.rows)
+    return page
+
+
 ITEMS: Final = Listing(
     "items",
     items_table,
@@ -361,14 +373,8 @@ ITEMS: Final = Listing(
         Field("owner_id", items_table.c.owner_id, Kind.INT, (Op.EQ,)),
         *timestamps(items_table),
     ),
+    read=_read_items,
 )
-
-
-async def items_page(*, database: Database, query: ListQuery) -> Page:
-    """A page of items (`query.scope` may hold an `owner_id` an auth rule requires)."""
-    page = await fetch_page(database, ITEMS, query)
-    page.rows = as_dicts(_ITEM_NAMES, page.rows)
-    return page
 
 
 async def update_item(

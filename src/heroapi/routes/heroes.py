@@ -22,8 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.types import Scope
 
 from heroapi import crud
-from heroapi.crud.listing import ListQuery, Page
-from heroapi.db import Database, Values
+from heroapi.db import Values
 from heroapi.errors import ErrorDetail
 from heroapi.models import ID_MAX, Deleted, HeroCreate, HeroPublic, HeroUpdate
 from heroapi.rendering import hero_json, heroes_json, http_date
@@ -34,11 +33,11 @@ from heroapi.routes.deps import (
     app_database,
     check_offset,
     in_id_range,
-    offset_allowed,
 )
-from heroapi.routes.direct import Answer, plain_cursor, plain_int, plain_query
-from heroapi.routes.list_headers import LIST_RESPONSES, count_preference
-from heroapi.routes.lists import read_list, read_plain_list, with_list_parameters
+from heroapi.routes.direct import Answer, plain_int
+from heroapi.routes.list_headers import LIST_RESPONSES
+from heroapi.routes.list_parameters import with_list_parameters
+from heroapi.routes.lists import plain_request, read_page, validated_request
 from heroapi.routes.routing import Endpoint, Resource, Responses
 
 NOT_FOUND: Responses = {
@@ -73,23 +72,6 @@ async def create_hero(hero: HeroCreate, request: Request) -> Response:
     return hero_response(await crud.create_hero(database=app_database(request.scope), hero=hero))
 
 
-async def _heroes_page(scope: Scope, choices: dict[str, Any], offset: int, limit: int) -> Answer:
-    page, headers = await read_list(
-        scope,
-        crud.HEROES,
-        choices,
-        _fetch_heroes,
-        offset_param="offset",
-        offset=offset,
-        limit=limit,
-    )
-    return heroes_json(page.rows), headers
-
-
-async def _fetch_heroes(database: Database, query: ListQuery) -> Page:
-    return await crud.hero_page(database=database, query=query)
-
-
 @with_list_parameters(crud.HEROES)
 async def read_heroes(
     request: Request, offset: PageStart = 0, limit: PageSize = 100, **choices: Any
@@ -97,8 +79,11 @@ async def read_heroes(
     """List heroes, `limit` (at most 100) from `offset` or from a `cursor`; by id, or in the
     `order` asked for; only those the filters match."""
     check_offset(request, "offset", offset)
-    body, headers = await _heroes_page(request.scope, choices, offset, limit)
-    response = Response(body, media_type="application/json")
+    listed = await validated_request(
+        request.scope, crud.HEROES, choices, offset_param="offset", offset=offset, limit=limit
+    )
+    page, headers = await read_page(request.scope, listed)
+    response = Response(heroes_json(page.rows), media_type="application/json")
     response.raw_headers.extend(headers)
     return response
 
@@ -148,28 +133,20 @@ async def fast_read_heroes(scope: Scope) -> Answer | None:
     """`read_heroes`' 200 for `GET /heroes/` with no query, or plain `offset` and `limit` in
     range, or a `cursor` and plain `limit` (the `next` and `prev` links of the tutorial's own
     order); and no `Prefer`. None otherwise."""
-    query_string, cursor = plain_cursor(scope["query_string"])
-    page = plain_query(query_string, PAGE_DEFAULTS, PAGE_MAXIMA)
-    if page is None or not offset_allowed(scope, page["offset"]) or count_preference(scope):
-        return None
-    parts = query_string.split(b"&") if query_string else []
-    kept = [part for part in parts if not part.startswith(b"offset=")]
-    if cursor is not None and len(kept) < len(parts):
-        return None  # FastAPI's 422: a cursor or an offset, not both
     try:
-        listed, headers = await read_plain_list(
+        listed = await plain_request(
             scope,
             crud.HEROES,
-            _fetch_heroes,
             offset_param="offset",
-            offset=page["offset"] if len(kept) < len(parts) else None,
-            limit=page["limit"],
-            cursor=cursor,
-            kept=b"&".join(kept).decode("ascii"),
+            defaults=PAGE_DEFAULTS,
+            maxima=PAGE_MAXIMA,
         )
-    except RequestValidationError:  # a cursor this list did not make: FastAPI's 422
+    except RequestValidationError:  # a cursor with an offset, or not this list's: FastAPI's 422
         return None
-    return heroes_json(listed.rows), headers
+    if listed is None:
+        return None
+    page, headers = await read_page(scope, listed)
+    return heroes_json(page.rows), headers
 
 
 HERO_PATH: Final = "/heroes/{hero_id}"

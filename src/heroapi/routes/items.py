@@ -10,14 +10,14 @@ from typing import Any, Final
 from fastapi import HTTPException, Request, Response, status
 
 from heroapi import crud
-from heroapi.crud.listing import ListQuery, Page
-from heroapi.db import Database, Row
+from heroapi.db import Row
 from heroapi.errors import ErrorDetail
 from heroapi.models import Deleted, Item, ItemUpdate
 from heroapi.rendering import http_date
 from heroapi.routes.deps import DatabaseDep, PageSize, PageStart, check_offset, in_id_range
 from heroapi.routes.list_headers import LIST_RESPONSES, add_headers
-from heroapi.routes.lists import read_list, with_list_parameters
+from heroapi.routes.list_parameters import with_list_parameters
+from heroapi.routes.lists import read_page, validated_request
 from heroapi.routes.policy import ItemOwner
 from heroapi.routes.routing import Endpoint, Resource, Responses
 
@@ -29,10 +29,6 @@ NOT_FOUND: Responses = {
 def item_not_found() -> HTTPException:
     """The answer for a missing item, and so for another's (`OWN_ITEMS`)."""
     return HTTPException(status.HTTP_404_NOT_FOUND, "Item not found")
-
-
-async def _fetch_items(database: Database, query: ListQuery) -> Page:
-    return await crud.items_page(database=database, query=query)
 
 
 @with_list_parameters(crud.ITEMS)
@@ -47,16 +43,16 @@ async def read_items(
     """List items, `limit` from `skip` or from a `cursor`; by id, or in the `order` asked
     for; only those the filters match (with `HEROAPI_AUTH_MODE=required`, your own)."""
     check_offset(request, "skip", skip)
-    page, headers = await read_list(
+    listed = await validated_request(
         request.scope,
         crud.ITEMS,
         choices,
-        _fetch_items,
         offset_param="skip",
         offset=skip,
         limit=limit,
-        conditions=None if rule_owner is None else {"owner_id": rule_owner},
+        owner_scope=None if rule_owner is None else {"owner_id": rule_owner},
     )
+    page, headers = await read_page(request.scope, listed)
     add_headers(response, headers)
     rows: list[Row] = page.rows
     return rows

@@ -1,6 +1,14 @@
 """What a list's answer says about itself, in headers: `Link` (RFC 8288), the count asked for
 with `Prefer` (RFC 7240), `Vary: Prefer`; and `LIST_RESPONSES`, how the OpenAPI document
-declares them (`routes/lists.py` reads the requests)."""
+declares them (`routes/lists.py` reads the requests).
+
+Counts. `Prefer: count=exact` (or `estimated`) adds `X-Total-Count`, the rows matching the
+filters, and `Preference-Applied` (RFC 7240); an unknown preference is ignored, as the RFC asks.
+A count reads at most `HEROAPI_COUNT_LIMIT` rows: past it the answer has
+`X-Total-Count-At-Least` instead, and no `Preference-Applied`; a count SQLite interrupts past
+its time budget is left out the same way (the page is still answered). Every list answer says
+`Vary: Prefer`.
+"""
 
 from typing import Any, Final, Literal
 

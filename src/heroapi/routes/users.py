@@ -10,7 +10,6 @@ from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from heroapi import accounts, crud
-from heroapi.crud.listing import ListQuery, Page
 from heroapi.db import Database, Row
 from heroapi.errors import ErrorDetail
 from heroapi.models import (
@@ -37,7 +36,8 @@ from heroapi.routes.deps import (
     in_id_range,
 )
 from heroapi.routes.list_headers import LIST_RESPONSES, add_headers
-from heroapi.routes.lists import read_list, with_list_parameters
+from heroapi.routes.list_parameters import with_list_parameters
+from heroapi.routes.lists import read_page, validated_request
 from heroapi.routes.login import THROTTLED
 from heroapi.routes.policy import user_not_found
 from heroapi.routes.routing import Endpoint, Resource, Responses
@@ -101,10 +101,6 @@ async def create_user(
         raise email_taken() from None
 
 
-async def _fetch_users(database: Database, query: ListQuery) -> Page:
-    return await crud.users_page(database=database, query=query)
-
-
 @with_list_parameters(crud.USERS)
 async def read_users(
     request: Request,
@@ -116,15 +112,10 @@ async def read_users(
     """List accounts, each with its items, `limit` from `skip` or from a `cursor`; by id, or in
     the `order` asked for; only those the filters match (`required` mode: superusers only)."""
     check_offset(request, "skip", skip)
-    page, headers = await read_list(
-        request.scope,
-        crud.USERS,
-        choices,
-        _fetch_users,
-        offset_param="skip",
-        offset=skip,
-        limit=limit,
+    listed = await validated_request(
+        request.scope, crud.USERS, choices, offset_param="skip", offset=skip, limit=limit
     )
+    page, headers = await read_page(request.scope, listed)
     add_headers(response, headers)
     rows: list[Row] = page.rows
     return rows

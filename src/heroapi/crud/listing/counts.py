@@ -5,8 +5,8 @@ LIMIT), so a count costs what reading that many index entries costs, never the w
 `Count.at_least` says the list has more rows than the bound, and how many it has at least.
 
 An estimate comes from the planner's figures (PostgreSQL, MariaDB), which are the table's, not
-a scope's: a list with a scope (an auth rule's owner) is counted, never estimated, so what a user
-learns from its count depends on their own rows only.
+an owner's: a list with an owner scope (an auth rule's owner) is counted, never estimated, so what a
+user learns from its count depends on their own rows only.
 """
 
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 
 from heroapi.crud.listing.declaration import Listing, ListQuery
-from heroapi.crud.listing.pages import filter_params, statement_shape, where_clauses
+from heroapi.crud.listing.pages import statement_shape, where_clauses, where_params
 from heroapi.db import Database
 
 # `Prefer: count=estimated` counts exactly up to this many rows where the database has no
@@ -56,18 +56,12 @@ def _spread_statement(listing: Listing, query: ListQuery) -> Select[Any]:
     )
 
 
-def _params(listing: Listing, query: ListQuery) -> dict[str, Any]:
-    params = filter_params(listing, query.filters)
-    params.update({"s_" + name: value for name, value in query.scope.items()})
-    return params
-
-
 async def count_rows(database: Database, listing: Listing, query: ListQuery, limit: int) -> Count:
-    """The rows matching `query`'s filters and scope, counted up to `limit`: past it, at least
+    """The rows matching `query`'s filters and owner scope, counted up to `limit`: past it, at least
     `limit + 1`."""
     shape = statement_shape(listing, query, "count")[:4]
     counted = database.compile_for((*shape, "bounded"), lambda: count_statement(listing, query))
-    row = await database.fetch_values(counted, _params(listing, query) | {"limit": limit + 1})
+    row = await database.fetch_values(counted, where_params(listing, query) | {"limit": limit + 1})
     rows = int(row[0]) if row is not None else 0
     return Count(min(rows, limit + 1), at_least=rows > limit)
 
@@ -81,10 +75,10 @@ async def count(
     limit: int,
 ) -> Count:
     """How many rows the list has with `query`'s filters (its position and page aside): exactly
-    up to `limit` (see the module's docstring), or estimated for a list with no scope."""
-    if mode == "exact" or query.scope:
+    up to `limit` (see the module's docstring), or estimated for a list with no owner scope."""
+    if mode == "exact" or query.owner_scope:
         return await count_rows(database, listing, query, limit)
-    params = _params(listing, query)
+    params = where_params(listing, query)
     shape = statement_shape(listing, query, "count")[:4]
     matching = database.compile_for(
         (*shape, "matching"),

@@ -2,13 +2,13 @@
 (`ListQuery`), with the page it reads (`Page`)."""
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import Column, Table
 
-from heroapi.db import Values
+from heroapi.db import SQL, Database, Params, Row, Values
 
 
 class Op(enum.Enum):
@@ -74,16 +74,36 @@ def timestamps(table: Table[Any]) -> tuple[Field, Field]:
     )
 
 
+class Reads(Protocol):
+    """What a page's statements run on: the database, or one connection of it (a snapshot)."""
+
+    async def fetch_all(self, clause: SQL, params: Params) -> list[Row]: ...
+
+    async def fetch_all_values(self, clause: SQL, params: Params) -> list[Values]: ...
+
+
+# How a list reads one page: its statements compiled for the database, run on `Reads`.
+PageReader = Callable[["Listing", Database, Reads, "ListQuery"], Awaitable["Page"]]
+
+
 class Listing:
-    """A resource's list: the columns each row returns and the fields it filters and sorts by.
+    """A resource's list: the columns each row returns, the fields it filters and sorts by, and
+    how it reads a page (`read`: `pages.read_rows`, or that and more, such as each user's items).
 
     `name` binds cursors to their list (a heroes cursor is refused by the users list).
     """
 
     def __init__(
-        self, name: str, table: Table[Any], columns: Sequence[Column[Any]], fields: Sequence[Field]
+        self,
+        name: str,
+        table: Table[Any],
+        columns: Sequence[Column[Any]],
+        fields: Sequence[Field],
+        *,
+        read: PageReader,
     ) -> None:
         self.name = name
+        self._read = read
         self.table = table
         self.columns = tuple(columns)
         self.id_field = Field("id", table.c.id, Kind.INT)
@@ -101,6 +121,11 @@ class Listing:
             if item.ops
         }
         self.default_order: Order = (("id", False),)
+
+    async def read(self, database: Database, reads: Reads, query: "ListQuery") -> "Page":
+        """One page of the list for `query`, its statements compiled for `database` and run on
+        `reads`: what `fetch_page` calls, deep offset pages translated (`anchors.py`)."""
+        return await self._read(self, database, reads, query)
 
 
 # ----------------------------------------------------------------------------------- requests
@@ -158,18 +183,18 @@ class Position:
     values: tuple[Any, ...]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class ListQuery:
     """One list request: filters (query parameter -> value), order, and where the page starts:
-    a `position`, an `offset`, or the start. `scope` holds equality conditions a route adds
-    (an auth rule's `owner_id`)."""
+    a `position`, an `offset`, or the start; `limit` rows (the route's page size). `owner_scope`
+    holds the equalities an auth rule adds (its `owner_id`): the rows the requester may see."""
 
+    limit: int
     filters: dict[str, Any] = field(default_factory=dict)
     order: Order = (("id", False),)
     position: Position | None = None
     offset: int = 0
-    limit: int = 100
-    scope: dict[str, Any] = field(default_factory=dict)
+    owner_scope: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
