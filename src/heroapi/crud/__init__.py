@@ -13,22 +13,18 @@ from heroapi.crud.heroes import (
     get_hero,
     update_hero,
 )
+from heroapi.crud.items import ITEMS, create_item, delete_item, get_item, update_item
 from heroapi.crud.schema import schema_revision
 from heroapi.crud.users import (
-    ITEMS,
     USERS,
     EmailAlreadyRegistered,
-    create_item,
     create_user,
-    delete_item,
     delete_user,
     email_registered,
-    get_item,
     get_login,
     get_user,
     get_user_with_items,
     replace_password_hash,
-    update_item,
     update_user,
 )
 

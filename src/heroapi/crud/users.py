@@ -1,10 +1,12 @@
-"""Users and their items: the older tutorial's `sql_app`, with accounts that can log in."""
+"""Users, each read with their items: the older tutorial's `sql_app`, with accounts that can log
+in."""
 
 from functools import cache
 from typing import Any, Final
 
-from sqlalchemy import Delete, Insert, Select, Update, bindparam, delete, insert, select
+from sqlalchemy import Select, Update, bindparam, delete, insert, select
 
+from heroapi.crud.items import ITEM_COLUMNS
 from heroapi.crud.listing import (
     Field,
     Kind,
@@ -18,13 +20,11 @@ from heroapi.crud.listing import (
     page_of,
     page_params,
     page_statement,
-    read_rows,
     statement_shape,
     timestamps,
 )
-from heroapi.db import Connection, Database, IntegrityViolation, Row, as_dicts
+from heroapi.db import Database, IntegrityViolation, Row, as_dicts
 from heroapi.models import (
-    ItemCreate,
     email_key,
     items_table,
     last_modified,
@@ -51,8 +51,6 @@ _USER = (
     users_table.c.is_superuser,
     users_table.c.security_stamp,
 )
-_ITEM = (items_table.c.id, items_table.c.title, items_table.c.description, items_table.c.owner_id)
-_ITEM_NAMES = tuple(column.name for column in _ITEM)
 _USER_BY_ID = users_table.c.id == bindparam("user_id")
 
 _SELECT_USER = select(*_USER).where(_USER_BY_ID)
@@ -62,7 +60,9 @@ _SELECT_LOGIN = select(*_USER, users_table.c.hashed_password).where(
     users_table.c.email_key == bindparam("email_key")
 )
 _SELECT_USER_ITEMS = (
-    select(*_ITEM).where(items_table.c.owner_id == bindparam("user_id")).order_by(items_table.c.id)
+    select(*ITEM_COLUMNS)
+    .where(items_table.c.owner_id == bindparam("user_id"))
+    .order_by(items_table.c.id)
 )
 _INSERT_USER = insert(users_table).values(
     email=bindparam("email"),
@@ -71,6 +71,7 @@ _INSERT_USER = insert(users_table).values(
     is_superuser=bindparam("is_superuser"),
     security_stamp=bindparam("security_stamp"),
 )
+_INSERT_USER_RETURNING = _INSERT_USER.returning(*_USER)
 # Replaces a hash only if it is still the one that was verified: a password change that landed
 # in between is never undone.
 _REPLACE_HASH = (
@@ -79,55 +80,6 @@ _REPLACE_HASH = (
     .values(hashed_password=bindparam("hashed_password"))
 )
 _DELETE_USER = delete(users_table).where(_USER_BY_ID)
-
-# INSERT ... SELECT: the item is stored only if its owner exists, in one atomic statement.
-_INSERT_ITEM = insert(items_table).from_select(
-    ["title", "description", "owner_id"],
-    select(
-        bindparam("title", type_=items_table.c.title.type),
-        bindparam("description", type_=items_table.c.description.type),
-        users_table.c.id,
-    ).where(_USER_BY_ID),
-)
-
-
-def _item_filter(statement: Select[Any], *, item_id: bool, owner: bool) -> Select[Any]:
-    if item_id:
-        statement = statement.where(items_table.c.id == bindparam("item_id"))
-    if owner:
-        statement = statement.where(items_table.c.owner_id == bindparam("owner_id"))
-    return statement
-
-
-@cache
-def _select_item(owner: bool) -> Select[Any]:
-    """One item, and when it last changed (`last_modified`)."""
-    modified = last_modified(items_table.c.updated_at)
-    return _item_filter(select(*_ITEM, modified), item_id=True, owner=owner)
-
-
-# An item's writes name its owner in the WHERE clause when the requester may touch only their own
-# items: the check and the write are one statement, so no ownership read can go stale before it.
-@cache
-def _update_item(fields: tuple[str, ...], owner: bool, returning: bool) -> Update:
-    """The UPDATE for one set of changed columns, with or without the owner's condition."""
-    statement = (
-        items_table.update()
-        .where(items_table.c.id == bindparam("item_id"))
-        .values({name: bindparam(name) for name in fields})
-    )
-    if owner:
-        statement = statement.where(items_table.c.owner_id == bindparam("owner_id"))
-    return statement.returning(*_ITEM) if returning else statement
-
-
-@cache
-def _delete_item(owner: bool) -> Delete:
-    statement = delete(items_table).where(items_table.c.id == bindparam("item_id"))
-    if owner:
-        statement = statement.where(items_table.c.owner_id == bindparam("owner_id"))
-    return statement
-
 
 # Changing any of these gives the account a new security stamp: every earlier token stops working.
 REVOKING_CHANGES: Final = frozenset({"hashed_password", "is_active", "is_superuser"})
@@ -142,12 +94,6 @@ def _update_user(fields: tuple[str, ...], expected_hash: bool, returning: bool) 
     if expected_hash:
         statement = statement.where(users_table.c.hashed_password == bindparam("verified_hash"))
     return statement.returning(*_USER) if returning else statement
-
-
-@cache
-def _insert_returning(statement: Insert, columns: str) -> Insert:
-    returned = _USER if columns == "user" else _ITEM
-    return statement.returning(*returned)
 
 
 # ------------------------------------------------------------------------------------ users
@@ -191,7 +137,7 @@ def _page_items(listing: Listing, query: ListQuery) -> Select[Any]:
     to skip a sort, looking each up in the page (tests/test_list_plans.py)."""
     page = page_statement(listing, query, ids_only=True).subquery("page")
     return (
-        select(*_ITEM)
+        select(*ITEM_COLUMNS)
         .select_from(items_table.join(page, items_table.c.owner_id == page.c.id))
         .order_by(page.c.id, items_table.c.id)
     )
@@ -260,7 +206,7 @@ async def create_user(
     try:
         async with database.transaction() as connection:
             if database.supports_returning:
-                user = await connection.fetch_one(_insert_returning(_INSERT_USER, "user"), values)
+                user = await connection.fetch_one(_INSERT_USER_RETURNING, values)
             else:
                 result = await connection.execute(_INSERT_USER, values)
                 user = await connection.fetch_one(_SELECT_USER, {"user_id": result.lastrowid})
@@ -323,83 +269,4 @@ async def delete_user(*, database: Database, user_id: int) -> bool:
     """Delete an account and, by the foreign key's ON DELETE CASCADE, its items."""
     async with database.transaction() as connection:
         result = await connection.execute(_DELETE_USER, {"user_id": user_id})
-    return result.rowcount > 0
-
-
-# ------------------------------------------------------------------------------------ items
-
-
-async def create_item(*, database: Database, owner_id: int, item: ItemCreate) -> Row | None:
-    """A new item of `owner_id`'s; None (and nothing stored) if there is no such user."""
-    values = {"title": item.title, "description": item.description, "user_id": owner_id}
-    try:
-        async with database.transaction() as connection:
-            return await _insert_item(database, connection, values)
-    except IntegrityViolation:  # the owner was deleted while we inserted
-        return None
-
-
-async def _insert_item(
-    database: Database, connection: Connection, values: dict[str, Any]
-) -> Row | None:
-    if database.supports_returning:
-        return await connection.fetch_one(_insert_returning(_INSERT_ITEM, "item"), values)
-    result = await connection.execute(_INSERT_ITEM, values)
-    if result.rowcount == 0:
-        return None
-    return await connection.fetch_one(_select_item(False), {"item_id": result.lastrowid})
-
-
-async def get_item(*, database: Database, item_id: int, owner_id: int | None = None) -> Row | None:
-    """An item and its `last_modified`; with `owner_id`, only if that user owns it."""
-    params = {"item_id": item_id, "owner_id": owner_id}
-    return await database.fetch_one(_select_item(owner_id is not None), params)
-
-
-async def _read_items(listing: Listing, database: Database, reads: Reads, query: ListQuery) -> Page:
-    """A page of items, as dicts (`query.owner_scope` may hold the `owner_id` an auth rule
-    requires)."""
-    page = await read_rows(listing, database, reads, query)
-    page.rows = as_dicts(_ITEM_NAMES, page.rows)
-    return page
-
-
-ITEMS: Final = Listing(
-    "items",
-    items_table,
-    _ITEM,
-    (
-        Field("title", items_table.c.title, Kind.TEXT, (Op.PREFIX,)),
-        Field("owner_id", items_table.c.owner_id, Kind.INT, (Op.EQ,)),
-        *timestamps(items_table),
-    ),
-    read=_read_items,
-)
-
-
-async def update_item(
-    *, database: Database, item_id: int, changes: dict[str, Any], owner_id: int | None = None
-) -> Row | None:
-    """Change the given columns (`title`, `description`) of an item; with `owner_id`, only if that
-    user owns it. The item as it now is, or None if there is none (or it is another's)."""
-    params = {**changes, "item_id": item_id, "owner_id": owner_id}
-    if not changes:
-        return await get_item(database=database, item_id=item_id, owner_id=owner_id)
-    owner = owner_id is not None
-    statement = _update_item(tuple(sorted(changes)), owner, database.supports_returning)
-    if database.supports_returning:
-        row = (await database.write(statement, params)).row
-        return None if row is None else dict(zip(_ITEM_NAMES, row, strict=True))
-    async with database.transaction() as connection:
-        # MariaDB: no UPDATE ... RETURNING. The UPDATE holds the row's lock until commit, so the
-        # read sees what it wrote; its rowcount cannot tell "not found" from "already so" (MySQL
-        # counts changed rows), so the read, with the same owner condition, decides.
-        await connection.execute(statement, params)
-        return await connection.fetch_one(_select_item(owner), params)
-
-
-async def delete_item(*, database: Database, item_id: int, owner_id: int | None = None) -> bool:
-    """Delete an item; with `owner_id`, only if that user owns it. False if nothing was deleted."""
-    params = {"item_id": item_id, "owner_id": owner_id}
-    result = await database.write(_delete_item(owner_id is not None), params)
     return result.rowcount > 0

@@ -58,6 +58,8 @@ PageStart = Annotated[
     ),
 ]
 MAX_PAGE_SIZE: Final = 100
+# A list's page size when a request names none: the tutorial's `limit: int = 100`.
+DEFAULT_PAGE_SIZE: Final = MAX_PAGE_SIZE
 PageSize = Annotated[
     int, Query(ge=0, le=MAX_PAGE_SIZE, description=f"Rows to return, at most {MAX_PAGE_SIZE}.")
 ]

@@ -27,6 +27,7 @@ from heroapi.errors import ErrorDetail
 from heroapi.models import ID_MAX, Deleted, HeroCreate, HeroPublic, HeroUpdate
 from heroapi.rendering import hero_json, heroes_json, http_date
 from heroapi.routes.deps import (
+    DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     PageSize,
     PageStart,
@@ -47,7 +48,7 @@ NOT_FOUND: Responses = {
 # Where crud.get_hero's values hold the hero's last change (Unix seconds).
 _LAST_MODIFIED: Final = crud.HERO_LAST_MODIFIED
 # read_heroes' parameters, for fast_read_heroes.
-PAGE_DEFAULTS: Final = {"offset": 0, "limit": MAX_PAGE_SIZE}
+PAGE_DEFAULTS: Final = {"offset": 0, "limit": DEFAULT_PAGE_SIZE}
 PAGE_MAXIMA: Final = {"offset": ID_MAX, "limit": MAX_PAGE_SIZE}
 
 
@@ -74,7 +75,7 @@ async def create_hero(hero: HeroCreate, request: Request) -> Response:
 
 @with_list_parameters(crud.HEROES)
 async def read_heroes(
-    request: Request, offset: PageStart = 0, limit: PageSize = 100, **choices: Any
+    request: Request, offset: PageStart = 0, limit: PageSize = DEFAULT_PAGE_SIZE, **choices: Any
 ) -> Response:
     """List heroes, `limit` (at most 100) from `offset` or from a `cursor`; by id, or in the
     `order` asked for; only those the filters match."""

@@ -14,7 +14,14 @@ from heroapi.db import Row
 from heroapi.errors import ErrorDetail
 from heroapi.models import Deleted, Item, ItemUpdate
 from heroapi.rendering import http_date
-from heroapi.routes.deps import DatabaseDep, PageSize, PageStart, check_offset, in_id_range
+from heroapi.routes.deps import (
+    DEFAULT_PAGE_SIZE,
+    DatabaseDep,
+    PageSize,
+    PageStart,
+    check_offset,
+    in_id_range,
+)
 from heroapi.routes.list_headers import LIST_RESPONSES, add_headers
 from heroapi.routes.list_parameters import with_list_parameters
 from heroapi.routes.lists import read_page, validated_request
@@ -37,7 +44,7 @@ async def read_items(
     response: Response,
     rule_owner: ItemOwner,
     skip: PageStart = 0,
-    limit: PageSize = 100,
+    limit: PageSize = DEFAULT_PAGE_SIZE,
     **choices: Any,
 ) -> list[Row]:
     """List items, `limit` from `skip` or from a `cursor`; by id, or in the `order` asked

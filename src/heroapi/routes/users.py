@@ -25,6 +25,7 @@ from heroapi.models import (
 from heroapi.rendering import http_date
 from heroapi.routes import policy
 from heroapi.routes.deps import (
+    DEFAULT_PAGE_SIZE,
     CurrentUser,
     DatabaseDep,
     PageSize,
@@ -106,7 +107,7 @@ async def read_users(
     request: Request,
     response: Response,
     skip: PageStart = 0,
-    limit: PageSize = 100,
+    limit: PageSize = DEFAULT_PAGE_SIZE,
     **choices: Any,
 ) -> list[Row]:
     """List accounts, each with its items, `limit` from `skip` or from a `cursor`; by id, or in

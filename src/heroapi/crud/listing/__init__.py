@@ -6,7 +6,7 @@ here, one way to fetch a page of any list (`fetch_page`), and the query paramete
 OpenAPI (`routes/list_parameters.py`) and their reading (`routes/lists.py`).
 
 Semantics, the same on every backend:
-- Text compares by Unicode code point (the columns have a binary collation: models.py), so a
+- Text compares by Unicode code point (binary collation: `models.code_point_text`), so a
   prefix is a range (`name >= 'Sp' AND name < 'Sq'`) that an index serves.
 - An order is total: `id` ends it, in the direction of the field before it.
 - NULL sorts before every value in ascending order, after every value in descending order
