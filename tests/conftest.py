@@ -1,11 +1,13 @@
 """Fixtures: every backend-dependent test runs once per database (SQLite, PostgreSQL, MariaDB).
 
-A backend whose server cannot be reached is skipped, and the run says so at its start and end;
-under CI=true the suite starts such a server, and fails if it still cannot reach it.
+HEROAPI_TEST_BACKENDS (e.g. `sqlite`; see tests/databases.py) runs them on the backends it names
+only; the others' tests are deselected. A selected backend whose server cannot be reached is
+skipped, and the run says so at its start and end; under CI=true the suite starts such a server,
+and fails if it still cannot reach it.
 """
 
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +28,7 @@ from heroapi.models import (
     sessions_table,
     users_table,
 )
+from heroapi.observability import metrics_text
 from tests import pooler
 from tests.databases import (
     BACKENDS,
@@ -33,6 +36,7 @@ from tests.databases import (
     TEST_BACKENDS,
     ServerStatus,
     ensure_server,
+    selected_backends,
     throwaway_database,
 )
 from tests.server import LiveServer, live_server
@@ -52,14 +56,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    try:
+        selected = selected_backends(os.environ.get("HEROAPI_TEST_BACKENDS", ""))
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
     in_ci = os.environ.get("CI", "").lower() == "true"
-    statuses = {backend: ensure_server(backend, start=in_ci) for backend in BACKENDS}
-    pgbouncer_missing = pooler.missing()
-    statuses[POOLED] = (
-        ServerStatus(POOLED, False, pgbouncer_missing)
-        if pgbouncer_missing
-        else ServerStatus(POOLED, statuses["postgresql"].reachable, statuses["postgresql"].reason)
-    )
+    statuses = _server_statuses(selected, start=in_ci)
     config.stash[_STATUS] = statuses
     down = [status for status in statuses.values() if not status.reachable]
     if in_ci and down:
@@ -67,12 +69,36 @@ def pytest_configure(config: pytest.Config) -> None:
         pytest.exit(f"CI needs every database backend, and these are down: {reasons}", 3)
 
 
+def _server_statuses(selected: tuple[str, ...], *, start: bool) -> dict[str, ServerStatus]:
+    """Whether each selected backend can run here (its server up; PgBouncer's also installed)."""
+    needed = {*selected, "postgresql"} if POOLED in selected else set(selected)
+    servers = {
+        backend: ensure_server(backend, start=start) for backend in BACKENDS if backend in needed
+    }
+    if POOLED in selected:
+        pgbouncer_missing = pooler.missing()
+        postgresql = servers["postgresql"]
+        servers[POOLED] = (
+            ServerStatus(POOLED, False, pgbouncer_missing)
+            if pgbouncer_missing
+            else ServerStatus(POOLED, postgresql.reachable, postgresql.reason)
+        )
+    return {backend: servers[backend] for backend in selected}
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    statuses = config.stash[_STATUS]
+    unselected = [backend for backend in TEST_BACKENDS if backend not in statuses]
     return [
         "database backends: "
         + ", ".join(
             f"{status.backend} {'up' if status.reachable else 'DOWN (skipped)'}"
-            for status in config.stash[_STATUS].values()
+            for status in statuses.values()
+        )
+        + (
+            f"; not selected by HEROAPI_TEST_BACKENDS: {', '.join(unselected)}"
+            if unselected
+            else ""
         )
     ]
 
@@ -89,14 +115,19 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """PostgreSQL through PgBouncer runs only the modules that ask (`THROUGH_POOLER = True`):
-    the contract, concurrency and migration tests."""
+    """A test runs on the backends HEROAPI_TEST_BACKENDS selects, and PostgreSQL through
+    PgBouncer runs only the modules that ask (`THROUGH_POOLER = True`): the contract,
+    concurrency and migration tests."""
+    selected = config.stash[_STATUS]
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        through_pooler = callspec is not None and callspec.params.get("backend") == POOLED
+        backend = callspec.params.get("backend") if callspec is not None else None
         module = getattr(item, "module", None)
-        if through_pooler and not getattr(module, "THROUGH_POOLER", False):
+        if backend is not None and (
+            backend not in selected
+            or (backend == POOLED and not getattr(module, "THROUGH_POOLER", False))
+        ):
             dropped.append(item)
         else:
             kept.append(item)
@@ -113,8 +144,11 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def require(config: pytest.Config, backend: str) -> None:
-    """Skip the test if `backend` cannot run here (pytest_configure exits first under CI)."""
-    status = config.stash[_STATUS][backend]
+    """Skip the test if `backend` is not selected or cannot run here (pytest_configure exits
+    first under CI)."""
+    status = config.stash[_STATUS].get(backend)
+    if status is None:
+        pytest.skip(f"{backend} not selected by HEROAPI_TEST_BACKENDS")
     if not status.reachable:
         pytest.skip(f"{backend} server not reachable: {status.reason}")
 
@@ -193,12 +227,33 @@ async def _empty_tables(database: Database) -> None:
             await connection.execute(delete(table), {})
 
 
+# The apps `running_app` has started and not yet stopped.
+_RUNNING: list[TestClient] = []
+
+
 @contextmanager
 def running_app(settings: Settings) -> Iterator[TestClient]:
     """The app for `settings` on its emptied database, through Starlette's test client."""
     with TestClient(create_app(settings)) as test_client:
         app_database(test_client, _empty_tables)
-        yield test_client
+        _RUNNING.append(test_client)
+        try:
+            yield test_client
+        finally:
+            _RUNNING.remove(test_client)
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """The access lines a running app still batches are written before the test's output is
+    no longer captured: the app's thread would write them a moment later, into pytest's own
+    report between this test and its teardown. (`metrics_text` writes every app's batch, as
+    before a scrape.)"""
+    yield
+    if _RUNNING:
+        running = _RUNNING[-1]
+        assert running.portal is not None
+        running.portal.call(metrics_text)
 
 
 @pytest.fixture

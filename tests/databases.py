@@ -3,6 +3,8 @@
 Tests never touch a developer's database: each run creates databases with unique names and drops
 them. The servers default to this machine's (PostgreSQL 127.0.0.1:5432 as postgres, MariaDB
 127.0.0.1:3306 as root); HEROAPI_TEST_POSTGRES_URL and HEROAPI_TEST_MYSQL_URL point elsewhere.
+HEROAPI_TEST_BACKENDS (comma-separated names of `TEST_BACKENDS`) runs the suite on some backends
+only, e.g. `sqlite` for the fast loop; unset, it runs on all of them.
 """
 
 import asyncio
@@ -25,6 +27,20 @@ BACKENDS = ("sqlite", "postgresql", "mysql")
 # PgBouncer (tests/pooler.py), for the modules that set THROUGH_POOLER = True.
 POOLED = "pgbouncer"
 TEST_BACKENDS = (*BACKENDS, POOLED)
+
+
+def selected_backends(names: str) -> tuple[str, ...]:
+    """The backends a comma-separated `names` (HEROAPI_TEST_BACKENDS) selects, all if it is
+    empty; a name not in `TEST_BACKENDS` is a ValueError."""
+    chosen = {name.strip() for name in names.split(",") if name.strip()}
+    unknown = chosen.difference(TEST_BACKENDS)
+    if unknown:
+        raise ValueError(
+            f"HEROAPI_TEST_BACKENDS: unknown {', '.join(sorted(unknown))}; "
+            f"the backends are {', '.join(TEST_BACKENDS)}"
+        )
+    return tuple(backend for backend in TEST_BACKENDS if not chosen or backend in chosen)
+
 
 SERVER_URLS = {
     "postgresql": os.environ.get(
