@@ -86,12 +86,16 @@ def test_wrong_password_and_unknown_email_look_the_same(client: TestClient) -> N
         )
         return response, time.perf_counter() - started
 
-    wrong, wrong_seconds = min(
-        (attempt("deadpool@example.com", "wrong password") for _ in range(3)), key=lambda r: r[1]
-    )
-    unknown, unknown_seconds = min(
-        (attempt("nobody@example.com", "wrong password") for _ in range(3)), key=lambda r: r[1]
-    )
+    # The fastest of five each, taken in turns: a loaded machine slows some attempts, not all.
+    turns = [
+        (
+            attempt("deadpool@example.com", "wrong password"),
+            attempt("nobody@example.com", "wrong password"),
+        )
+        for _ in range(5)
+    ]
+    wrong, wrong_seconds = min((turn[0] for turn in turns), key=lambda r: r[1])
+    unknown, unknown_seconds = min((turn[1] for turn in turns), key=lambda r: r[1])
     assert wrong.status_code == unknown.status_code == 400
     assert wrong.json() == unknown.json() == {"detail": "Incorrect email or password"}
     # An unknown email is checked against a real hash too: no answer arrives much sooner.
