@@ -1,4 +1,5 @@
-"""The database servers the suite runs on, and throwaway databases on them.
+"""The database servers the suite runs on, throwaway databases on them, and work on a plain
+SQLAlchemy connection to a database (`run_sync`).
 
 Tests never touch a developer's database: each run creates databases with unique names and drops
 them. The servers default to this machine's (PostgreSQL 127.0.0.1:5432 as postgres, MariaDB
@@ -13,14 +14,22 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import asyncmy
 import asyncpg
+from sqlalchemy import Connection, create_engine, pool
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from heroapi import migrate
+from heroapi.config import DatabaseURL
+
+T = TypeVar("T")
 
 BACKENDS = ("sqlite", "postgresql", "mysql")
 # What the `backend` fixture runs on: the servers, and PostgreSQL through a transaction-pooling
@@ -150,3 +159,24 @@ def throwaway_database(backend: str, directory: Path) -> Iterator[str]:
             yield url
         finally:
             asyncio.run(_mysql(f"DROP DATABASE IF EXISTS `{name}`"))
+
+
+def run_sync(database: DatabaseURL, work: Callable[[Connection], T]) -> T:
+    """`work(connection)` on a plain SQLAlchemy connection to `database`, committed."""
+    url = migrate.sqlalchemy_url(database)
+    if database.backend == "sqlite":
+        engine = create_engine(url, poolclass=pool.NullPool)
+        with engine.begin() as connection:
+            return work(connection)
+
+    async def run() -> T:
+        async_engine = create_async_engine(
+            url, poolclass=pool.NullPool, connect_args=migrate.connect_arguments(database)
+        )
+        try:
+            async with async_engine.begin() as connection:
+                return await connection.run_sync(work)
+        finally:
+            await async_engine.dispose()
+
+    return asyncio.run(run())

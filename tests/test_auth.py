@@ -22,37 +22,18 @@ from heroapi.models import users_table
 from heroapi.security import UNKNOWN_USER_HASH, password_hash
 from tests.conftest import app_database, make_settings, running_app
 from tests.server import without_settings
-from tests.test_users import PASSWORD, create_item, create_user, login, table_rows
-
-HERO = {"name": "Deadpond", "secret_name": "Dive Wilson"}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_401(response: Any) -> None:
-    assert response.status_code == 401, response.text
-    assert response.headers["WWW-Authenticate"] == "Bearer"
-
-
-def stored_hash(client: TestClient, email: str) -> str:
-    [row] = [row for row in table_rows(client, users_table) if row["email"] == email]
-    hashed: str = row["hashed_password"]
-    return hashed
-
-
-def make_superuser(client: TestClient, email: str) -> dict[str, str]:
-    """Create a superuser the way an operator would (no API for it), and log in."""
-
-    async def create(database: Database) -> None:
-        from heroapi.main import create_superuser
-
-        assert await create_superuser(database, email, PASSWORD, client.app.state.passwords)  # type: ignore[attr-defined]
-
-    app_database(client, create)
-    return login(client, email)
-
+from tests.support import (
+    HERO,
+    PASSWORD,
+    assert_401,
+    bearer,
+    create_item,
+    create_user,
+    login,
+    make_superuser,
+    stored_hash,
+    table_rows,
+)
 
 # ------------------------------------------------------------------------------ login
 

@@ -23,9 +23,7 @@ from heroapi.observability import JSONFormatter, RequestIdFilter
 from heroapi.revisions import head_revision
 from tests.conftest import make_settings, running_app
 from tests.databases import drop_postgres
-from tests.test_users import PASSWORD, create_user, login
-
-HERO = {"name": "Deadpond", "secret_name": "Dive Wilson"}
+from tests.support import HERO, PASSWORD, create_user, login
 
 
 @pytest.fixture

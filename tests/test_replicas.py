@@ -21,11 +21,11 @@ from heroapi.config import Settings
 from tests.conftest import make_settings, running_app
 from tests.replication import Replication, replication
 from tests.server import live_server
+from tests.support import HERO
 
 __all__ = ["replication"]  # the fixture, used by name
 
 MAX_LAG = 2.0
-HERO = {"name": "Deadpond", "secret_name": "Dive Wilson"}
 
 
 def replica_settings(replication: Replication, **overrides: Any) -> Settings:

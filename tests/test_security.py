@@ -18,18 +18,21 @@ from heroapi.main import create_app
 from heroapi.models import app_secrets_table, items_table, users_table
 from heroapi.security import Hashing, HashingBusy, PasswordHasher
 from tests.conftest import app_database, make_settings, running_app
-from tests.test_auth import assert_401, bearer, make_superuser, stored_hash
-from tests.test_users import PASSWORD, create_item, create_user, login, table_rows
+from tests.support import (
+    PASSWORD,
+    assert_401,
+    bearer,
+    create_item,
+    create_user,
+    login,
+    make_superuser,
+    stored_hash,
+    table_rows,
+    token_of,
+)
 
 # The key `config.py` carried before: it must never sign anything again.
 PUBLISHED_KEY = "development-only-secret-key-change-me"
-
-
-def token_of(client: TestClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
-    response = client.post("/login/access-token", data={"username": email, "password": password})
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def set_hash(client: TestClient, user_id: int, hashed: str) -> None:

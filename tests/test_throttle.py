@@ -23,8 +23,7 @@ from heroapi.models import rate_limits_table
 from heroapi.security import Hashing, PasswordHasher
 from heroapi.throttle import Throttle
 from tests.conftest import app_database, make_settings, running_app
-from tests.test_auth import make_superuser
-from tests.test_users import PASSWORD, create_user, login
+from tests.support import PASSWORD, create_user, login, make_superuser
 
 
 def attempt(
