@@ -201,7 +201,11 @@ def test_only_superusers_change_other_accounts(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "old_hasher",
-    [BcryptHasher(), Argon2Hasher(time_cost=1, memory_cost=8192, parallelism=1), Argon2Hasher()],
+    [
+        BcryptHasher(rounds=4),
+        Argon2Hasher(time_cost=1, memory_cost=8192, parallelism=1),
+        Argon2Hasher(),
+    ],
     ids=["bcrypt", "weak-argon2", "argon2-64-mib"],
 )
 def test_hashes_of_other_parameters_are_replaced_at_login(

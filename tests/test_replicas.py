@@ -142,6 +142,7 @@ def test_a_request_reads_what_it_wrote_from_the_primary(
     assert client.get(f"/users/{user['id']}").json()["email"] == "rw@example.com"
 
 
+@pytest.mark.processes  # the replication fixture starts a PostgreSQL primary and replica
 def test_security_checks_read_the_primary(client: TestClient, replication: Replication) -> None:
     """A revoked token and a changed password stop working at once, even while the replica
     that serves reads has not replayed the change."""
