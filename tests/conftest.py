@@ -144,12 +144,17 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
+def selected(config: pytest.Config, backend: str) -> bool:
+    """Whether this run is on `backend` (HEROAPI_TEST_BACKENDS names it, or is unset)."""
+    return backend in config.stash[_STATUS]
+
+
 def require(config: pytest.Config, backend: str) -> None:
     """Skip the test if `backend` is not selected or cannot run here (pytest_configure exits
     first under CI)."""
-    status = config.stash[_STATUS].get(backend)
-    if status is None:
+    if not selected(config, backend):
         pytest.skip(f"{backend} not selected by HEROAPI_TEST_BACKENDS")
+    status = config.stash[_STATUS][backend]
     if not status.reachable:
         pytest.skip(f"{backend} server not reachable: {status.reason}")
 
