@@ -30,14 +30,12 @@ from heroapi.models import (
     users_table,
 )
 from heroapi.observability import metrics_text
-from tests import pooler
 from tests.databases import (
-    BACKENDS,
     POOLED,
     TEST_BACKENDS,
     ServerStatus,
-    ensure_server,
     selected_backends,
+    server_statuses,
     throwaway_database,
 )
 from tests.server import LiveServer, live_server
@@ -62,29 +60,12 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     in_ci = os.environ.get("CI", "").lower() == "true"
-    statuses = _server_statuses(selected, start=in_ci)
+    statuses = server_statuses(selected, start=in_ci)
     config.stash[_STATUS] = statuses
     down = [status for status in statuses.values() if not status.reachable]
     if in_ci and down:
         reasons = "; ".join(f"{status.backend}: {status.reason}" for status in down)
         pytest.exit(f"CI needs every database backend, and these are down: {reasons}", 3)
-
-
-def _server_statuses(selected: tuple[str, ...], *, start: bool) -> dict[str, ServerStatus]:
-    """Whether each selected backend can run here (its server up; PgBouncer's also installed)."""
-    needed = {*selected, "postgresql"} if POOLED in selected else set(selected)
-    servers = {
-        backend: ensure_server(backend, start=start) for backend in BACKENDS if backend in needed
-    }
-    if POOLED in selected:
-        pgbouncer_missing = pooler.missing()
-        postgresql = servers["postgresql"]
-        servers[POOLED] = (
-            ServerStatus(POOLED, False, pgbouncer_missing)
-            if pgbouncer_missing
-            else ServerStatus(POOLED, postgresql.reachable, postgresql.reason)
-        )
-    return {backend: servers[backend] for backend in selected}
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

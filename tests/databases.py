@@ -104,6 +104,26 @@ def ensure_server(backend: str, *, start: bool, wait: float = 60.0) -> ServerSta
     return status
 
 
+def server_statuses(selected: tuple[str, ...], *, start: bool) -> dict[str, ServerStatus]:
+    """Whether each selected backend can run here (its server up, PgBouncer also installed);
+    with `start`, a server that is down is started first."""
+    from tests import pooler
+
+    needed = {*selected, "postgresql"} if POOLED in selected else set(selected)
+    servers = {
+        backend: ensure_server(backend, start=start) for backend in BACKENDS if backend in needed
+    }
+    if POOLED in selected:
+        pgbouncer_missing = pooler.missing()
+        postgresql = servers["postgresql"]
+        servers[POOLED] = (
+            ServerStatus(POOLED, False, pgbouncer_missing)
+            if pgbouncer_missing
+            else ServerStatus(POOLED, postgresql.reachable, postgresql.reason)
+        )
+    return {backend: servers[backend] for backend in selected}
+
+
 async def _create_postgres(name: str) -> None:
     connection = await asyncpg.connect(SERVER_URLS["postgresql"])
     try:
