@@ -1,4 +1,5 @@
-# `make run` serves heroapi; `make test` runs the whole suite. Both set up what they need:
+# `make run` serves heroapi; `make test` runs the whole suite, `make test-fast` the developer's
+# loop (SQLite only, no test that starts processes). They set up what they need:
 # uv in .tools/ (from PyPI, with this machine's python3) and the locked dependencies in .venv/:
 # `make run` only what serving needs, `make test` and `make lint` the test tools too.
 PYTHON ?= python3
@@ -13,7 +14,7 @@ BENCH := ../shared/bench
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint check bench bench-sqlite bench-postgresql clean
+.PHONY: run test test-fast lint check bench bench-sqlite bench-postgresql clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -37,6 +38,9 @@ test: $(VENV)/.synced  ## the whole suite, on SQLite, PostgreSQL and MariaDB
 	@if [ "$$CI" = "true" ]; then scripts/ensure-test-packages; fi
 	@if [ "$$CI" = "true" ] && [ -x $(BENCH)/setup.sh ]; then $(BENCH)/setup.sh; fi
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.synced  ## the inner loop: SQLite only, no test that starts processes
+	HEROAPI_TEST_BACKENDS=sqlite $(VENV)/bin/pytest -m "not processes" $(PYTEST_ARGS)
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .

@@ -1,21 +1,25 @@
 """Fixtures: every backend-dependent test runs once per database (SQLite, PostgreSQL, MariaDB).
 
-A backend whose server cannot be reached is skipped, and the run says so at its start and end;
-under CI=true the suite starts such a server, and fails if it still cannot reach it.
+HEROAPI_TEST_BACKENDS (e.g. `sqlite`; see tests/databases.py) runs them on the backends it names
+only; the others' tests are deselected. A selected backend whose server cannot be reached is
+skipped, and the run says so at its start and end; under CI=true the suite starts such a server,
+and fails if it still cannot reach it.
 """
 
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from sqlalchemy import delete
 
 from heroapi import migrate
+from heroapi.access_log import flush_request_records
 from heroapi.config import Settings, parse_database_url
 from heroapi.db import Database
 from heroapi.main import create_app
@@ -26,13 +30,12 @@ from heroapi.models import (
     sessions_table,
     users_table,
 )
-from tests import pooler
 from tests.databases import (
-    BACKENDS,
     POOLED,
     TEST_BACKENDS,
     ServerStatus,
-    ensure_server,
+    selected_backends,
+    server_statuses,
     throwaway_database,
 )
 from tests.server import LiveServer, live_server
@@ -52,14 +55,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    try:
+        selected = selected_backends(os.environ.get("HEROAPI_TEST_BACKENDS", ""))
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
     in_ci = os.environ.get("CI", "").lower() == "true"
-    statuses = {backend: ensure_server(backend, start=in_ci) for backend in BACKENDS}
-    pgbouncer_missing = pooler.missing()
-    statuses[POOLED] = (
-        ServerStatus(POOLED, False, pgbouncer_missing)
-        if pgbouncer_missing
-        else ServerStatus(POOLED, statuses["postgresql"].reachable, statuses["postgresql"].reason)
-    )
+    statuses = server_statuses(selected, start=in_ci)
     config.stash[_STATUS] = statuses
     down = [status for status in statuses.values() if not status.reachable]
     if in_ci and down:
@@ -68,11 +69,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    statuses = config.stash[_STATUS]
+    unselected = [backend for backend in TEST_BACKENDS if backend not in statuses]
     return [
         "database backends: "
         + ", ".join(
             f"{status.backend} {'up' if status.reachable else 'DOWN (skipped)'}"
-            for status in config.stash[_STATUS].values()
+            for status in statuses.values()
+        )
+        + (
+            f"; not selected by HEROAPI_TEST_BACKENDS: {', '.join(unselected)}"
+            if unselected
+            else ""
         )
     ]
 
@@ -89,14 +97,19 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """PostgreSQL through PgBouncer runs only the modules that ask (`THROUGH_POOLER = True`):
-    the contract, concurrency and migration tests."""
+    """A test runs on the backends HEROAPI_TEST_BACKENDS selects, and PostgreSQL through
+    PgBouncer runs only the modules that ask (`THROUGH_POOLER = True`): the contract,
+    concurrency and migration tests."""
+    selected = config.stash[_STATUS]
     kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        through_pooler = callspec is not None and callspec.params.get("backend") == POOLED
+        backend = callspec.params.get("backend") if callspec is not None else None
         module = getattr(item, "module", None)
-        if through_pooler and not getattr(module, "THROUGH_POOLER", False):
+        if backend is not None and (
+            backend not in selected
+            or (backend == POOLED and not getattr(module, "THROUGH_POOLER", False))
+        ):
             dropped.append(item)
         else:
             kept.append(item)
@@ -112,8 +125,16 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
+def selected(config: pytest.Config, backend: str) -> bool:
+    """Whether this run is on `backend` (HEROAPI_TEST_BACKENDS names it, or is unset)."""
+    return backend in config.stash[_STATUS]
+
+
 def require(config: pytest.Config, backend: str) -> None:
-    """Skip the test if `backend` cannot run here (pytest_configure exits first under CI)."""
+    """Skip the test if `backend` is not selected or cannot run here (pytest_configure exits
+    first under CI)."""
+    if not selected(config, backend):
+        pytest.skip(f"{backend} not selected by HEROAPI_TEST_BACKENDS")
     status = config.stash[_STATUS][backend]
     if not status.reachable:
         pytest.skip(f"{backend} server not reachable: {status.reason}")
@@ -193,12 +214,53 @@ async def _empty_tables(database: Database) -> None:
             await connection.execute(delete(table), {})
 
 
+# The apps `running_app` has started and not yet stopped.
+_RUNNING: list[TestClient] = []
+# The apps `running_app` built last, with their settings. Building one (its routes and their
+# schemas) costs ~50 ms of CPU, a third of a typical test's, and an app holds nothing from one
+# run to the next (its lifespan makes the database, hashing and throttle of each run): tests
+# with equal settings share one.
+_BUILT: list[tuple[Settings, FastAPI]] = []
+_BUILT_KEPT = 8
+
+
+def _app_for(settings: Settings) -> FastAPI:
+    """The app built for settings equal to `settings` if one is kept and not running, else a
+    new one."""
+    running = [client.app for client in _RUNNING]
+    for index, (built_for, app) in enumerate(_BUILT):
+        if built_for == settings and not any(app is other for other in running):
+            _BUILT.append(_BUILT.pop(index))
+            return app
+    app = create_app(settings)
+    _BUILT.append((settings, app))
+    del _BUILT[:-_BUILT_KEPT]
+    return app
+
+
 @contextmanager
 def running_app(settings: Settings) -> Iterator[TestClient]:
     """The app for `settings` on its emptied database, through Starlette's test client."""
-    with TestClient(create_app(settings)) as test_client:
+    with TestClient(_app_for(settings)) as test_client:
         app_database(test_client, _empty_tables)
-        yield test_client
+        _RUNNING.append(test_client)
+        try:
+            yield test_client
+        finally:
+            _RUNNING.remove(test_client)
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """The access lines a running app still batches are written before the test's output is
+    no longer captured: the app's thread would write them a moment later, into pytest's own
+    report between this test and its teardown. (`flush_request_records` writes every app's
+    batch, as before a scrape.)"""
+    yield
+    if _RUNNING:
+        running = _RUNNING[-1]
+        assert running.portal is not None
+        running.portal.call(flush_request_records)
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
-"""The database servers the suite runs on, and throwaway databases on them.
+"""The database servers the suite runs on, throwaway databases on them, and work on a plain
+SQLAlchemy connection to a database (`run_sync`).
 
 Tests never touch a developer's database: each run creates databases with unique names and drops
 them. The servers default to this machine's (PostgreSQL 127.0.0.1:5432 as postgres, MariaDB
 127.0.0.1:3306 as root); HEROAPI_TEST_POSTGRES_URL and HEROAPI_TEST_MYSQL_URL point elsewhere.
+HEROAPI_TEST_BACKENDS (comma-separated names of `TEST_BACKENDS`) runs the suite on some backends
+only, e.g. `sqlite` for the fast loop; unset, it runs on all of them.
 """
 
 import asyncio
@@ -11,20 +14,42 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import asyncmy
 import asyncpg
+from sqlalchemy import Connection, create_engine, pool
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from heroapi import migrate
+from heroapi.config import DatabaseURL
+
+T = TypeVar("T")
 
 BACKENDS = ("sqlite", "postgresql", "mysql")
 # What the `backend` fixture runs on: the servers, and PostgreSQL through a transaction-pooling
 # PgBouncer (tests/pooler.py), for the modules that set THROUGH_POOLER = True.
 POOLED = "pgbouncer"
 TEST_BACKENDS = (*BACKENDS, POOLED)
+
+
+def selected_backends(names: str) -> tuple[str, ...]:
+    """The backends a comma-separated `names` (HEROAPI_TEST_BACKENDS) selects, all if it is
+    empty; a name not in `TEST_BACKENDS` is a ValueError."""
+    chosen = {name.strip() for name in names.split(",") if name.strip()}
+    unknown = chosen.difference(TEST_BACKENDS)
+    if unknown:
+        raise ValueError(
+            f"HEROAPI_TEST_BACKENDS: unknown {', '.join(sorted(unknown))}; "
+            f"the backends are {', '.join(TEST_BACKENDS)}"
+        )
+    return tuple(backend for backend in TEST_BACKENDS if not chosen or backend in chosen)
+
 
 SERVER_URLS = {
     "postgresql": os.environ.get(
@@ -77,6 +102,26 @@ def ensure_server(backend: str, *, start: bool, wait: float = 60.0) -> ServerSta
             return status
         time.sleep(1)
     return status
+
+
+def server_statuses(selected: tuple[str, ...], *, start: bool) -> dict[str, ServerStatus]:
+    """Whether each selected backend can run here (its server up, PgBouncer also installed);
+    with `start`, a server that is down is started first."""
+    from tests import pooler
+
+    needed = {*selected, "postgresql"} if POOLED in selected else set(selected)
+    servers = {
+        backend: ensure_server(backend, start=start) for backend in BACKENDS if backend in needed
+    }
+    if POOLED in selected:
+        pgbouncer_missing = pooler.missing()
+        postgresql = servers["postgresql"]
+        servers[POOLED] = (
+            ServerStatus(POOLED, False, pgbouncer_missing)
+            if pgbouncer_missing
+            else ServerStatus(POOLED, postgresql.reachable, postgresql.reason)
+        )
+    return {backend: servers[backend] for backend in selected}
 
 
 async def _create_postgres(name: str) -> None:
@@ -134,3 +179,24 @@ def throwaway_database(backend: str, directory: Path) -> Iterator[str]:
             yield url
         finally:
             asyncio.run(_mysql(f"DROP DATABASE IF EXISTS `{name}`"))
+
+
+def run_sync(database: DatabaseURL, work: Callable[[Connection], T]) -> T:
+    """`work(connection)` on a plain SQLAlchemy connection to `database`, committed."""
+    url = migrate.sqlalchemy_url(database)
+    if database.backend == "sqlite":
+        engine = create_engine(url, poolclass=pool.NullPool)
+        with engine.begin() as connection:
+            return work(connection)
+
+    async def run() -> T:
+        async_engine = create_async_engine(
+            url, poolclass=pool.NullPool, connect_args=migrate.connect_arguments(database)
+        )
+        try:
+            async with async_engine.begin() as connection:
+                return await connection.run_sync(work)
+        finally:
+            await async_engine.dispose()
+
+    return asyncio.run(run())

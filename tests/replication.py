@@ -25,6 +25,7 @@ import pytest
 
 from heroapi import migrate
 from heroapi.config import parse_database_url
+from tests.conftest import selected
 from tests.server import free_port
 
 BINARIES = Path("/usr/lib/postgresql/15/bin")
@@ -128,8 +129,11 @@ def _binaries_missing() -> str:
 
 
 @pytest.fixture(scope="session")
-def replication() -> Iterator[Replication]:
-    """A migrated primary and its streaming replica, for the whole session."""
+def replication(request: pytest.FixtureRequest) -> Iterator[Replication]:
+    """A migrated primary and its streaming replica, for the whole session (a PostgreSQL test:
+    skipped unless the run is on PostgreSQL)."""
+    if not selected(request.config, "postgresql"):
+        pytest.skip("postgresql not selected by HEROAPI_TEST_BACKENDS")
     problem = _binaries_missing()
     if problem:
         if os.environ.get("CI", "").lower() == "true":

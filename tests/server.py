@@ -1,4 +1,5 @@
-"""heroapi as a real server: `heroapi serve` in a subprocess, on a free loopback port."""
+"""heroapi as a real server: `heroapi serve` in a subprocess, on a free loopback port; and the
+heroes it lists (`read_all`)."""
 
 import ipaddress
 import os
@@ -10,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 
@@ -137,3 +139,14 @@ def plain_uvicorn(
     finally:
         process.kill()
         process.wait(timeout)
+
+
+async def read_all(server: LiveServer) -> dict[int, dict[str, Any]]:
+    """Every hero `server` lists, by id, read page by page."""
+    heroes: dict[int, dict[str, Any]] = {}
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        offset = 0
+        while page := (await client.get(f"/heroes/?offset={offset}&limit=100")).json():
+            heroes.update((hero["id"], hero) for hero in page)
+            offset += len(page)
+    return heroes

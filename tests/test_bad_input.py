@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from heroapi.models import hero_table, items_table, users_table
-from tests.test_users import PASSWORD, create_user, login, table_rows
+from tests.support import PASSWORD, create_user, login, table_rows
 
 SECRET = "Tony Stark's secret"
 MEGABYTE = "x" * 1_000_000

@@ -11,7 +11,7 @@ import pytest
 
 from heroapi import __version__
 from tests.conftest import make_settings, running_app
-from tests.test_users import PASSWORD, create_user
+from tests.support import PASSWORD, create_user
 
 pytestmark = pytest.mark.processes  # every test here starts heroapi or its command
 

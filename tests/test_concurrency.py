@@ -10,7 +10,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from tests.server import LiveServer, live_server
+from tests.server import LiveServer, live_server, read_all
 
 # Also through a transaction-pooling PgBouncer (tests/pooler.py).
 THROUGH_POOLER = True
@@ -63,16 +63,6 @@ async def write_burst(server: LiveServer, rounds: int) -> Burst:
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
         await asyncio.gather(*(one_client(number, client) for number in range(CLIENTS)))
     return burst
-
-
-async def read_all(server: LiveServer) -> dict[int, dict[str, Any]]:
-    heroes: dict[int, dict[str, Any]] = {}
-    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-        offset = 0
-        while page := (await client.get(f"/heroes/?offset={offset}&limit=100")).json():
-            heroes.update((hero["id"], hero) for hero in page)
-            offset += len(page)
-    return heroes
 
 
 def check_writes(server: LiveServer, rounds: int) -> Burst:

@@ -2,52 +2,34 @@
 pages for a request with an offset, to cursor pages for any other; walking a list by cursor
 in any order, forwards and back, while rows come and go; and the cursors it refuses."""
 
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from tests.test_lists import (
+from tests.support import (
     SECOND,
     T0,
     Params,
     add_heroes,
     add_items,
     add_users,
+    get_ok,
+    link_query,
+    links,
     listed,
+    row_ids,
     set_times,
     varies_by_prefer,
 )
 
-LINK = re.compile(r'<([^>]*)>;\s*rel="([^"]+)"')
 # Bounds for every walk through a list: pages, and seconds.
 MAX_PAGES = 60
 WALK_SECONDS = 30
-
-
-def links(response: Response) -> dict[str, str]:
-    """The `Link` header's targets, by relation."""
-    header = response.headers.get("link")
-    return {} if header is None else {relation: url for url, relation in LINK.findall(header)}
-
-
-def link_query(url: str) -> dict[str, list[str]]:
-    return parse_qs(urlsplit(url).query, keep_blank_values=True)
-
-
-def get_ok(client: TestClient, url: str, params: Params | None = None) -> Response:
-    response = client.get(url, params=params)
-    assert response.status_code == 200, response.text
-    return response
-
-
-def row_ids(response: Response) -> list[int]:
-    return [row["id"] for row in response.json()]
 
 
 def walk(client: TestClient, url: str, relation: str = "next") -> list[Response]:

@@ -14,10 +14,10 @@ from sqlalchemy.engine import make_url
 
 from tests.proxy import proxy_to
 from tests.server import LiveServer, client_address, live_server
+from tests.support import HERO
 
 pytestmark = pytest.mark.processes  # every test here talks to `heroapi serve`
 
-HERO = {"name": "Deadpond", "secret_name": "Dive Wilson"}
 MAX_BIGINT = 2**63 - 1
 
 

@@ -19,8 +19,7 @@ from sqlalchemy.engine import make_url
 from heroapi.db import DatabaseUnavailable, create_database
 from tests.conftest import make_settings
 from tests.proxy import proxy_to
-from tests.server import LiveServer, free_port, live_server
-from tests.test_concurrency import read_all
+from tests.server import LiveServer, free_port, live_server, read_all
 
 pytestmark = pytest.mark.processes  # every test here starts heroapi or its command
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import make_settings, running_app
 from tests.server import live_server
-from tests.test_users import PASSWORD, create_user
+from tests.support import PASSWORD, create_user
 
 pytestmark = pytest.mark.processes  # every test here starts heroapi
 

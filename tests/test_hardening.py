@@ -25,7 +25,7 @@ from sqlalchemy import make_url
 from tests.conftest import make_settings, running_app
 from tests.proxy import proxy_to
 from tests.server import LiveServer, plain_uvicorn
-from tests.test_users import PASSWORD, create_user, login
+from tests.support import PASSWORD, create_user, login
 
 WAIT_SECONDS = 30
 

@@ -9,8 +9,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from heroapi.models import items_table
-from tests.test_auth import assert_401, make_superuser
-from tests.test_users import PASSWORD, create_item, create_user, login, table_rows
+from tests.support import (
+    PASSWORD,
+    assert_401,
+    create_item,
+    create_user,
+    login,
+    make_superuser,
+    table_rows,
+)
 
 NOT_FOUND = {"detail": "Item not found"}
 

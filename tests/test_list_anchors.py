@@ -11,7 +11,7 @@ from sqlalchemy import bindparam
 
 from heroapi.db import Database
 from heroapi.models import hero_table, items_table, users_table
-from tests.test_users import create_user
+from tests.support import create_user
 
 RunInApp = Callable[[Callable[[Database], Awaitable[Any]]], Any]
 ROWS: Final = 1300

@@ -12,9 +12,7 @@ from httpx2 import Response
 
 from tests.conftest import make_settings, running_app
 from tests.rows import add_many_heroes, add_many_items
-from tests.test_auth import make_superuser
-from tests.test_lists import add_heroes
-from tests.test_users import PASSWORD, login
+from tests.support import PASSWORD, add_heroes, login, make_superuser
 
 COUNT_LIMIT: Final = 10_000  # the default
 SORTED_OFFSET: Final = 5_000  # the default

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from heroapi.main import create_app
 from tests.conftest import make_settings, running_app
 from tests.server import live_server
-from tests.test_lists import add_heroes
+from tests.support import add_heroes
 
 
 def _links(response: httpx.Response) -> dict[str, str]:

@@ -58,8 +58,7 @@ from heroapi.db.mysql import MySQLDatabase
 from heroapi.db.postgres import PostgresDatabase
 from heroapi.db.sqlite import SQLiteDatabase
 from heroapi.models import hero_table, items_table, nulls_low, users_table
-from tests.databases import throwaway_database
-from tests.test_migrations import run_sync
+from tests.databases import run_sync, throwaway_database
 
 START: Final = datetime(2026, 1, 1, tzinfo=UTC)
 # Enough that MariaDB 10.11 reads the first 101 rows of an index rather than the whole table

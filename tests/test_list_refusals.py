@@ -10,8 +10,17 @@ from fastapi.testclient import TestClient
 from httpx2 import Response
 
 from heroapi import crud
-from tests.test_cursors import get_ok, link_query, links, row_ids
-from tests.test_lists import Params, add_heroes, add_items, add_users, listed
+from tests.support import (
+    Params,
+    add_heroes,
+    add_items,
+    add_users,
+    get_ok,
+    link_query,
+    links,
+    listed,
+    row_ids,
+)
 
 
 def assert_refused(response: Response, param: str) -> None:

@@ -3,8 +3,7 @@ sorted by `order=` and counted (`Prefer: count=...`), and how the OpenAPI docume
 Paging by cursor and the `Link` headers are in test_cursors.py; what the lists refuse, in
 test_list_refusals.py."""
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,90 +14,22 @@ from sqlalchemy import Connection, text
 from heroapi import crud
 from heroapi.config import parse_database_url
 from heroapi.db import Database
-from heroapi.models import ItemCreate
 from tests.conftest import app_database
-from tests.test_auth import make_superuser
-from tests.test_migrations import run_sync
-from tests.test_users import PASSWORD, login
-
-Params = Mapping[str, str | int]
-# Moments the time filters are tested around, set as rows' timestamps (set_times).
-T0 = datetime(2020, 1, 1, tzinfo=UTC)
-SECOND = timedelta(seconds=1)
-
-
-def add_heroes(client: TestClient, heroes: Sequence[tuple[str, int | None]]) -> list[int]:
-    """Create heroes through the API; their ids, in the same order."""
-    ids = []
-    for name, age in heroes:
-        response = client.post("/heroes/", json={"name": name, "secret_name": "x", "age": age})
-        assert response.status_code == 200, response.text
-        ids.append(response.json()["id"])
-    return ids
-
-
-def add_users(client: TestClient, emails: Sequence[str]) -> list[int]:
-    """Create accounts directly through crud: the API would hash a password for each (slow)."""
-
-    async def create(database: Database) -> list[int]:
-        return [
-            (await crud.create_user(database=database, email=email, hashed_password="unused"))["id"]
-            for email in emails
-        ]
-
-    ids: list[int] = app_database(client, create)
-    return ids
-
-
-def add_items(client: TestClient, owner_id: int, titles: Sequence[str]) -> list[int]:
-    async def create(database: Database) -> list[int]:
-        ids = []
-        for title in titles:
-            item = await crud.create_item(
-                database=database, owner_id=owner_id, item=ItemCreate(title=title)
-            )
-            assert item is not None
-            ids.append(item["id"])
-        return ids
-
-    ids: list[int] = app_database(client, create)
-    return ids
-
-
-def listed(
-    client: TestClient, path: str, params: Params, headers: Mapping[str, str] | None = None
-) -> list[int]:
-    """The ids a list answers with, in its order."""
-    response = client.get(path, params=params, headers=headers)
-    assert response.status_code == 200, response.text
-    return [row["id"] for row in response.json()]
-
-
-def set_times(database_url: str, table: str, column: str, moments: Mapping[int, datetime]) -> None:
-    """Set rows' `created_at` or `updated_at` by SQL, as a data load would (the database keeps
-    a stamp an UPDATE sets itself)."""
-    backend = parse_database_url(database_url).backend
-
-    def write(connection: Connection) -> None:
-        if backend == "mysql":  # TIMESTAMP takes the session's local time: make that UTC
-            connection.execute(text("SET time_zone = '+00:00'"))
-        for row_id, moment in moments.items():
-            value: Any = moment
-            if backend == "sqlite":
-                value = moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
-            elif backend == "mysql":
-                value = moment.astimezone(UTC).replace(tzinfo=None)
-            statement = text(f"UPDATE {table} SET {column} = :moment WHERE id = :id")
-            assert connection.execute(statement, {"moment": value, "id": row_id}).rowcount == 1
-
-    run_sync(parse_database_url(database_url), write)
-
-
-def varies_by_prefer(response: Response) -> bool:
-    """Whether `Vary` names `Prefer` (beside what the gzip middleware may add)."""
-    values = [value.strip().lower() for value in response.headers.get("vary", "").split(",")]
-    return "prefer" in values
-
+from tests.databases import run_sync
+from tests.support import (
+    PASSWORD,
+    SECOND,
+    T0,
+    Params,
+    add_heroes,
+    add_items,
+    add_users,
+    listed,
+    login,
+    make_superuser,
+    set_times,
+    varies_by_prefer,
+)
 
 # ---------------------------------------------------------------------------- hero filters
 

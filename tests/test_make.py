@@ -44,7 +44,13 @@ def test_make_run_installs_only_what_running_needs() -> None:
     assert "--inexact" in sync
 
 
-@pytest.mark.parametrize("target", ["test", "lint"])
+@pytest.mark.parametrize("target", ["test", "test-fast", "lint"])
 def test_make_test_and_lint_install_the_test_tools(target: str) -> None:
     [sync] = uv_syncs(planned(target))
     assert "--no-dev" not in sync
+
+
+def test_make_test_fast_runs_the_suite_on_sqlite_without_processes() -> None:
+    command = planned("test-fast")[-1]
+    assert command.startswith("HEROAPI_TEST_BACKENDS=sqlite .venv/bin/pytest "), command
+    assert '-m "not processes"' in command, command

@@ -6,9 +6,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
@@ -21,34 +20,13 @@ from heroapi.config import DatabaseURL, parse_database_url
 from heroapi.main import create_app
 from heroapi.revisions import head_revision
 from tests.conftest import make_settings
+from tests.databases import run_sync
 from tests.server import without_settings
 
 # Also through a transaction-pooling PgBouncer (tests/pooler.py).
 THROUGH_POOLER = True
 
 HEROAPI = [sys.executable, "-m", "heroapi"]
-T = TypeVar("T")
-
-
-def run_sync(database: DatabaseURL, work: Callable[[Connection], T]) -> T:
-    """`work(connection)` on a plain SQLAlchemy connection to `database`, committed."""
-    url = migrate.sqlalchemy_url(database)
-    if database.backend == "sqlite":
-        engine = create_engine(url, poolclass=pool.NullPool)
-        with engine.begin() as connection:
-            return work(connection)
-
-    async def run() -> T:
-        async_engine = create_async_engine(
-            url, poolclass=pool.NullPool, connect_args=migrate.connect_arguments(database)
-        )
-        try:
-            async with async_engine.begin() as connection:
-                return await connection.run_sync(work)
-        finally:
-            await async_engine.dispose()
-
-    return asyncio.run(run())
 
 
 def tables(database: DatabaseURL) -> set[str]:

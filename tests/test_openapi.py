@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from heroapi.main import create_app
-from tests.conftest import make_settings
+from tests.conftest import make_settings, running_app
 
 # FastAPI's default operation ids for the tutorial's handlers (clients are generated from them).
 TUTORIAL_OPERATIONS = {
@@ -24,8 +24,7 @@ TUTORIAL_OPERATIONS = {
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     database = tmp_path_factory.mktemp("openapi") / "openapi.db"
-    app = create_app(make_settings(f"sqlite:///{database}", migrate_on_start=True))
-    with TestClient(app) as test_client:
+    with running_app(make_settings(f"sqlite:///{database}", migrate_on_start=True)) as test_client:
         yield test_client
 
 

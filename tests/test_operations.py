@@ -23,9 +23,7 @@ from heroapi.main import GC_YOUNG_THRESHOLD, create_app
 from heroapi.revisions import head_revision
 from tests.conftest import make_settings, running_app
 from tests.databases import drop_postgres
-from tests.test_users import PASSWORD, create_user, login
-
-HERO = {"name": "Deadpond", "secret_name": "Dive Wilson"}
+from tests.support import HERO, PASSWORD, create_user, login
 
 
 @pytest.fixture
@@ -90,7 +88,8 @@ def test_access_lines_are_out_within_a_fraction_of_a_second_and_at_shutdown(
         client.get("/heroes/")
         started = time.monotonic()
         assert len(read_lines(capsys, 1)) == 1
-        assert time.monotonic() - started < 0.5
+        # Batched for 50 ms; a loaded machine may add some hundreds.
+        assert time.monotonic() - started < 0.9
         client.get("/heroes/")  # still pending when the app shuts down...
     # ...and written then.
     assert [json.loads(line)["path"] for line in capsys.readouterr().err.splitlines()] == [
@@ -221,14 +220,17 @@ def test_cors_exposes_every_header_the_api_documents(tmp_path: Path) -> None:
 def test_large_responses_are_gzipped_for_clients_that_accept_it(sqlite_client: TestClient) -> None:
     for number in range(40):
         sqlite_client.post("/heroes/", json=HERO | {"name": f"Hero number {number}"})
-    raw = sqlite_client.get("/heroes/", headers={"Accept-Encoding": "gzip"})
-    assert raw.headers["content-encoding"] == "gzip"
-    assert len(raw.json()) == 40  # the client inflated it
+    with sqlite_client.stream("GET", "/heroes/", headers={"Accept-Encoding": "gzip"}) as raw:
+        assert raw.headers["content-encoding"] == "gzip"
+        sent = b"".join(raw.iter_raw())  # the body as it went over the wire
     plain = sqlite_client.get("/heroes/", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers
+    assert len(plain.json()) == 40
+    # The same answer, smaller.
+    assert gzip.decompress(sent) == plain.content
+    assert len(sent) < len(plain.content) / 2
     small = sqlite_client.get("/heroes/?limit=1", headers={"Accept-Encoding": "gzip"})
     assert "content-encoding" not in small.headers
-    assert gzip.decompress(gzip.compress(plain.content)) == plain.content
 
 
 def test_health(client: TestClient) -> None:

@@ -36,10 +36,13 @@ class Connections:
 
 
 def run(
-    test: Callable[[Pool[int], Connections], Coroutine[Any, Any, None]], *, size: int = 1
+    test: Callable[[Pool[int], Connections], Coroutine[Any, Any, None]],
+    *,
+    size: int = 1,
+    timeout: float = 0.5,
 ) -> None:
     connections = Connections()
-    pool = Pool(connections.open, connections.close, size=size, timeout=0.5)
+    pool = Pool(connections.open, connections.close, size=size, timeout=timeout)
     asyncio.run(test(pool, connections))
 
 
@@ -65,30 +68,37 @@ def test_a_connection_coming_back_goes_to_the_first_in_line() -> None:
     run(scenario)
 
 
+# The pool's timeout in the two tests of deadlines below, and how far apart their waiters come:
+# a loop held up by a loaded machine for less than GAP cannot make them fail, while a waiter
+# failed at another's deadline (GAP earlier or later than its own) does.
+TIMEOUT = 1.0
+GAP = 0.5
+
+
 def test_a_wait_ends_in_unavailable_after_the_timeout_and_the_line_goes_on() -> None:
     async def scenario(pool: Pool[int], connections: Connections) -> None:
         held = await pool.acquire()
         started = time.monotonic()
         first = asyncio.create_task(pool.acquire())
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(GAP)
         second = asyncio.create_task(pool.acquire())
         with pytest.raises(DatabaseUnavailable, match="no database connection free within"):
             await first
-        assert 0.45 < time.monotonic() - started < 0.7
-        assert not second.done()  # its own 0.5 s have not passed
+        assert TIMEOUT - 0.05 < time.monotonic() - started < TIMEOUT + GAP
+        assert not second.done()  # its own timeout has not passed
         pool.release(held)
         assert await second == held
 
-    run(scenario)
+    run(scenario, timeout=TIMEOUT)
 
 
 def test_every_waiter_times_out_on_its_own_deadline() -> None:
     async def scenario(pool: Pool[int], connections: Connections) -> None:
         await pool.acquire()
-        started = time.monotonic()
         waited: list[float] = []
 
         async def wait() -> None:
+            started = time.monotonic()
             with pytest.raises(DatabaseUnavailable):
                 await pool.acquire()
             waited.append(time.monotonic() - started)
@@ -96,12 +106,13 @@ def test_every_waiter_times_out_on_its_own_deadline() -> None:
         tasks = []
         for _ in range(3):
             tasks.append(asyncio.create_task(wait()))
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(GAP)
         await asyncio.gather(*tasks)
-        for number, seconds in enumerate(waited):
-            assert 0.5 + 0.1 * number - 0.05 < seconds < 0.5 + 0.1 * number + 0.15
+        assert len(waited) == 3
+        for seconds in waited:
+            assert TIMEOUT - 0.05 < seconds < TIMEOUT + GAP
 
-    run(scenario)
+    run(scenario, timeout=TIMEOUT)
 
 
 def test_a_cancelled_waiter_takes_nothing_with_it() -> None:

@@ -21,11 +21,11 @@ from heroapi.config import Settings
 from tests.conftest import make_settings, running_app
 from tests.replication import Replication, replication
 from tests.server import live_server
+from tests.support import HERO
 
 __all__ = ["replication"]  # the fixture, used by name
 
 MAX_LAG = 2.0
-HERO = {"name": "Deadpond", "secret_name": "Dive Wilson"}
 
 
 def replica_settings(replication: Replication, **overrides: Any) -> Settings:
@@ -142,6 +142,7 @@ def test_a_request_reads_what_it_wrote_from_the_primary(
     assert client.get(f"/users/{user['id']}").json()["email"] == "rw@example.com"
 
 
+@pytest.mark.processes  # the replication fixture starts a PostgreSQL primary and replica
 def test_security_checks_read_the_primary(client: TestClient, replication: Replication) -> None:
     """A revoked token and a changed password stop working at once, even while the replica
     that serves reads has not replayed the change."""

@@ -18,18 +18,23 @@ from heroapi.main import create_app
 from heroapi.models import app_secrets_table, items_table, users_table
 from heroapi.security import Hashing, HashingBusy, PasswordHasher
 from tests.conftest import app_database, make_settings, running_app
-from tests.test_auth import assert_401, bearer, make_superuser, stored_hash
-from tests.test_users import PASSWORD, create_item, create_user, login, table_rows
+from tests.support import (
+    PASSWORD,
+    assert_401,
+    bearer,
+    create_item,
+    create_user,
+    login,
+    make_superuser,
+    stored_hash,
+    table_rows,
+    token_of,
+)
 
 # The key `config.py` carried before: it must never sign anything again.
 PUBLISHED_KEY = "development-only-secret-key-change-me"
-
-
-def token_of(client: TestClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
-    response = client.post("/login/access-token", data={"username": email, "password": password})
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+# An earlier scheme's hashes, at bcrypt's lowest cost: any bcrypt hash is one to replace.
+OLD_HASHER = BcryptHasher(rounds=4)
 
 
 def set_hash(client: TestClient, user_id: int, hashed: str) -> None:
@@ -170,7 +175,7 @@ def test_a_rehash_at_login_never_undoes_a_password_change(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user = create_user(client, "a@example.com")
-    set_hash(client, user["id"], BcryptHasher().hash(PASSWORD))
+    set_hash(client, user["id"], OLD_HASHER.hash(PASSWORD))
     passwords: PasswordHasher = client.app.state.passwords  # type: ignore[attr-defined]
     verify = Hashing.verify
 
@@ -201,7 +206,7 @@ def test_a_rehash_at_login_never_undoes_a_password_change(
 def test_a_long_password_against_a_bcrypt_hash_is_a_400(client: TestClient) -> None:
     user = create_user(client, "a@example.com")
     headers = login(client, "a@example.com")
-    set_hash(client, user["id"], BcryptHasher().hash(PASSWORD))
+    set_hash(client, user["id"], OLD_HASHER.hash(PASSWORD))
     long_password = "é" * 40  # 80 bytes
     response = client.post(
         "/login/access-token", data={"username": "a@example.com", "password": long_password}
@@ -209,7 +214,7 @@ def test_a_long_password_against_a_bcrypt_hash_is_a_400(client: TestClient) -> N
     assert response.status_code == 400
     assert response.json() == {"detail": "Incorrect email or password"}
     headers = login(client, "a@example.com")  # the bcrypt hash still verifies (and is upgraded)
-    set_hash(client, user["id"], BcryptHasher().hash(PASSWORD))
+    set_hash(client, user["id"], OLD_HASHER.hash(PASSWORD))
     headers = login(client, "a@example.com")
     changed = client.post(
         "/users/me/password",
@@ -298,7 +303,7 @@ def test_hashing_past_its_queue_is_refused_at_once() -> None:
 
 def test_a_row_loaded_without_a_stamp_gets_a_random_one(client: TestClient) -> None:
     """Bulk loads and hand-inserted rows name only the tutorial's columns."""
-    hashed = BcryptHasher().hash(PASSWORD)
+    hashed = OLD_HASHER.hash(PASSWORD)
 
     async def load(database: Database) -> None:
         async with database.transaction() as connection:

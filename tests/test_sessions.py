@@ -21,10 +21,8 @@ from heroapi.db import Database
 from heroapi.main import create_app
 from heroapi.models import sessions_table
 from tests.conftest import app_database, make_settings, running_app
-from tests.test_auth import assert_401, bearer, make_superuser
-from tests.test_migrations import run_sync
-from tests.test_security import token_of
-from tests.test_users import PASSWORD, create_user
+from tests.databases import run_sync
+from tests.support import PASSWORD, assert_401, bearer, create_user, make_superuser, token_of
 
 DAY = 86400
 REFRESHES_PER_MINUTE = 10  # the default

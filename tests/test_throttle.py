@@ -23,8 +23,7 @@ from heroapi.models import rate_limits_table
 from heroapi.security import Hashing, PasswordHasher
 from heroapi.throttle import Throttle
 from tests.conftest import app_database, make_settings, running_app
-from tests.test_auth import make_superuser
-from tests.test_users import PASSWORD, create_user, login
+from tests.support import PASSWORD, create_user, login, make_superuser
 
 
 def attempt(
@@ -292,7 +291,8 @@ def test_a_refused_address_is_answered_before_its_request_is_read(database_url: 
 def test_a_client_that_keeps_trying_past_its_limit_waits_for_its_429s(database_url: str) -> None:
     """Each further attempt from an address known to be past its quota is held back
     `HEROAPI_THROTTLE_HOLD` seconds; its first 429, and others' answers, are not."""
-    settings = make_settings(database_url, login_failures_per_address=1, throttle_hold=0.5)
+    hold = 1.0  # an answer not held back comes well within it, even on a loaded machine
+    settings = make_settings(database_url, login_failures_per_address=1, throttle_hold=hold)
     with app_from(settings) as client:
 
         def timed(**headers: str) -> tuple[int, float]:
@@ -303,14 +303,14 @@ def test_a_client_that_keeps_trying_past_its_limit_waits_for_its_429s(database_u
         assert timed()[0] == 400
         first, first_time = timed()
         assert first == 429
-        assert first_time < 0.4
+        assert first_time < hold * 0.8
         again, again_time = timed()
         assert again == 429
-        assert again_time >= 0.5
+        assert again_time >= hold
         create_user(client, "b@example.com")
         started = time.perf_counter()
         assert client.get("/heroes/").status_code == 200
-        assert time.perf_counter() - started < 0.4
+        assert time.perf_counter() - started < hold * 0.8
 
 
 # ---------------------------------------------------------------- the tutorial's answers, defaults

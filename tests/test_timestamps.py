@@ -12,8 +12,8 @@ from sqlalchemy import Connection, text
 
 from heroapi import migrate
 from heroapi.config import parse_database_url
-from tests.test_migrations import run_sync
-from tests.test_users import create_item, create_user, login
+from tests.databases import run_sync
+from tests.support import create_item, create_user, login
 
 HERO_KEYS = {"name", "age", "id"}
 USER_KEYS = {"email", "id", "is_active", "items"}

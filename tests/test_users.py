@@ -5,47 +5,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from heroapi.db import Database
 from heroapi.models import items_table, users_table
-from tests.conftest import app_database
+from tests.support import PASSWORD, create_item, create_user, login, table_rows
 
 # Also through a transaction-pooling PgBouncer (tests/pooler.py).
 THROUGH_POOLER = True
 
 RunInApp = Callable[[Callable[[Database], Awaitable[Any]]], Any]
-PASSWORD = "chimichangas4life"
-
-
-def create_user(client: TestClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
-    response = client.post("/users/", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    user: dict[str, Any] = response.json()
-    return user
-
-
-def create_item(client: TestClient, user_id: int, title: str = "Portal Gun") -> dict[str, Any]:
-    response = client.post(f"/users/{user_id}/items/", json={"title": title})
-    assert response.status_code == 200, response.text
-    item: dict[str, Any] = response.json()
-    return item
-
-
-def login(client: TestClient, email: str, password: str = PASSWORD) -> dict[str, str]:
-    """Log in; the Authorization header for the token."""
-    response = client.post("/login/access-token", data={"username": email, "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
-def table_rows(client: TestClient, table: Any) -> list[dict[str, Any]]:
-    async def read(database: Database) -> list[dict[str, Any]]:
-        async with database.connection() as connection:
-            return await connection.fetch_all(select(table).order_by(table.c.id), {})
-
-    rows: list[dict[str, Any]] = app_database(client, read)
-    return rows
 
 
 # ------------------------------------------------------------------------------ users
