@@ -62,6 +62,16 @@ class LiveServer:
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
+    def log_once_it_has(self, text: str, timeout: float = 5.0) -> str:
+        """The log, once `text` is in it (access lines are written in batches, every 50 ms), or
+        as it is after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        log = self.log_text()
+        while text not in log and time.monotonic() < deadline:
+            time.sleep(0.05)
+            log = self.log_text()
+        return log
+
 
 @contextmanager
 def live_server(
