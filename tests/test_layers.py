@@ -22,7 +22,13 @@ LAYERS: Final = (
     ("heroapi.crud", "heroapi.rendering", "heroapi.access_log"),
     ("heroapi.db", "heroapi.security"),
     ("heroapi.config", "heroapi.database_url", "heroapi.logs"),
-    ("heroapi.models", "heroapi.cursors", "heroapi.addresses", "heroapi.metrics"),
+    (
+        "heroapi.models",
+        "heroapi.cursors",
+        "heroapi.addresses",
+        "heroapi.metrics",
+        "heroapi.origins",
+    ),
 )
 
 

@@ -7,7 +7,6 @@ here too, beside the settings that name databases.
 import ipaddress
 from functools import lru_cache
 from typing import Annotated, Final, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -20,6 +19,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from heroapi.database_url import DatabaseURL, DatabaseURLError, parse_database_url
+from heroapi.origins import browser_origin
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -33,30 +33,6 @@ __all__ = [
 
 DEFAULT_DATABASE_URL = "sqlite:///heroapi.db"
 MIN_SECRET_KEY_LENGTH = 32
-
-
-def _origin(value: str) -> str:
-    """A browser's origin as it sends it in `Origin`: scheme://host[:port], lowercase, without
-    a default port or a trailing slash (`https://App.example:443/` is `https://app.example`)."""
-    problem = f"{value!r} is not an origin (scheme://host[:port], e.g. https://app.example.com)"
-    parts = urlsplit(value)
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(problem) from None
-    if (
-        parts.scheme.lower() not in ("http", "https")
-        or not parts.hostname
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-        or "@" in parts.netloc
-    ):
-        raise ValueError(problem)
-    scheme = parts.scheme.lower()
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    default_port = 443 if scheme == "https" else 80
-    return f"{scheme}://{host}" + (f":{port}" if port not in (None, default_port) else "")
 
 
 # Bytes a page of a SQLite file heroapi creates (`HEROAPI_SQLITE_PAGE_SIZE`).
@@ -221,7 +197,7 @@ class Settings(BaseSettings):
     @field_validator("cors_origins")
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
-        return [origin if origin == "*" else _origin(origin) for origin in value]
+        return [origin if origin == "*" else browser_origin(origin) for origin in value]
 
     @field_validator("trusted_proxies")
     @classmethod
