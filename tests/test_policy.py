@@ -4,11 +4,12 @@ document and the answers to requests without a valid token follow it, in each au
 What each rule lets a logged-in user do is in tests/test_auth.py and tests/test_users.py.
 """
 
+import asyncio
 import re
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
@@ -130,3 +131,25 @@ def test_hero_routes_open_to_anyone_have_no_dependencies(mode: AuthMode, tmp_pat
             [method] = list(route.methods or [])
             open_to_anyone = policy.rule(mode, method, route.path) is ANYONE
             assert (route.dependant.dependencies == []) == open_to_anyone, (method, route.path)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_whose_items_fails_closed_when_its_guard_did_not_run(
+    tmp_path: Path, mode: AuthMode
+) -> None:
+    """`ItemOwner` under `OWN_ITEMS` is what its guard recorded; with nothing recorded it is an
+    error, never every item. Under any other rule, every item."""
+    app = create_app(make_settings(f"sqlite:///{tmp_path / 'owner.db'}", auth_mode=mode))
+    [route] = [
+        route
+        for route in app.routes
+        if isinstance(route, APIRoute) and route.path == "/items/" and route.methods == {"GET"}
+    ]
+    request = Request({"type": "http", "method": "GET", "app": app, "route": route})
+    if policy.rule(mode, "GET", "/items/") is policy.OWN_ITEMS:
+        with pytest.raises(LookupError, match="guard did not run"):
+            asyncio.run(policy.item_owner(request))
+        request.state.item_owner = 7
+        assert asyncio.run(policy.item_owner(request)) == 7
+    else:
+        assert asyncio.run(policy.item_owner(request)) is None

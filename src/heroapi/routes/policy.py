@@ -126,9 +126,18 @@ async def _own_items(request: Request, user: CurrentUser) -> None:
 async def item_owner(request: Request) -> int | None:
     """Whose items the requester may see, as an owner's id, or None for every item: under the
     `OWN_ITEMS` rule, your own unless you are a superuser (as its dependency recorded); under
-    any other rule, every item."""
-    owner: int | None = getattr(request.state, "item_owner", None)
-    return owner
+    any other rule, every item.
+
+    Closed on failure: under `OWN_ITEMS` with nothing recorded (its dependency did not run
+    first), `LookupError`, a 500, never every item."""
+    if hasattr(request.state, "item_owner"):
+        owner: int | None = request.state.item_owner
+        return owner
+    route = request.scope["route"]
+    mode: AuthMode = request.app.state.settings.auth_mode
+    if rule(mode, request.method, route.path) is OWN_ITEMS:
+        raise LookupError(f"{request.method} {route.path}: the OWN_ITEMS guard did not run")
+    return None
 
 
 ItemOwner = Annotated[int | None, Depends(item_owner)]
