@@ -127,7 +127,7 @@ def add_items(client: TestClient, owner_id: int, titles: Sequence[str]) -> list[
                 database=database, owner_id=owner_id, item=ItemCreate(title=title)
             )
             assert item is not None
-            ids.append(item["id"])
+            ids.append(item[crud.ITEM_VALUES.index("id")])
         return ids
 
     ids: list[int] = app_database(client, create)

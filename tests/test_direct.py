@@ -1,8 +1,10 @@
-"""The hero reads answer plain requests on the fast path (routes/direct.py): the same bytes as
-FastAPI's own handling, which still gets everything else."""
+"""The reads of heroes, users and items answer plain requests on the fast path
+(routes/direct.py): the same bytes as FastAPI's own handling, which still gets everything else;
+and only where anyone may read (an `ANYONE` rule), never past a rule's guard."""
 
 import inspect
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 import httpx2 as httpx
 import pytest
@@ -13,16 +15,24 @@ from starlette.types import Receive, Scope, Send
 from heroapi import crud
 from heroapi.db import DatabaseUnavailable
 from heroapi.models import ID_MAX
+from heroapi.routes import items, users
 from heroapi.routes.direct import plain_int, plain_query
-from heroapi.routes.heroes import (
-    PAGE_DEFAULTS,
-    PAGE_MAXIMA,
-    fast_read_hero,
-    fast_read_heroes,
-    read_hero,
-    read_heroes,
-)
+from heroapi.routes.heroes import fast_read_hero, fast_read_heroes, read_hero, read_heroes
+from heroapi.routes.lists import FastList
 from heroapi.routes.routing import Route
+from tests.support import add_items, add_users
+
+PAGE_DEFAULTS: Final = fast_read_heroes.defaults
+PAGE_MAXIMA: Final = fast_read_heroes.maxima
+# Every fast answer, and the handler whose answers it gives.
+FAST_ANSWERS: Final[dict[Any, Callable[..., Any]]] = {
+    fast_read_hero: read_hero,
+    fast_read_heroes: read_heroes,
+    users.fast_read_user: users.read_user,
+    users.fast_read_users: users.read_users,
+    items.fast_read_item: items.read_item,
+    items.fast_read_items: items.read_items,
+}
 
 # Plain requests (answered directly) and their awkward neighbours (handled by FastAPI).
 ONE_HERO = [
@@ -63,6 +73,29 @@ PAGES = [
     "/heroes/?limit=%31",
     "/heroes/?limit=1%26offset=2",
 ]
+# The same for users and items, whose lists page by `skip`.
+OTHERS = [
+    "/users/{user}",
+    "/users/{missing}",
+    "/users/0{user}",
+    "/users/0",
+    "/users/abc",
+    "/users/",
+    "/users/?skip=1&limit=1",
+    "/users/?skip=-1",
+    "/users/?limit=101",
+    "/users/?offset=1",
+    "/users/?skip=1&skip=2",
+    "/items/{item}",
+    "/items/{missing}",
+    "/items/+{item}",
+    f"/items/{ID_MAX + 1}",
+    "/items/",
+    "/items/?skip=2&limit=2",
+    "/items/?limit=2&skip=01",
+    "/items/?limit=",
+    "/items/?title_prefix=P",
+]
 
 
 @pytest.fixture
@@ -74,6 +107,14 @@ def heroes(client: TestClient) -> dict[str, int]:
         for n in range(3)
     ]
     return {"first": ids[0], "last": ids[-1], "missing": ids[-1] + 1000}
+
+
+@pytest.fixture
+def accounts(client: TestClient) -> dict[str, int]:
+    """Two users, the first with three items (one without a description)."""
+    first, _ = add_users(client, ["one@example.com", "two@example.com"])
+    item_ids = add_items(client, first, ["Portal Gun", "Plumbus", "Meeseeks Box"])
+    return {"user": first, "item": item_ids[1], "missing": 10**6}
 
 
 def _without_fast_answers(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,7 +136,7 @@ def fastapi_calls(client: TestClient) -> list[str]:
     calls: list[str] = []
     app: FastAPI = client.app  # type: ignore[assignment]
     routes = [route for route in app.router.routes if isinstance(route, Route) and route.fast]
-    assert {route.fast for route in routes} == {fast_read_hero, fast_read_heroes}
+    assert {route.fast for route in routes} == set(FAST_ANSWERS)
     for route in routes:
 
         def counted(handled: Any) -> Any:
@@ -128,12 +169,39 @@ def test_plain_reads_skip_fastapis_handling_and_the_rest_do_not(
     ]
 
 
+def test_plain_reads_of_users_and_items_skip_fastapis_handling_too(
+    client: TestClient, accounts: dict[str, int], fastapi_calls: list[str]
+) -> None:
+    user, item = accounts["user"], accounts["item"]
+    for path in (f"/users/{user}", "/users/", f"/items/{item}", "/items/?skip=1&limit=2"):
+        assert client.get(path).status_code == 200, path
+    assert fastapi_calls == []
+    assert client.get(f"/items/0{item}").json()["id"] == item
+    assert client.get("/users/?skip=-1").status_code == 422
+    assert fastapi_calls == [f"/items/0{item}?", "/users/?skip=-1"]
+
+
+def test_no_fast_answer_where_a_rule_asks_for_a_token(auth_client: TestClient) -> None:
+    """In `required` mode the users' and items' reads are guarded: FastAPI handles them, with
+    the guard; only the hero reads, which anyone may make there too, keep their fast answers."""
+    app: FastAPI = auth_client.app  # type: ignore[assignment]
+    fast = {route.fast for route in app.router.routes if isinstance(route, Route) and route.fast}
+    assert fast == {fast_read_hero, fast_read_heroes}
+    for path in ("/users/", "/users/1", "/items/", "/items/1"):
+        assert auth_client.get(path).status_code == 401, path
+
+
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_every_read_answers_as_fastapi_itself_would(
-    client: TestClient, heroes: dict[str, int], monkeypatch: pytest.MonkeyPatch, method: str
+    client: TestClient,
+    heroes: dict[str, int],
+    accounts: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
 ) -> None:
     """On every backend: status, headers (in order) and body, whichever way a request goes."""
     paths = [path.format(**heroes) for path in ONE_HERO] + PAGES
+    paths += [path.format(**accounts) for path in OTHERS]
     direct = [_seen(client.request(method, path)) for path in paths]
     _without_fast_answers(client, monkeypatch)
     for path, seen in zip(paths, direct, strict=True):
@@ -147,9 +215,11 @@ def test_a_database_failure_is_answered_as_fastapi_would(
     async def unavailable(*_: Any, **__: Any) -> None:
         raise DatabaseUnavailable("connection refused")
 
-    monkeypatch.setattr(crud, "get_hero", unavailable)
-    monkeypatch.setattr(crud.HEROES, "read", unavailable)
-    paths = [f"/heroes/{heroes['first']}", "/heroes/"]
+    for name in ("get_hero", "get_item", "get_user_with_items"):
+        monkeypatch.setattr(crud, name, unavailable)
+    for listing in (crud.HEROES, crud.USERS, crud.ITEMS):
+        monkeypatch.setattr(listing, "read", unavailable)
+    paths = [f"/heroes/{heroes['first']}", "/heroes/", "/users/1", "/users/", "/items/1", "/items/"]
     direct = [_seen(client.get(path)) for path in paths]
     _without_fast_answers(client, monkeypatch)
     assert direct == [_seen(client.get(path)) for path in paths]
@@ -165,10 +235,13 @@ def test_a_fast_answer_refuses_dependencies() -> None:
         route.configure(fast=fast_read_hero, refused_over=None)
 
 
-def test_the_page_rules_are_read_heroes_own() -> None:
-    parameters = inspect.signature(read_heroes).parameters
-    assert {name: parameters[name].default for name in PAGE_DEFAULTS} == PAGE_DEFAULTS
-    assert set(PAGE_MAXIMA) == set(PAGE_DEFAULTS)
+@pytest.mark.parametrize(
+    "fast", [answer for answer in FAST_ANSWERS if isinstance(answer, FastList)]
+)
+def test_the_page_rules_are_the_handlers_own(fast: FastList) -> None:
+    parameters = inspect.signature(FAST_ANSWERS[fast]).parameters
+    assert {name: parameters[name].default for name in fast.defaults} == fast.defaults
+    assert set(fast.maxima) == set(fast.defaults)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 and tests call these.
 
 Statements are built once, at import, as SQLAlchemy Core; `Database` compiles each once per
-dialect. Functions take keyword arguments and return plain rows (dicts).
+dialect. Functions take keyword arguments and return plain rows: dicts, or, on the paths a request
+renders straight to JSON (`rendering.py`), values in a documented order.
 """
 
 from heroapi.crud.heroes import (
@@ -13,9 +14,19 @@ from heroapi.crud.heroes import (
     get_hero,
     update_hero,
 )
-from heroapi.crud.items import ITEMS, create_item, delete_item, get_item, update_item
+from heroapi.crud.items import (
+    ITEM_LAST_MODIFIED,
+    ITEM_VALUES,
+    ITEMS,
+    create_item,
+    delete_item,
+    get_item,
+    update_item,
+)
 from heroapi.crud.schema import schema_revision
 from heroapi.crud.users import (
+    USER_LAST_MODIFIED,
+    USER_VALUES,
     USERS,
     EmailAlreadyRegistered,
     create_user,
@@ -32,7 +43,11 @@ __all__ = [
     "HEROES",
     "HERO_LAST_MODIFIED",
     "ITEMS",
+    "ITEM_LAST_MODIFIED",
+    "ITEM_VALUES",
     "USERS",
+    "USER_LAST_MODIFIED",
+    "USER_VALUES",
     "EmailAlreadyRegistered",
     "create_hero",
     "create_item",

@@ -6,18 +6,8 @@ from typing import Any, Final
 
 from sqlalchemy import Delete, Select, Update, bindparam, delete, insert, select
 
-from heroapi.crud.listing import (
-    Field,
-    Kind,
-    Listing,
-    ListQuery,
-    Op,
-    Page,
-    Reads,
-    read_rows,
-    timestamps,
-)
-from heroapi.db import Connection, Database, IntegrityViolation, Row, as_dicts
+from heroapi.crud.listing import Field, Kind, Listing, Op, read_rows, timestamps
+from heroapi.db import Connection, Database, IntegrityViolation, Values
 from heroapi.models import ItemCreate, items_table, last_modified, users_table
 
 ITEM_COLUMNS: Final = (
@@ -26,7 +16,10 @@ ITEM_COLUMNS: Final = (
     items_table.c.description,
     items_table.c.owner_id,
 )
-_ITEM_NAMES: Final = tuple(column.name for column in ITEM_COLUMNS)
+# An item's values, in this order (`rendering.item_json` reads them so); a single read gives
+# its `last_modified` (Unix seconds) after them, at ITEM_LAST_MODIFIED.
+ITEM_VALUES: Final = tuple(column.name for column in ITEM_COLUMNS)
+ITEM_LAST_MODIFIED: Final = len(ITEM_COLUMNS)
 
 # INSERT ... SELECT: the item is stored only if its owner exists, in one atomic statement.
 _INSERT_ITEM = insert(items_table).from_select(
@@ -78,7 +71,7 @@ def _delete_item(owner: bool) -> Delete:
     return statement
 
 
-async def create_item(*, database: Database, owner_id: int, item: ItemCreate) -> Row | None:
+async def create_item(*, database: Database, owner_id: int, item: ItemCreate) -> Values | None:
     """A new item of `owner_id`'s; None (and nothing stored) if there is no such user."""
     values = {"title": item.title, "description": item.description, "user_id": owner_id}
     try:
@@ -90,27 +83,21 @@ async def create_item(*, database: Database, owner_id: int, item: ItemCreate) ->
 
 async def _insert_item(
     database: Database, connection: Connection, values: dict[str, Any]
-) -> Row | None:
+) -> Values | None:
     if database.supports_returning:
-        return await connection.fetch_one(_INSERT_ITEM_RETURNING, values)
+        return await connection.fetch_values(_INSERT_ITEM_RETURNING, values)
     result = await connection.execute(_INSERT_ITEM, values)
     if result.rowcount == 0:
         return None
-    return await connection.fetch_one(_select_item(False), {"item_id": result.lastrowid})
+    return await connection.fetch_values(_select_item(False), {"item_id": result.lastrowid})
 
 
-async def get_item(*, database: Database, item_id: int, owner_id: int | None = None) -> Row | None:
-    """An item and its `last_modified`; with `owner_id`, only if that user owns it."""
+async def get_item(
+    *, database: Database, item_id: int, owner_id: int | None = None
+) -> Values | None:
+    """An item's values and its `last_modified`; with `owner_id`, only if that user owns it."""
     params = {"item_id": item_id, "owner_id": owner_id}
-    return await database.fetch_one(_select_item(owner_id is not None), params)
-
-
-async def _read_items(listing: Listing, database: Database, reads: Reads, query: ListQuery) -> Page:
-    """A page of items, as dicts (`query.owner_scope` may hold the `owner_id` an auth rule
-    requires)."""
-    page = await read_rows(listing, database, reads, query)
-    page.rows = as_dicts(_ITEM_NAMES, page.rows)
-    return page
+    return await database.fetch_values(_select_item(owner_id is not None), params)
 
 
 ITEMS: Final = Listing(
@@ -122,13 +109,13 @@ ITEMS: Final = Listing(
         Field("owner_id", items_table.c.owner_id, Kind.INT, (Op.EQ,)),
         *timestamps(items_table),
     ),
-    read=_read_items,
+    read=read_rows,  # `query.owner_scope` may hold the `owner_id` an auth rule requires
 )
 
 
 async def update_item(
     *, database: Database, item_id: int, changes: dict[str, Any], owner_id: int | None = None
-) -> Row | None:
+) -> Values | None:
     """Change the given columns (`title`, `description`) of an item; with `owner_id`, only if that
     user owns it. The item as it now is, or None if there is none (or it is another's)."""
     params = {**changes, "item_id": item_id, "owner_id": owner_id}
@@ -137,14 +124,13 @@ async def update_item(
     owner = owner_id is not None
     statement = _update_item(tuple(sorted(changes)), owner, database.supports_returning)
     if database.supports_returning:
-        row = (await database.write(statement, params)).row
-        return None if row is None else dict(zip(_ITEM_NAMES, row, strict=True))
+        return (await database.write(statement, params)).row
     async with database.transaction() as connection:
         # MariaDB: no UPDATE ... RETURNING. The UPDATE holds the row's lock until commit, so the
         # read sees what it wrote; its rowcount cannot tell "not found" from "already so" (MySQL
         # counts changed rows), so the read, with the same owner condition, decides.
         await connection.execute(statement, params)
-        return await connection.fetch_one(_select_item(owner), params)
+        return await connection.fetch_values(_select_item(owner), params)
 
 
 async def delete_item(*, database: Database, item_id: int, owner_id: int | None = None) -> bool:

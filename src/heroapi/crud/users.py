@@ -6,7 +6,7 @@ from typing import Any, Final
 
 from sqlalchemy import Select, Update, bindparam, delete, insert, select
 
-from heroapi.crud.items import ITEM_COLUMNS
+from heroapi.crud.items import ITEM_COLUMNS, ITEM_VALUES
 from heroapi.crud.listing import (
     Field,
     Kind,
@@ -23,7 +23,7 @@ from heroapi.crud.listing import (
     statement_shape,
     timestamps,
 )
-from heroapi.db import Database, IntegrityViolation, Row, as_dicts
+from heroapi.db import Database, IntegrityViolation, Row, Values
 from heroapi.models import (
     email_key,
     items_table,
@@ -52,10 +52,18 @@ _USER = (
     users_table.c.security_stamp,
 )
 _USER_BY_ID = users_table.c.id == bindparam("user_id")
+_OWNER: Final = ITEM_VALUES.index("owner_id")
 
 _SELECT_USER = select(*_USER).where(_USER_BY_ID)
 # A single read also gives the row's `last_modified` (Unix seconds), for `Last-Modified`.
 _SELECT_USER_MODIFIED = select(*_USER, last_modified(users_table.c.updated_at)).where(_USER_BY_ID)
+# How many values an account's columns are (a page's rows may carry sort values after them).
+_ACCOUNT: Final = len(_USER)
+# A user read with its items, as values (`rendering.user_json` reads them so): the account's
+# columns, then the list of its items' values (`ITEM_VALUES`); a single read gives the account's
+# `last_modified` after them, at USER_LAST_MODIFIED.
+USER_VALUES: Final = (*(column.name for column in _USER), "items")
+USER_LAST_MODIFIED: Final = len(USER_VALUES)
 _SELECT_LOGIN = select(*_USER, users_table.c.hashed_password).where(
     users_table.c.email_key == bindparam("email_key")
 )
@@ -104,13 +112,15 @@ async def get_user(*, database: Database, user_id: int) -> Row | None:
     return await database.fetch_one(_SELECT_USER, {"user_id": user_id})
 
 
-async def get_user_with_items(*, database: Database, user_id: int) -> Row | None:
-    """A user's account with its items, and when the account last changed (`last_modified`)."""
+async def get_user_with_items(*, database: Database, user_id: int) -> Values | None:
+    """A user's account as values (`USER_VALUES`: its columns, then its items' values), and when
+    it last changed (`last_modified`, Unix seconds) after them, at USER_LAST_MODIFIED."""
     async with database.connection() as connection:
-        user = await connection.fetch_one(_SELECT_USER_MODIFIED, {"user_id": user_id})
-        if user is not None:
-            user["items"] = await connection.fetch_all(_SELECT_USER_ITEMS, {"user_id": user_id})
-        return user
+        user = await connection.fetch_values(_SELECT_USER_MODIFIED, {"user_id": user_id})
+        if user is None:
+            return None
+        items = await connection.fetch_all_values(_SELECT_USER_ITEMS, {"user_id": user_id})
+    return (*user[:_ACCOUNT], items, user[_ACCOUNT])
 
 
 async def get_login(*, database: Database, email: str) -> Row | None:
@@ -146,7 +156,8 @@ def _page_items(listing: Listing, query: ListQuery) -> Select[Any]:
 async def _read_users_with_items(
     listing: Listing, database: Database, reads: Reads, query: ListQuery
 ) -> Page:
-    """A page of users, each with its items: two queries, whatever the page size."""
+    """A page of users, each with its items (`USER_VALUES`): two queries, whatever the page
+    size."""
     statement = compiled_page(database, listing, query)
     params = page_params(listing, query)
     # Keyed by the page's shape, not its SQL: SQLite's SQL reads `LIMIT ? OFFSET ?` with and
@@ -157,16 +168,13 @@ async def _read_users_with_items(
     )
     rows = await reads.fetch_all_values(statement, params)
     page = page_of(rows, query, key_indexes(listing, query.order))
-    items = await reads.fetch_all(items_statement, params) if page.rows else []
-    users = as_dicts(statement.columns, page.rows)
-    by_owner: dict[int, list[Row]] = {user["id"]: [] for user in users}
+    items = await reads.fetch_all_values(items_statement, params) if page.rows else []
+    by_owner: dict[int, list[Values]] = {user[0]: [] for user in page.rows}
     for item in items:
-        owned = by_owner.get(item["owner_id"])
+        owned = by_owner.get(item[_OWNER])
         if owned is not None:  # a user created between the two queries may own items
             owned.append(item)
-    for user in users:
-        user["items"] = by_owner[user["id"]]
-    page.rows = users
+    page.rows = [(*user[:_ACCOUNT], by_owner[user[0]]) for user in page.rows]
     return page
 
 

@@ -15,12 +15,20 @@ tests/test_direct.py holds the two ways to the same bytes.
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeAlias
 
+from fastapi import HTTPException, Response
 from starlette.types import Scope
+
+from heroapi.db import Database, Values
+from heroapi.models import ID_MAX
+from heroapi.rendering import http_date
+from heroapi.routes.deps import app_database, in_id_range
 
 # A 200's JSON body, and the headers it sends besides Content-Length and Content-Type.
 Answer: TypeAlias = tuple[bytes, list[tuple[bytes, bytes]]]
 # A GET's 200 read from the ASGI scope alone, or None to let FastAPI handle the request.
 FastAnswer: TypeAlias = Callable[[Scope], Awaitable[Answer | None]]
+# A single read: the row with an id, as values, or None.
+ReadOne: TypeAlias = Callable[[Database, int], Awaitable[Values | None]]
 
 
 def plain_int(text: str | bytes, maximum: int) -> int | None:
@@ -75,3 +83,46 @@ def plain_cursor(query_string: bytes) -> tuple[bytes, str | None]:
     if not value or not _CURSOR_CHARACTERS.issuperset(value):
         return query_string, None
     return b"&".join(part for part in parts if part is not cursors[0]), value.decode("ascii")
+
+
+# ------------------------------------------------------------------------------ single reads
+
+
+def last_modified(seconds: int) -> list[tuple[bytes, bytes]]:
+    """The `Last-Modified` header of a row that last changed at `seconds` (Unix time)."""
+    return [(b"last-modified", http_date(seconds))]
+
+
+def row_response(
+    values: Values | None,
+    render: Callable[[Values], bytes],
+    not_found: Callable[[], HTTPException],
+    *,
+    modified_at: int | None = None,
+) -> Response:
+    """A handler's answer with one row: `render`ed, with its `Last-Modified` if the values hold
+    it (at `modified_at`); `not_found()` raised for None."""
+    if values is None:
+        raise not_found()
+    response = Response(render(values), media_type="application/json")
+    if modified_at is not None:
+        response.raw_headers.extend(last_modified(values[modified_at]))
+    return response
+
+
+def fast_read_one(
+    param: str, read: ReadOne, render: Callable[[Values], bytes], *, modified_at: int
+) -> FastAnswer:
+    """The fast answer of a single read: the 200 of the row whose id the path's `param` holds in
+    plain digits, as `render` writes it, with its `Last-Modified` (the values' `modified_at`),
+    the same as `row_response` gives; None for anything else, a missing row included, which its
+    handler answers (with the 404)."""
+
+    async def answer(scope: Scope) -> Answer | None:
+        key = plain_int(scope["path_params"][param], ID_MAX)
+        if key is None or not in_id_range(key):
+            return None
+        values = await read(app_database(scope), key)
+        return None if values is None else (render(values), last_modified(values[modified_at]))
+
+    return answer

@@ -18,38 +18,29 @@ These are the hot paths (docs/performance.md):
 from typing import Any, Final
 
 from fastapi import HTTPException, Request, Response, status
-from fastapi.exceptions import RequestValidationError
-from starlette.types import Scope
 
 from heroapi import crud
-from heroapi.db import Values
+from heroapi.db import Database, Values
 from heroapi.errors import ErrorDetail
-from heroapi.models import ID_MAX, Deleted, HeroCreate, HeroPublic, HeroUpdate
-from heroapi.rendering import hero_json, heroes_json, http_date
+from heroapi.models import Deleted, HeroCreate, HeroPublic, HeroUpdate
+from heroapi.rendering import hero_json, heroes_json
 from heroapi.routes.deps import (
     DEFAULT_PAGE_SIZE,
-    MAX_PAGE_SIZE,
     PageSize,
     PageStart,
     app_database,
     check_offset,
     in_id_range,
 )
-from heroapi.routes.direct import Answer, plain_int
+from heroapi.routes.direct import fast_read_one, row_response
 from heroapi.routes.list_headers import LIST_RESPONSES
 from heroapi.routes.list_parameters import with_list_parameters
-from heroapi.routes.lists import plain_request, read_page, validated_request
+from heroapi.routes.lists import FastList, page_response, read_page, validated_request
 from heroapi.routes.routing import Endpoint, Resource, Responses
 
 NOT_FOUND: Responses = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorDetail, "description": "Hero not found"}
 }
-
-# Where crud.get_hero's values hold the hero's last change (Unix seconds).
-_LAST_MODIFIED: Final = crud.HERO_LAST_MODIFIED
-# read_heroes' parameters, for fast_read_heroes.
-PAGE_DEFAULTS: Final = {"offset": 0, "limit": DEFAULT_PAGE_SIZE}
-PAGE_MAXIMA: Final = {"offset": ID_MAX, "limit": MAX_PAGE_SIZE}
 
 
 def hero_not_found() -> HTTPException:
@@ -58,14 +49,7 @@ def hero_not_found() -> HTTPException:
 
 def hero_response(values: Values | None) -> Response:
     """The hero as JSON, or the tutorial's 404."""
-    if values is None:
-        raise hero_not_found()
-    return Response(hero_json(values), media_type="application/json")
-
-
-def last_modified(values: Values) -> list[tuple[bytes, bytes]]:
-    """The `Last-Modified` header of a hero read by `crud.get_hero`."""
-    return [(b"last-modified", http_date(values[_LAST_MODIFIED]))]
+    return row_response(values, hero_json, hero_not_found)
 
 
 async def create_hero(hero: HeroCreate, request: Request) -> Response:
@@ -84,9 +68,7 @@ async def read_heroes(
         request.scope, crud.HEROES, choices, offset_param="offset", offset=offset, limit=limit
     )
     page, headers = await read_page(request.scope, listed)
-    response = Response(heroes_json(page.rows), media_type="application/json")
-    response.raw_headers.extend(headers)
-    return response
+    return page_response(heroes_json(page.rows), headers)
 
 
 async def read_hero(hero_id: int, request: Request) -> Response:
@@ -95,10 +77,7 @@ async def read_hero(hero_id: int, request: Request) -> Response:
     if not in_id_range(hero_id):
         raise hero_not_found()
     values = await crud.get_hero(database=app_database(request.scope), hero_id=hero_id)
-    response = hero_response(values)
-    assert values is not None  # hero_response raised the 404 otherwise
-    response.raw_headers.extend(last_modified(values))
-    return response
+    return row_response(values, hero_json, hero_not_found, modified_at=crud.HERO_LAST_MODIFIED)
 
 
 async def update_hero(hero_id: int, hero: HeroUpdate, request: Request) -> Response:
@@ -121,33 +100,12 @@ async def delete_hero(hero_id: int, request: Request) -> Deleted:
     return Deleted(ok=True)
 
 
-async def fast_read_hero(scope: Scope) -> Answer | None:
-    """`read_hero`'s 200 for an id in plain digits of a hero that exists; None otherwise."""
-    hero_id = plain_int(scope["path_params"]["hero_id"], ID_MAX)
-    if hero_id is None or not in_id_range(hero_id):
-        return None
-    values = await crud.get_hero(database=app_database(scope), hero_id=hero_id)
-    return None if values is None else (hero_json(values), last_modified(values))
+async def _get_hero(database: Database, hero_id: int) -> Values | None:
+    return await crud.get_hero(database=database, hero_id=hero_id)
 
 
-async def fast_read_heroes(scope: Scope) -> Answer | None:
-    """`read_heroes`' 200 for `GET /heroes/` with no query, or plain `offset` and `limit` in
-    range, or a `cursor` and plain `limit` (the `next` and `prev` links of the tutorial's own
-    order); and no `Prefer`. None otherwise."""
-    try:
-        listed = await plain_request(
-            scope,
-            crud.HEROES,
-            offset_param="offset",
-            defaults=PAGE_DEFAULTS,
-            maxima=PAGE_MAXIMA,
-        )
-    except RequestValidationError:  # a cursor with an offset, or not this list's: FastAPI's 422
-        return None
-    if listed is None:
-        return None
-    page, headers = await read_page(scope, listed)
-    return heroes_json(page.rows), headers
+fast_read_hero = fast_read_one("hero_id", _get_hero, hero_json, modified_at=crud.HERO_LAST_MODIFIED)
+fast_read_heroes = FastList(crud.HEROES, heroes_json, offset_param="offset")
 
 
 HERO_PATH: Final = "/heroes/{hero_id}"

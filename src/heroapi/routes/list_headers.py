@@ -12,7 +12,6 @@ its time budget is left out the same way (the page is still answered). Every lis
 
 from typing import Any, Final, Literal
 
-from fastapi import Response
 from starlette.types import Scope
 
 from heroapi.crud.listing import Count, Listing, ListQuery, Page, key_to_json, order_text
@@ -144,9 +143,3 @@ def needs_cursors(query: ListQuery, page: Page, by_offset: bool) -> bool:
     """Whether the page's links carry cursors (whose key may have to be read first: offset
     pages never read it, so they never write it either)."""
     return not by_offset and query.limit > 0 and (page.more_after or page.more_before)
-
-
-def add_headers(response: Response, headers: Headers) -> None:
-    """A page's headers, on the `Response` FastAPI gives a handler to add headers to."""
-    for name, value in headers:
-        response.headers.append(name.decode(), value.decode())

@@ -20,12 +20,12 @@ others are ignored, as the tutorial's app ignores them.
 """
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import HTTPException, status
+from fastapi import HTTPException, Response, status
 from fastapi.exceptions import RequestValidationError
 from starlette.types import Scope
 
@@ -47,10 +47,19 @@ from heroapi.crud.listing import (
     prefix_end,
 )
 from heroapi.cursors import InvalidCursor
+from heroapi.db import Values
 from heroapi.db.sqlite import StatementOverBudget
 from heroapi.errors import RETRY_AFTER_SECONDS
-from heroapi.routes.deps import app_database, app_settings, cursors_in, offset_allowed
-from heroapi.routes.direct import plain_cursor, plain_query
+from heroapi.models import ID_MAX
+from heroapi.routes.deps import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    app_database,
+    app_settings,
+    cursors_in,
+    offset_allowed,
+)
+from heroapi.routes.direct import Answer, plain_cursor, plain_query
 from heroapi.routes.list_headers import Headers, count_preference, list_headers, needs_cursors
 
 
@@ -274,6 +283,46 @@ async def read_page(scope: Scope, request: ListRequest) -> tuple[Page, Headers]:
         total=None if mode is None else (mode, counted),
     )
     return page, headers
+
+
+def page_response(body: bytes, headers: Headers) -> Response:
+    """A handler's answer with a page: its JSON `body` and its headers (`read_page`)."""
+    response = Response(body, media_type="application/json")
+    response.raw_headers.extend(headers)
+    return response
+
+
+class FastList:
+    """The fast answer of a list (`Endpoint.fast`): the 200 of a request with no query, or a
+    plain offset (`offset_param`) and `limit` in range, or a `cursor` and a plain `limit` (the
+    `next` and `prev` links of the id order); and no `Prefer`. Its rows are rendered by
+    `render`, the same bytes as its handler's `page_response`. None for anything else, which the
+    handler reads. `defaults` are the handler's own (tests/test_direct.py checks it)."""
+
+    def __init__(
+        self, listing: Listing, render: Callable[[list[Values]], bytes], *, offset_param: str
+    ) -> None:
+        self.listing = listing
+        self.render = render
+        self.offset_param = offset_param
+        self.defaults = {offset_param: 0, "limit": DEFAULT_PAGE_SIZE}
+        self.maxima = {offset_param: ID_MAX, "limit": MAX_PAGE_SIZE}
+
+    async def __call__(self, scope: Scope) -> Answer | None:
+        try:
+            listed = await plain_request(
+                scope,
+                self.listing,
+                offset_param=self.offset_param,
+                defaults=self.defaults,
+                maxima=self.maxima,
+            )
+        except RequestValidationError:  # a cursor with an offset, or not this list's: a 422
+            return None
+        if listed is None:
+            return None
+        page, headers = await read_page(scope, listed)
+        return self.render(page.rows), headers
 
 
 def _over_budget() -> HTTPException:

@@ -39,7 +39,8 @@ class Endpoint:
     # FastAPI's default: the handler's return annotation, unless it is a `Response`.
     response_model: Any = field(default_factory=lambda: Default(None))
     responses: Responses = field(default_factory=dict)
-    # A GET's 200 without FastAPI's per-request machinery (`direct`); takes no dependency.
+    # A GET's 200 without FastAPI's per-request machinery (`direct`), used where the rule is
+    # `ANYONE` (in a mode where it asks for a token, FastAPI handles every request).
     fast: FastAnswer | None = None
     # The throttle limit (`heroapi.throttle`) whose known-refused addresses are answered early.
     refused_over: str | None = None
@@ -62,10 +63,11 @@ class Route(APIRoute):
     refused_over: str | None = None
 
     def configure(self, *, fast: FastAnswer | None, refused_over: str | None) -> None:
-        """Set what the route does before FastAPI's handling. A fast answer refuses
-        dependencies (the route's own, or its router's or app's): answering before FastAPI
-        solves them would skip them."""
-        if fast is not None and self.dependant.dependencies:
+        """Set what the route does before FastAPI's handling. A fast answer refuses the route's
+        dependencies (its rule's guards, or its router's or app's): answering before FastAPI
+        solves them would skip them. The handler's own parameters are the fast answer's to
+        read as the handler would."""
+        if fast is not None and self.dependencies:
             raise TypeError(f"{self.path}: a fast answer comes before dependencies could run")
         self.fast = fast
         self.refused_over = refused_over
@@ -93,17 +95,21 @@ def add_routes(app: FastAPI, resource: Resource, *, mode: AuthMode) -> None:
     (`policy.dependencies`: an operation `RULES` does not name is an error) and its `Endpoint`
     options."""
     for endpoint in resource.endpoints:
+        guards = policy.dependencies(mode, endpoint.method, endpoint.path)
         app.router.add_api_route(
             endpoint.path,
             endpoint.handler,
             methods=[endpoint.method],
             response_model=endpoint.response_model,
             responses=endpoint.responses,
-            dependencies=policy.dependencies(mode, endpoint.method, endpoint.path),
+            dependencies=guards,
             tags=[resource.tag],
             include_in_schema=endpoint.include_in_schema,
             route_class_override=Route,
         )
         route = app.router.routes[-1]
         assert isinstance(route, Route)  # add_api_route appends the route it made
-        route.configure(fast=endpoint.fast, refused_over=endpoint.refused_over)
+        # A fast answer is for what anyone may do (`ANYONE`, no guard): under a rule that asks
+        # for a token, every request goes through FastAPI's handling, where the guard runs.
+        fast = None if guards else endpoint.fast
+        route.configure(fast=fast, refused_over=endpoint.refused_over)

@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from heroapi import accounts, crud
-from heroapi.db import Database, Row
+from heroapi.db import Database, Row, Values
 from heroapi.errors import ErrorDetail
 from heroapi.models import (
     Item,
@@ -22,7 +22,7 @@ from heroapi.models import (
     UserUpdate,
     UserUpdateMe,
 )
-from heroapi.rendering import http_date
+from heroapi.rendering import item_json, user_json, users_json
 from heroapi.routes import policy
 from heroapi.routes.deps import (
     DEFAULT_PAGE_SIZE,
@@ -33,12 +33,14 @@ from heroapi.routes.deps import (
     PasswordsDep,
     SettingsDep,
     ThrottleDep,
+    app_database,
     check_offset,
     in_id_range,
 )
-from heroapi.routes.list_headers import LIST_RESPONSES, add_headers
+from heroapi.routes.direct import fast_read_one, row_response
+from heroapi.routes.list_headers import LIST_RESPONSES
 from heroapi.routes.list_parameters import with_list_parameters
-from heroapi.routes.lists import read_page, validated_request
+from heroapi.routes.lists import FastList, page_response, read_page, validated_request
 from heroapi.routes.login import THROTTLED
 from heroapi.routes.policy import user_not_found
 from heroapi.routes.routing import Endpoint, Resource, Responses
@@ -104,12 +106,8 @@ async def create_user(
 
 @with_list_parameters(crud.USERS)
 async def read_users(
-    request: Request,
-    response: Response,
-    skip: PageStart = 0,
-    limit: PageSize = DEFAULT_PAGE_SIZE,
-    **choices: Any,
-) -> list[Row]:
+    request: Request, skip: PageStart = 0, limit: PageSize = DEFAULT_PAGE_SIZE, **choices: Any
+) -> Response:
     """List accounts, each with its items, `limit` from `skip` or from a `cursor`; by id, or in
     the `order` asked for; only those the filters match (`required` mode: superusers only)."""
     check_offset(request, "skip", skip)
@@ -117,20 +115,16 @@ async def read_users(
         request.scope, crud.USERS, choices, offset_param="skip", offset=skip, limit=limit
     )
     page, headers = await read_page(request.scope, listed)
-    add_headers(response, headers)
-    rows: list[Row] = page.rows
-    return rows
+    return page_response(users_json(page.rows), headers)
 
 
-async def read_user_me(user: CurrentUser, database: DatabaseDep) -> Row:
+async def read_user_me(user: CurrentUser, database: DatabaseDep) -> Response:
     """The account the bearer token belongs to."""
     found = await crud.get_user_with_items(database=database, user_id=user["id"])
-    if found is None:
-        raise user_not_found()
-    return found
+    return row_response(found, user_json, user_not_found)
 
 
-async def update_user_me(body: UserUpdateMe, user: CurrentUser, database: DatabaseDep) -> Row:
+async def update_user_me(body: UserUpdateMe, user: CurrentUser, database: DatabaseDep) -> Response:
     """Change your own account's email."""
     return await _update(database, user["id"], body.model_dump(exclude_unset=True))
 
@@ -172,13 +166,11 @@ async def update_password_me(
     return Message(message="Password updated; log in again")
 
 
-async def read_user(user_id: UserId, database: DatabaseDep, response: Response) -> Row:
+async def read_user(user_id: UserId, request: Request) -> Response:
     """Read one account, with its items."""
+    database = app_database(request.scope)
     user = await crud.get_user_with_items(database=database, user_id=user_id)
-    if user is None:
-        raise user_not_found()
-    response.headers["last-modified"] = http_date(user["last_modified"]).decode()
-    return user
+    return row_response(user, user_json, user_not_found, modified_at=crud.USER_LAST_MODIFIED)
 
 
 async def update_user(
@@ -187,7 +179,7 @@ async def update_user(
     database: DatabaseDep,
     settings: SettingsDep,
     passwords: PasswordsDep,
-) -> Row:
+) -> Response:
     """Change any account (superusers only); a new password, role or activation revokes every
     token the account had."""
     if not in_id_range(user_id):
@@ -209,15 +201,15 @@ async def delete_user(user_id: int, database: DatabaseDep) -> Message:
     return Message(message="User deleted")
 
 
-async def create_item_for_user(user_id: UserId, item: ItemCreate, database: DatabaseDep) -> Row:
+async def create_item_for_user(user_id: UserId, item: ItemCreate, request: Request) -> Response:
     """Create an item owned by a user (`required` mode: yourself, unless a superuser)."""
+    database = app_database(request.scope)
     created = await crud.create_item(database=database, owner_id=user_id, item=item)
-    if created is None:
-        raise user_not_found()
-    return created
+    return row_response(created, item_json, user_not_found)
 
 
-async def _update(database: Database, user_id: int, changes: dict[str, Any]) -> Row:
+async def _update(database: Database, user_id: int, changes: dict[str, Any]) -> Response:
+    """The account after `changes`, with its items (404 if it is gone, or was meanwhile)."""
     try:
         user = await crud.update_user(database=database, user_id=user_id, changes=changes)
     except crud.EmailAlreadyRegistered:
@@ -225,7 +217,16 @@ async def _update(database: Database, user_id: int, changes: dict[str, Any]) -> 
     if user is None:
         raise user_not_found()
     found = await crud.get_user_with_items(database=database, user_id=user_id)
-    return found if found is not None else user
+    return row_response(found, user_json, user_not_found)
+
+
+async def _get_user(database: Database, user_id: int) -> Values | None:
+    return await crud.get_user_with_items(database=database, user_id=user_id)
+
+
+# Fast answers only where anyone may read every account (`routing.add_routes`).
+fast_read_user = fast_read_one("user_id", _get_user, user_json, modified_at=crud.USER_LAST_MODIFIED)
+fast_read_users = FastList(crud.USERS, users_json, offset_param="skip")
 
 
 # `/users/me` before `/users/{user_id}`, which would match it too.
@@ -242,11 +243,11 @@ ROUTES: Final = Resource(
             EMAIL_CONFLICT | THROTTLED,
             refused_over=REGISTER_ADDRESS,
         ),
-        Endpoint("GET", "/users/", read_users, list[User], LIST_RESPONSES),
+        Endpoint("GET", "/users/", read_users, list[User], LIST_RESPONSES, fast=fast_read_users),
         Endpoint("GET", "/users/me", read_user_me, User),
         Endpoint("PATCH", "/users/me", update_user_me, User, EMAIL_CONFLICT),
         Endpoint("POST", "/users/me/password", update_password_me, Message, THROTTLED),
-        Endpoint("GET", USER_PATH, read_user, User, NOT_FOUND),
+        Endpoint("GET", USER_PATH, read_user, User, NOT_FOUND, fast=fast_read_user),
         Endpoint("PATCH", USER_PATH, update_user, User, NOT_FOUND | EMAIL_CONFLICT),
         Endpoint("DELETE", USER_PATH, delete_user, Message, NOT_FOUND),
         Endpoint("POST", "/users/{user_id}/items/", create_item_for_user, Item, NOT_FOUND),
