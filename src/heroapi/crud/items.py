@@ -7,7 +7,7 @@ from typing import Any, Final
 from sqlalchemy import Delete, Select, Update, bindparam, delete, insert, select
 
 from heroapi.crud.listing import Field, Kind, Listing, Op, read_rows, timestamps
-from heroapi.db import Connection, Database, IntegrityViolation, Values
+from heroapi.db import Database, IntegrityViolation, Values
 from heroapi.models import ItemCreate, items_table, last_modified, users_table
 
 ITEM_COLUMNS: Final = (
@@ -72,24 +72,22 @@ def _delete_item(owner: bool) -> Delete:
 
 
 async def create_item(*, database: Database, owner_id: int, item: ItemCreate) -> Values | None:
-    """A new item of `owner_id`'s; None (and nothing stored) if there is no such user."""
+    """A new item of `owner_id`'s; None (and nothing stored) if there is no such user.
+
+    One statement (`Database.write`), where the database returns the row it inserted: a
+    transaction of its own, one round trip, SQLite's group commit."""
     values = {"title": item.title, "description": item.description, "user_id": owner_id}
     try:
+        if database.supports_returning:
+            return (await database.write(_INSERT_ITEM_RETURNING, values)).row
         async with database.transaction() as connection:
-            return await _insert_item(database, connection, values)
+            result = await connection.execute(_INSERT_ITEM, values)
+            if result.rowcount == 0:
+                return None
+            params = {"item_id": result.lastrowid}
+            return await connection.fetch_values(_select_item(False), params)
     except IntegrityViolation:  # the owner was deleted while we inserted
         return None
-
-
-async def _insert_item(
-    database: Database, connection: Connection, values: dict[str, Any]
-) -> Values | None:
-    if database.supports_returning:
-        return await connection.fetch_values(_INSERT_ITEM_RETURNING, values)
-    result = await connection.execute(_INSERT_ITEM, values)
-    if result.rowcount == 0:
-        return None
-    return await connection.fetch_values(_select_item(False), {"item_id": result.lastrowid})
 
 
 async def get_item(

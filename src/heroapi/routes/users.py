@@ -4,9 +4,9 @@
 `heroapi.routes.policy.RULES`, enforced by the dependencies `routing.add_routes` gives it.
 """
 
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-from fastapi import Depends, HTTPException, Request, Response, status
+from fastapi import HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from heroapi import accounts, crud
@@ -73,16 +73,6 @@ def check_password_length(password: str, minimum: int, field: str) -> None:
 
 def email_taken() -> HTTPException:
     return HTTPException(status.HTTP_400_BAD_REQUEST, EMAIL_TAKEN)
-
-
-async def user_id_in_range(user_id: int) -> int:
-    """The path's user id; an id no account can have is a 404, before the body is validated."""
-    if not in_id_range(user_id):
-        raise user_not_found()
-    return user_id
-
-
-UserId = Annotated[int, Depends(user_id_in_range)]
 
 
 async def create_user(
@@ -166,10 +156,12 @@ async def update_password_me(
     return Message(message="Password updated; log in again")
 
 
-async def read_user(user_id: UserId, request: Request) -> Response:
+async def read_user(user_id: int, request: Request) -> Response:
     """Read one account, with its items."""
-    database = app_database(request.scope)
-    user = await crud.get_user_with_items(database=database, user_id=user_id)
+    user = None
+    if in_id_range(user_id):  # else no account can have it
+        database = app_database(request.scope)
+        user = await crud.get_user_with_items(database=database, user_id=user_id)
     return row_response(user, user_json, user_not_found, modified_at=crud.USER_LAST_MODIFIED)
 
 
@@ -201,10 +193,12 @@ async def delete_user(user_id: int, database: DatabaseDep) -> Message:
     return Message(message="User deleted")
 
 
-async def create_item_for_user(user_id: UserId, item: ItemCreate, request: Request) -> Response:
+async def create_item_for_user(user_id: int, item: ItemCreate, request: Request) -> Response:
     """Create an item owned by a user (`required` mode: yourself, unless a superuser)."""
-    database = app_database(request.scope)
-    created = await crud.create_item(database=database, owner_id=user_id, item=item)
+    created = None
+    if in_id_range(user_id):  # else no account can have it
+        database = app_database(request.scope)
+        created = await crud.create_item(database=database, owner_id=user_id, item=item)
     return row_response(created, item_json, user_not_found)
 
 
