@@ -16,6 +16,8 @@ from typing import Any, Final
 from fastapi import FastAPI
 from fastapi.datastructures import Default
 from fastapi.routing import APIRoute
+from starlette._utils import get_route_path  # what `Route.matches` reads its pattern against
+from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
 from heroapi.routes import policy
@@ -57,10 +59,24 @@ class Resource:
 
 class Route(APIRoute):
     """FastAPI's route, which first refuses an address known to be throttled under
-    `refused_over`, and answers a GET that `fast` can answer; anything else, FastAPI handles."""
+    `refused_over`, and answers a GET that `fast` can answer; anything else, FastAPI handles.
+
+    It also tells quickly that a path is not its own: the router asks every route in turn
+    until one matches (a `GET /items/` was asked of 16 routes, ~2 us each: a tenth of a plain
+    read), and a path whose start is not the route's text before its first parameter cannot
+    match its pattern, so that is compared first."""
 
     fast: FastAnswer | None = None
     refused_over: str | None = None
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        super().__init__(path, endpoint, **options)
+        self.fixed_start = path.partition("{")[0]
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and not get_route_path(scope).startswith(self.fixed_start):
+            return Match.NONE, {}
+        return super().matches(scope)
 
     def configure(self, *, fast: FastAnswer | None, refused_over: str | None) -> None:
         """Set what the route does before FastAPI's handling. A fast answer refuses the route's
