@@ -46,7 +46,9 @@ PGBOUNCER = "/usr/sbin/pgbouncer"
 POSTGRESQL_PORT = 5432
 MARIADB_PORT = 3306
 
-BACKENDS = ("sqlite", "postgresql", "pgbouncer", "mariadb")
+BACKENDS = ("sqlite", "postgresql", "pgbouncer", "mariadb")  # run in this order: PgBouncer's
+# beside the direct PostgreSQL run it is compared with; shown with PgBouncer last
+SHOWN = ("sqlite", "postgresql", "mariadb", "pgbouncer")
 LABELS = {
     "sqlite": "SQLite",
     "postgresql": "PostgreSQL",
@@ -101,7 +103,7 @@ NOT_MEASURED = "n/a"
 
 def figure(value: float) -> str:
     """ms and MB to a tenth, counts whole."""
-    return f"{value:.1f}" if value % 1 else f"{value:.0f}"
+    return str(value) if isinstance(value, int) else f"{value:.1f}"
 
 
 @dataclass
@@ -293,13 +295,14 @@ def run_settings(doc: dict[str, Any]) -> str:
 def summarize(runs: dict[str, dict[str, Any]], context: dict[str, str]) -> Summary:
     """One markdown table of every run's results (the harness's JSON, by backend), headed by
     `context` (machine, date, commit, ...), each missed bar marked ✗ and listed last."""
-    ordered = {backend: runs[backend] for backend in BACKENDS if backend in runs}
+    ordered = {backend: runs[backend] for backend in SHOWN if backend in runs}
     scenarios = [s for s in BARS if any(s in doc["meta"]["scenarios"] for doc in ordered.values())]
     summary = Summary(["## heroapi benchmark: the whole table", ""])
     summary.lines += [f"- {name}: {value}" for name, value in context.items()]
-    summary.lines += [
-        f"- {LABELS[backend]}: {run_settings(doc)}" for backend, doc in ordered.items()
-    ]
+    settings: dict[str, list[str]] = {}
+    for backend, doc in ordered.items():
+        settings.setdefault(run_settings(doc), []).append(LABELS[backend])
+    summary.lines += [f"- {', '.join(labels)}: {text}" for text, labels in settings.items()]
     summary.lines += [
         "",
         "heroapi's 2xx req/s over the seed's and the floor's in the same run, and through "
@@ -342,8 +345,8 @@ def commit() -> str:
             check=False,
         ).stdout.strip()
 
-    described = git("log", "-1", "--format=%h %s")
-    return described + (" (with uncommitted changes)" if git("status", "--porcelain") else "")
+    described = git("log", "-1", "--format=%h (%cs)")
+    return described + (", with uncommitted changes" if git("status", "--porcelain") else "")
 
 
 def free_port() -> int:
@@ -499,10 +502,11 @@ def parse_arguments() -> tuple[argparse.Namespace, list[str]]:
         help="summarize these results instead of running (repeatable)",
     )
     arguments, passed_on = parser.parse_known_args()
-    arguments.backends = [name for name in arguments.backends.split(",") if name]
-    for name in arguments.backends:
+    chosen = [name for name in arguments.backends.split(",") if name]
+    for name in chosen:
         if name not in BACKENDS:
             parser.error(f"unknown backend {name!r}: choose from {', '.join(BACKENDS)}")
+    arguments.backends = [name for name in BACKENDS if name in chosen]
     return arguments, passed_on
 
 

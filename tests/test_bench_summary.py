@@ -103,10 +103,13 @@ def test_runs_that_clear_every_bar_say_so_and_count_every_bar() -> None:
 
 
 def test_the_header_names_machine_date_commit_and_each_runs_settings() -> None:
-    text = "\n".join(bench.summarize({"sqlite": passing("sqlite")}, CONTEXT).lines)
+    runs = {"sqlite": passing("sqlite"), "postgresql": passing("postgresql")}
+    runs["postgresql"]["meta"]["rows"] = 20000
+    text = "\n".join(bench.summarize(runs, CONTEXT).lines)
     for value in CONTEXT.values():
         assert value in text
-    assert "SQLite: 100000 heroes, 32 connections, 10 s per scenario" in text
+    assert "- SQLite: 100000 heroes, 32 connections, 10 s per scenario" in text
+    assert "- PostgreSQL: 20000 heroes, 32 connections, 10 s per scenario" in text
 
 
 @pytest.mark.parametrize(
@@ -192,7 +195,7 @@ def test_memory_above_the_seeds_and_any_non_2xx_are_misses() -> None:
     summary = bench.summarize({"mariadb": run}, CONTEXT)
     assert cell(summary, "heroapi peak RSS MB", "MariaDB") == "121.5 ✗"
     assert cell(summary, "heroapi non-2xx / socket errors", "MariaDB") == "3 ✗ / 0"
-    assert summary.missed == ["MariaDB peak RSS MB 121.5 (> 120)", "MariaDB non-2xx 3 (> 0)"]
+    assert summary.missed == ["MariaDB peak RSS MB 121.5 (> 120.0)", "MariaDB non-2xx 3 (> 0)"]
 
 
 def test_a_seed_too_slow_to_answer_within_the_run_is_not_measured_rather_than_judged() -> None:
