@@ -202,13 +202,29 @@ def throughput_rows(
                 under = throughput(doc, anchor, scenario)
                 cells.append(ratio_cell(summary, f"{where} /{anchor}", project, under, minimum))
         if "pgbouncer" in runs:
-            where = f"PgBouncer {scenario} /direct"
-            pooled = throughput(runs["pgbouncer"], "project", scenario)
-            alone: float | str = "no direct PostgreSQL run"
-            if "postgresql" in runs:
-                alone = throughput(runs["postgresql"], "project", scenario)
-            cells.append(ratio_cell(summary, where, pooled, alone, POOLED_OVER_DIRECT))
+            cells.append(pooled_cell(summary, runs, scenario))
         summary.lines.append(table_row(cells))
+
+
+def pooled_cell(summary: Summary, runs: dict[str, dict[str, Any]], scenario: str) -> str:
+    """heroapi through PgBouncer over heroapi direct: two runs, at two times. In brackets the
+    same over the floor's of each run, which a neighbour's load on the machine moves less."""
+    pooled = runs["pgbouncer"]
+    direct = runs.get("postgresql")
+    if direct is None:
+        return summary.unknown(f"PgBouncer {scenario} /direct", "no direct PostgreSQL run")
+    rates = [
+        throughput(doc, target, scenario)
+        for doc in (pooled, direct)
+        for target in ("project", "floor")
+    ]
+    where = f"PgBouncer {scenario} /direct"
+    cell = ratio_cell(summary, where, rates[0], rates[2], POOLED_OVER_DIRECT)
+    known = [rate for rate in rates if isinstance(rate, float) and rate]
+    if len(known) == len(rates):
+        pooled_project, pooled_floor, direct_project, direct_floor = known
+        cell += f" [{pooled_project / pooled_floor / (direct_project / direct_floor):.2f}]"
+    return cell
 
 
 def p99_rows(summary: Summary, runs: dict[str, dict[str, Any]], scenarios: list[str]) -> None:
@@ -306,7 +322,8 @@ def summarize(runs: dict[str, dict[str, Any]], context: dict[str, str]) -> Summa
     summary.lines += [
         "",
         "heroapi's 2xx req/s over the seed's and the floor's in the same run, and through "
-        f"PgBouncer over its own direct PostgreSQL run (bar {POOLED_OVER_DIRECT:g}); "
+        f"PgBouncer over its own direct PostgreSQL run (bar {POOLED_OVER_DIRECT:g}; in brackets "
+        "heroapi/floor through PgBouncer over heroapi/floor direct, less moved by other load); "
         "✗ marks a missed bar, n/a a figure the run could not give.",
     ]
     throughput_rows(summary, ordered, scenarios)
