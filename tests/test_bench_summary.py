@@ -1,29 +1,35 @@
-"""`make bench`'s one table (scripts/bench.py): the harness's results, by backend, against the
-performance bars, each miss marked where it is and listed last. Fed small results shaped as the
-harness writes them (../shared/bench/run.py's results-<time>.json); nothing is run."""
+"""`make bench`'s one table (scripts/bench_summary.py): the harness's results, by backend,
+against the performance bars, each miss marked where it is and listed last; and what
+scripts/bench.py gives each run. Fed small results shaped as the harness writes them
+(../shared/bench/run.py's results-<time>.json); nothing is run."""
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 CONTEXT = {"machine": "a CPU, 2 cores, Linux 6", "date": "2026-12-08 00:00 UTC", "commit": "abc12"}
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_script", SCRIPT)
+def load_script(name: str) -> ModuleType:
+    """scripts/NAME.py, importable by NAME as when the scripts run (their folder first on
+    sys.path): bench.py imports bench_summary."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-bench = load_script()
-SCENARIOS = tuple(bench.BARS)
+table = load_script("bench_summary")
+bench = load_script("bench")
+SCENARIOS = tuple(table.BARS)
 
 
 def figures(ok_rps: float, p99_ms: float = 10.0, non2xx: int = 0) -> dict[str, Any]:
@@ -92,7 +98,7 @@ def cell(summary: Any, column: str, row: str) -> str:
 
 def test_runs_that_clear_every_bar_say_so_and_count_every_bar() -> None:
     runs = {backend: passing(backend) for backend in ("sqlite", "postgresql", "mariadb")}
-    summary = bench.summarize(runs, CONTEXT)
+    summary = table.summarize(runs, CONTEXT)
     assert summary.missed == []
     assert summary.unmeasured == []
     # Per backend: /seed, /floor and p99 in each of 9 scenarios, then peak RSS and non-2xx.
@@ -105,7 +111,7 @@ def test_runs_that_clear_every_bar_say_so_and_count_every_bar() -> None:
 def test_the_header_names_machine_date_commit_and_each_runs_settings() -> None:
     runs = {"sqlite": passing("sqlite"), "postgresql": passing("postgresql")}
     runs["postgresql"]["meta"]["rows"] = 20000
-    text = "\n".join(bench.summarize(runs, CONTEXT).lines)
+    text = "\n".join(table.summarize(runs, CONTEXT).lines)
     for value in CONTEXT.values():
         assert value in text
     assert "- SQLite: 100000 heroes, 32 connections, 10 s per scenario" in text
@@ -129,8 +135,8 @@ def test_a_ratio_to_the_floor_under_its_bar_is_marked_in_its_cell_and_listed(
     """(`database`, not `backend`: the suite's backend selection keys on that name.)"""
     run = passing(database)
     run["targets"]["project"]["scenarios"][scenario] = figures(project)
-    summary = bench.summarize({database: run}, CONTEXT)
-    label = bench.LABELS[database]
+    summary = table.summarize({database: run}, CONTEXT)
+    label = table.LABELS[database]
     shown = cell(summary, f"{label} /floor", scenario)
     assert ("✗" in shown) is missed, shown
     assert [miss.startswith(f"{label} {scenario} /floor") for miss in summary.missed] == (
@@ -142,7 +148,7 @@ def test_the_users_page_must_beat_the_seed_thirtyfold_the_others_eightfold() -> 
     run = passing("sqlite")
     for scenario in ("users_list", "user_id"):
         run["targets"]["seed"]["scenarios"][scenario] = figures(4400.0 / 29)
-    summary = bench.summarize({"sqlite": run}, CONTEXT)
+    summary = table.summarize({"sqlite": run}, CONTEXT)
     assert cell(summary, "SQLite /seed", "users_list") == "29.00 ✗ (bar 30)"
     assert cell(summary, "SQLite /seed", "user_id") == "29.00"
     assert summary.missed == ["SQLite users_list /seed 29.00 (< 30)"]
@@ -158,7 +164,7 @@ def test_p99_is_held_to_25_ms_or_a_quarter_over_the_floors(
     run = passing("postgresql")
     run["targets"]["floor"]["scenarios"]["post"]["p99_ms"] = floor_p99
     run["targets"]["project"]["scenarios"]["post"]["p99_ms"] = project_p99
-    summary = bench.summarize({"postgresql": run}, CONTEXT)
+    summary = table.summarize({"postgresql": run}, CONTEXT)
     shown = cell(summary, "PostgreSQL", "post")
     assert shown.endswith(f" / {max(25.0, 1.25 * floor_p99):.1f}"), shown
     assert ("✗" in shown) is missed
@@ -169,11 +175,11 @@ def test_pgbouncer_is_held_to_a_share_of_heroapis_own_direct_rate() -> None:
     pooled = results(
         "postgresql",
         {
-            "floor": target(dict.fromkeys(bench.BARS, 3000.0)),
-            "project": target({**dict.fromkeys(bench.BARS, 3300.0), "get_id": 3000.0}),
+            "floor": target(dict.fromkeys(table.BARS, 3000.0)),
+            "project": target({**dict.fromkeys(table.BARS, 3300.0), "get_id": 3000.0}),
         },
     )
-    summary = bench.summarize({"postgresql": passing("postgresql"), "pgbouncer": pooled}, CONTEXT)
+    summary = table.summarize({"postgresql": passing("postgresql"), "pgbouncer": pooled}, CONTEXT)
     # Judged on the rates; in brackets each run's heroapi/floor (1.1 direct) over the other's.
     assert cell(summary, "PgBouncer /direct", "list_first") == "0.75 [1.00]"
     assert cell(summary, "PgBouncer /direct", "get_id") == "0.68 ✗ (bar 0.7) [0.91]"
@@ -183,7 +189,7 @@ def test_pgbouncer_is_held_to_a_share_of_heroapis_own_direct_rate() -> None:
 
 
 def test_pgbouncer_without_a_direct_run_is_not_measured_rather_than_missed() -> None:
-    summary = bench.summarize({"pgbouncer": passing("postgresql")}, CONTEXT)
+    summary = table.summarize({"pgbouncer": passing("postgresql")}, CONTEXT)
     assert cell(summary, "PgBouncer /direct", "get_id") == "n/a"
     assert not any("/direct" in miss for miss in summary.missed)
     assert any("no direct PostgreSQL run" in why for why in summary.unmeasured)
@@ -193,7 +199,7 @@ def test_memory_above_the_seeds_and_any_non_2xx_are_misses() -> None:
     run = passing("mariadb")
     run["targets"]["project"]["peak_rss_mb"] = 121.5
     run["targets"]["project"]["scenarios"]["patch"] = figures(4400.0, non2xx=3)
-    summary = bench.summarize({"mariadb": run}, CONTEXT)
+    summary = table.summarize({"mariadb": run}, CONTEXT)
     assert cell(summary, "heroapi peak RSS MB", "MariaDB") == "121.5 ✗"
     assert cell(summary, "heroapi non-2xx / socket errors", "MariaDB") == "3 ✗ / 0"
     assert summary.missed == ["MariaDB peak RSS MB 121.5 (> 120.0)", "MariaDB non-2xx 3 (> 0)"]
@@ -203,7 +209,7 @@ def test_a_seed_too_slow_to_answer_within_the_run_is_not_measured_rather_than_ju
     """The harness's "too short": fewer responses than connections, its req/s mean nothing."""
     run = passing("sqlite")
     run["targets"]["seed"]["scenarios"]["users_list"]["requests"] = 12
-    summary = bench.summarize({"sqlite": run}, CONTEXT)
+    summary = table.summarize({"sqlite": run}, CONTEXT)
     assert cell(summary, "SQLite /seed", "users_list") == "n/a"
     assert summary.missed == []
     assert summary.unmeasured == ["SQLite users_list /seed (seed too short)"]
@@ -211,7 +217,7 @@ def test_a_seed_too_slow_to_answer_within_the_run_is_not_measured_rather_than_ju
 
 
 def test_only_the_scenarios_run_are_shown() -> None:
-    summary = bench.summarize({"sqlite": passing("sqlite", ("get_id", "post"))}, CONTEXT)
+    summary = table.summarize({"sqlite": passing("sqlite", ("get_id", "post"))}, CONTEXT)
     rows = [line.split("|")[1].strip() for line in summary.lines if line.startswith("| ")]
     assert set(rows) == {"scenario", "get_id", "post", "backend", "SQLite"}
 
