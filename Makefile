@@ -14,7 +14,7 @@ BENCH := ../shared/bench
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test test-fast lint check bench bench-sqlite bench-postgresql clean
+.PHONY: run test test-fast lint check bench bench-sqlite bench-postgresql bench-mariadb clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -49,21 +49,18 @@ lint: $(VENV)/.synced
 
 check: lint test
 
+# The benchmark (../shared/bench): `make bench` runs it on SQLite, PostgreSQL, PostgreSQL through
+# a PgBouncer of its own (transaction mode) and MariaDB, and prints one table of them all against
+# the performance bars; `make bench-sqlite` (-postgresql, -mariadb) one backend. BENCH_ARGS go to
+# every run: `make bench BENCH_ARGS="--duration 5 --rows 20000"`.
 BENCH_ARGS ?=
-bench: bench-sqlite bench-postgresql
-
-bench-sqlite: $(VENV)/.synced
+bench: $(VENV)/.synced
 	$(BENCH)/setup.sh
-	$(PYTHON) $(BENCH)/run.py --targets seed,ceiling,floor,fastcrud,project \
-	    --project-dir . --project-cmd "uvicorn heroapi.main:app" \
-	    --project-env 'DATABASE_URL=sqlite:///{db}' --project-prepare 'heroapi db upgrade' $(BENCH_ARGS)
+	$(PYTHON) scripts/bench.py $(BENCH_ARGS)
 
-bench-postgresql: $(VENV)/.synced
+bench-sqlite bench-postgresql bench-mariadb: bench-%: $(VENV)/.synced
 	$(BENCH)/setup.sh
-	$(PYTHON) $(BENCH)/run.py --backend postgresql --targets seed,ceiling,floor,fastcrud,project \
-	    --project-dir . --project-cmd "uvicorn heroapi.main:app" \
-	    --project-env 'DATABASE_URL=postgresql://postgres@127.0.0.1:5432/{db}' \
-	    --project-prepare 'heroapi db upgrade' $(BENCH_ARGS)
+	$(PYTHON) scripts/bench.py --backends $* $(BENCH_ARGS)
 
 clean:
 	rm -rf .tools $(VENV) .mypy_cache .ruff_cache .pytest_cache
