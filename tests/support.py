@@ -1,7 +1,9 @@
 """What the test modules share: the tutorial's example hero, accounts made and logged in through
-the API, rows read and made directly, and what a list answers (ids, `Link` headers)."""
+the API, rows read and made directly, what a list answers (ids, `Link` headers), and what a
+request costs the server's CPU."""
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi.testclient import TestClient
 from httpx2 import Response
 from sqlalchemy import Connection, select, text
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from heroapi import crud
 from heroapi.config import parse_database_url
@@ -187,3 +190,27 @@ def varies_by_prefer(response: Response) -> bool:
     """Whether `Vary` names `Prefer` (beside what the gzip middleware may add)."""
     values = [value.strip().lower() for value in response.headers.get("vary", "").split(",")]
     return "prefer" in values
+
+
+# -------------------------------------------------------------------------------- costs
+
+
+class CpuTimed:
+    """The app, with the CPU time its thread spends on each request (the event loop's thread:
+    SQLite's statements run on it). CPU time, not the clock's: what the request cost, whatever
+    else the machine was doing meanwhile."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.times: list[tuple[str, float]] = []  # (path and query, milliseconds)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.thread_time()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            spent = (time.thread_time() - started) * 1000
+            self.times.append((f"{scope['path']}?{scope['query_string'].decode()}", spent))
