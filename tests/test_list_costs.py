@@ -15,17 +15,16 @@ clock's, but caches are shared).
 
 import itertools
 import statistics
-import time
 from pathlib import Path
 from typing import Final
 
 from fastapi.testclient import TestClient
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from heroapi import migrate
 from heroapi.main import create_app
 from tests.conftest import make_settings, running_app
 from tests.rows import add_many_heroes
+from tests.support import CpuTimed
 
 ROWS: Final = 100_000
 MOST_MS: Final = 50.0  # any one request's CPU time
@@ -45,27 +44,6 @@ _FILTERS: Final = (
 # How each is paged and counted: the first page counted exactly, the deepest offset page allowed
 # with an estimate, and the first page's `next`.
 _PAGES: Final = (("", "count=exact"), ("offset=5000", "count=estimated"), ("next", ""))
-
-
-class CpuTimed:
-    """The app, with the CPU time its thread spends on each request (the event loop's thread:
-    SQLite's statements run on it). CPU time, not the clock's: what the request cost, whatever
-    else the machine was doing meanwhile."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.times: list[tuple[str, float]] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.thread_time()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            spent = (time.thread_time() - started) * 1000
-            self.times.append((f"{scope['path']}?{scope['query_string'].decode()}", spent))
 
 
 def _query(*parts: str) -> str:
