@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -20,6 +20,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
+from heroapi.db import Statement, create_database
+from heroapi.db.postgres import STATEMENT_CACHE_SIZE
 from tests.conftest import make_settings, running_app
 
 THROUGH_POOLER = True
@@ -103,10 +105,16 @@ class WireCounter:
         self._call(self._close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     async def _close(self) -> None:
+        """Stop listening, and end the connections still open (their pipes' tasks)."""
         assert self._server is not None
         self._server.close()
+        pipes = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
 
     def taken(self) -> list[list[str]]:
         """The round trips noted since the last call."""
@@ -152,17 +160,23 @@ class WireCounter:
 
 
 @pytest.fixture
-def counted(database_url: str) -> Iterator[tuple[TestClient, WireCounter]]:
-    """The app on default settings, its database reached through a `WireCounter`."""
+def wire(database_url: str) -> Iterator[tuple[WireCounter, str]]:
+    """A `WireCounter` in front of this backend's server, and the database's URL through it."""
     url = make_url(database_url)
     counter = WireCounter((url.host or "127.0.0.1", url.port or 5432))
     counter.start()
     try:
-        through = url.set(host="127.0.0.1", port=counter.port)
-        with running_app(make_settings(through.render_as_string(hide_password=False))) as client:
-            yield client, counter
+        yield counter, url.set(port=counter.port).render_as_string(hide_password=False)
     finally:
         counter.stop()
+
+
+@pytest.fixture
+def counted(wire: tuple[WireCounter, str]) -> Iterator[tuple[TestClient, WireCounter]]:
+    """The app on default settings, its database reached through a `WireCounter`."""
+    counter, url = wire
+    with running_app(make_settings(url)) as client:
+        yield client, counter
 
 
 def _round_trips(counter: WireCounter, send: Any) -> list[list[str]]:
@@ -192,3 +206,34 @@ def test_a_hero_write_is_one_round_trip(counted: tuple[TestClient, WireCounter])
         (messages,) = round_trips
         assert messages[-3:] == ["Bind", "Execute", "Sync"], (method, messages)
         assert messages[:-3] in ([], ["Parse"]), (method, messages)
+
+
+async def _selects(url: str, numbers: Iterable[int], counter: WireCounter) -> list[int]:
+    """How many round trips each `SELECT <number>` took, in order, on one connection."""
+    database = create_database(make_settings(url))
+    await database.connect()
+    try:
+        async with database.connection() as connection:
+            taken = []
+            for number in numbers:
+                counter.taken()
+                await connection.fetch_values(Statement(f"SELECT {number}", ()), {})
+                taken.append(len([messages for messages in counter.taken() if messages]))
+            return taken
+    finally:
+        await database.close()
+
+
+@pytest.mark.parametrize("backend", ["pgbouncer"], indirect=True)
+def test_behind_a_pooler_a_connection_keeps_the_latest_descriptions(
+    wire: tuple[WireCounter, str],
+) -> None:
+    """A statement run again is one round trip while it is among the connection's latest
+    `STATEMENT_CACHE_SIZE`; one pushed out is described again (two), as on its first run."""
+    counter, url = wire
+    kept = STATEMENT_CACHE_SIZE
+    numbers = [*range(kept), 0, kept, 0, 1]
+    taken = asyncio.run(_selects(url, numbers, counter))
+    assert taken[:kept] == [2] * kept  # each described on its first run
+    # 0 again: 1 round trip. A new one then pushes out the least recently run (1, not 0).
+    assert taken[kept:] == [1, 2, 1, 2], taken[kept:]
