@@ -6,11 +6,12 @@ statement outside one, may run on a different server connection, shared with oth
 Two things then break a plain asyncpg client: its cache of named prepared statements (a name
 prepared on one server connection is missing, or already taken, on the next), and anything
 session-level (SET, advisory locks, temporary tables). heroapi keeps no session state, and runs
-statements unnamed, prepared again each time, when `HEROAPI_DATABASE_POOLER` is `transaction`,
-or is `auto` (the default) and a pooler is found at start-up: the connection's backend process
-id, which the server reports at connect, differs from `pg_backend_pid()` when something in
-between made up its own. `session` pooling keeps one server connection per client connection,
-so the cache stays on, as on a direct connection.
+statements unnamed when `HEROAPI_DATABASE_POOLER` is `transaction`, or is `auto` (the default)
+and a pooler is found at start-up: the connection's backend process id, which the server reports
+at connect, differs from `pg_backend_pid()` when something in between made up its own.
+`session` pooling keeps one server connection per client connection, so the cache of named
+statements stays on, as on a direct connection. How each verb runs on either kind of connection
+(one round trip per statement on both): `asyncpg_connections.py`.
 """
 
 import contextlib
@@ -24,6 +25,8 @@ import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 from heroapi.config import DatabaseURL, Settings
+from heroapi.db.asyncpg_connections import STATEMENT_CACHE_SIZE as STATEMENT_CACHE_SIZE
+from heroapi.db.asyncpg_connections import AsyncpgConnection, UnnamedStatements
 from heroapi.db.database import Connection
 from heroapi.db.errors import (
     DatabaseTimeout,
@@ -34,27 +37,20 @@ from heroapi.db.errors import (
 )
 from heroapi.db.pooled import PooledDatabase
 from heroapi.db.statements import (
-    EXECUTE,
-    FETCH_ALL,
-    FETCH_ALL_VALUES,
-    FETCH_ONE,
     FETCH_VALUES,
     SQL,
     WRITE,
-    ExecuteResult,
     Params,
-    Row,
     Statement,
     Verb,
-    answers_to_every_verb,
 )
 from heroapi.db.watchdog import StatementWatchdog
 
 logger = logging.getLogger("heroapi")
 T = TypeVar("T")
 
-# asyncpg's default: the prepared statements each connection keeps, by SQL text.
-STATEMENT_CACHE_SIZE: Final = 100
+# The snapshot a REPEATABLE READ transaction reads, as text (`snapshot()`'s token).
+_SNAPSHOT: Final = Statement("SELECT pg_current_snapshot()::text", (), columns=("snapshot",))
 
 _PG_CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
@@ -71,16 +67,17 @@ class _PostgresConnection(Connection):
     """Each statement is marked as waiting for an answer while it runs (the watchdog's list),
     inline: this runs for every statement, and a helper coroutine cost more than the mark."""
 
-    def __init__(self, database: "PostgresDatabase", raw: asyncpg.Connection) -> None:
+    def __init__(self, database: "PostgresDatabase", raw: "AsyncpgConnection") -> None:
         super().__init__(database)
         self._raw = raw
+        self._answers = raw.answers
         self._waiting = database.watchdog.waiting
         self._failure = database.failure
 
     async def run(self, statement: Statement, params: Params, verb: Verb[T]) -> T:
         if verb is WRITE:
             return cast(T, await self.write_through_other_verbs(statement, params))
-        call, made_into = _ANSWERS[verb]
+        call, made_into = self._answers[verb]
         raw = self._raw
         self._waiting[raw] = time.monotonic()
         try:
@@ -90,39 +87,6 @@ class _PostgresConnection(Connection):
         finally:
             self._waiting.pop(raw, None)
         return cast(T, made_into(answer))
-
-
-def _row(record: asyncpg.Record | None) -> Row | None:
-    return None if record is None else dict(record)
-
-
-def _rows(records: list[asyncpg.Record]) -> list[Row]:
-    return [dict(record) for record in records]
-
-
-def _as_is(answer: T) -> T:
-    return answer
-
-
-def _changed(status: str) -> ExecuteResult:
-    # "DELETE 3", "UPDATE 1", "INSERT 0 1": the count is the last word.
-    count = status.rsplit(" ", 1)[-1]
-    return ExecuteResult(int(count) if count.isdigit() else 0)
-
-
-# Each verb's asyncpg call, and what its answer is made into. asyncpg's Records are sequences
-# already: they are the values. (`WRITE` is `EXECUTE`, or `FETCH_VALUES` with RETURNING.)
-_ANSWERS: dict[Verb[Any], tuple[Callable[..., Awaitable[Any]], Callable[[Any], Any]]]
-_ANSWERS = answers_to_every_verb(
-    {
-        FETCH_ONE: (asyncpg.Connection.fetchrow, _row),
-        FETCH_ALL: (asyncpg.Connection.fetch, _rows),
-        FETCH_VALUES: (asyncpg.Connection.fetchrow, _as_is),
-        FETCH_ALL_VALUES: (asyncpg.Connection.fetch, _as_is),
-        EXECUTE: (asyncpg.Connection.execute, _changed),
-    },
-    answered_before=(WRITE,),
-)
 
 
 # What asyncpg raises that means something to the client: anything else is a server error.
@@ -151,7 +115,7 @@ def _postgres_error(error: BaseException) -> Exception:
     return DatabaseUnavailable(f"lost the database connection: {error}")
 
 
-class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
+class PostgresDatabase(PooledDatabase[AsyncpgConnection]):
     """PostgreSQL through asyncpg.
 
     A statement that gets no answer fails after `database_command_timeout` seconds, never hangs:
@@ -203,7 +167,7 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
         await self.watchdog.close()
         await super().close()
 
-    async def _wait_for(self, raw: asyncpg.Connection, call: Callable[[], Awaitable[T]]) -> T:
+    async def _wait_for(self, raw: AsyncpgConnection, call: Callable[[], Awaitable[T]]) -> T:
         """`call()`'s answer from `raw`, under the watchdog."""
         waiting = self.watchdog.waiting
         waiting[raw] = time.monotonic()
@@ -214,14 +178,14 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
         finally:
             waiting.pop(raw, None)
 
-    def failure(self, raw: asyncpg.Connection, error: BaseException) -> Exception:
+    def failure(self, raw: AsyncpgConnection, error: BaseException) -> Exception:
         """What `error`, raised by a round trip on `raw`, means for the client."""
         if self.watchdog.timed_out(raw):
             timeout = self.settings.database_command_timeout
             return DatabaseTimeout(f"the database did not answer within {timeout:g} s")
         return _postgres_error(error)
 
-    async def _open(self) -> asyncpg.Connection:
+    async def _open(self) -> AsyncpgConnection:
         url = self.url.url
         return await asyncpg.connect(
             url.set(drivername="postgresql").render_as_string(hide_password=False),
@@ -229,22 +193,25 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
             command_timeout=None,  # the watchdog's job (see the class)
             statement_cache_size=self.statement_cache_size,
             server_settings={"application_name": "heroapi"},
+            connection_class=UnnamedStatements
+            if self.statement_cache_size == 0
+            else AsyncpgConnection,
         )
 
-    async def _close(self, raw: asyncpg.Connection) -> None:
+    async def _close(self, raw: AsyncpgConnection) -> None:
         raw.terminate()
 
-    def wrap(self, raw: asyncpg.Connection) -> Connection:
+    def wrap(self, raw: AsyncpgConnection) -> Connection:
         return _PostgresConnection(self, raw)
 
     def _is_connection_error(self, error: BaseException) -> bool:
         return isinstance(error, _PG_CONNECTION_ERRORS)
 
-    def _begin(self, raw: asyncpg.Connection) -> contextlib.AbstractAsyncContextManager[None]:
+    def _begin(self, raw: AsyncpgConnection) -> contextlib.AbstractAsyncContextManager[None]:
         return self._transaction(raw)
 
     @contextlib.asynccontextmanager
-    async def _transaction(self, raw: asyncpg.Connection, **options: Any) -> AsyncIterator[None]:
+    async def _transaction(self, raw: AsyncpgConnection, **options: Any) -> AsyncIterator[None]:
         transaction = raw.transaction(**options)
         await self._wait_for(raw, transaction.start)
         try:
@@ -268,7 +235,7 @@ class PostgresDatabase(PooledDatabase[asyncpg.Connection]):
         # `_begun`, as a transaction: a BEGIN that finds its idle connection closed is sent again.
         begin = functools.partial(self._transaction, isolation="repeatable_read", readonly=True)
         async with self._begun(begin) as raw:
-            token = await self._wait_for(
-                raw, lambda: raw.fetchval("SELECT pg_current_snapshot()::text")
-            )
-            yield self.wrap(raw), token
+            connection = self.wrap(raw)
+            row = await connection.run(_SNAPSHOT, {}, FETCH_VALUES)
+            assert row is not None  # the function always answers
+            yield connection, row[0]
