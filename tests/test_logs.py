@@ -91,3 +91,5 @@ def test_plain_uvicorn_writes_only_json_lines(tmp_path: Path) -> None:
     entries = parsed(serve_and_stop(command, tmp_path))
     assert "Application startup complete" in messages(entries, "uvicorn.error")
     assert any(entry["logger"] == "heroapi.access" for entry in entries)
+    # --no-access-log is kept: one access line per request, heroapi's, not uvicorn's as well.
+    assert not [entry for entry in entries if entry["logger"] == "uvicorn.access"]

@@ -77,6 +77,10 @@ def configure_logging(level: str = "INFO") -> None:
     if not _uvicorn_has_its_default_format():
         for name in (*_UVICORN_LOGGERS, "uvicorn.error"):
             del config["loggers"][name]
+    elif not logging.getLogger("uvicorn.access").handlers:
+        # `uvicorn --no-access-log` emptied it: it stays so (left out here, dictConfig would make
+        # it propagate to "uvicorn", whose handler writes every line again).
+        config["loggers"]["uvicorn.access"] = {"handlers": [], "propagate": False}
     logging.config.dictConfig(config)
 
 
