@@ -21,7 +21,8 @@ pass the statement on (where a new verb goes: `statements.Verb`).
   back), their checkouts and transactions, and the one retry of a first round trip (a
   statement, a BEGIN) that found its idle connection closed;
 - `postgres.py`: PostgreSQL through asyncpg (a pooler in transaction mode detected; the
-  connections in `asyncpg_connections.py`), its statements under `watchdog.py`'s timeout; `mysql.py`: MySQL/MariaDB through asyncmy;
+  connections in `asyncpg_connections.py`), its statements under `watchdog.py`'s timeout;
+  `mysql.py`: MySQL/MariaDB through asyncmy;
 - `replicas.py`: PostgreSQL with read replicas, reads outside a transaction sent to a replica
   that is up and not too far behind. Only created when replicas are configured: the other
   paths pay nothing for it.
