@@ -5,6 +5,7 @@ from functools import cache
 from typing import Any, Final
 
 from sqlalchemy import Select, Update, bindparam, delete, insert, select
+from sqlalchemy.engine import Dialect
 
 from heroapi.crud.items import ITEM_COLUMNS
 from heroapi.crud.listing import (
@@ -128,14 +129,14 @@ async def email_registered(*, database: Database, email: str) -> bool:
     return await get_login(database=database, email=email) is not None
 
 
-def _page_items(listing: Listing, query: ListQuery) -> Select[Any]:
+def _page_items(listing: Listing, query: ListQuery, dialect: Dialect) -> Select[Any]:
     """The items of a page of users, in one query whatever the page's size: joined to the
     page's own statement, as a derived table (MySQL allows no LIMIT inside IN (...)).
 
     Ordered by the page's id, the same as the owner's: by `items.owner_id`, SQLite (which
     does not know the page's size, its LIMIT a parameter) reads every item in the owner index
     to skip a sort, looking each up in the page (tests/test_list_plans.py)."""
-    page = page_statement(listing, query, ids_only=True).subquery("page")
+    page = page_statement(listing, query, dialect, ids_only=True).subquery("page")
     return (
         select(*ITEM_COLUMNS)
         .select_from(items_table.join(page, items_table.c.owner_id == page.c.id))
@@ -153,7 +154,7 @@ async def _read_users_with_items(
     # without an offset (a literal 0 then), so one text has two sets of parameters.
     items_statement = database.compile_for(
         ("user items", statement_shape(listing, query, "ids")),
-        lambda: _page_items(listing, query),
+        lambda: _page_items(listing, query, database.dialect),
     )
     rows = await reads.fetch_all_values(statement, params)
     page = page_of(rows, query, key_indexes(listing, query.order))
