@@ -82,17 +82,17 @@ async def create_item(*, database: Database, owner_id: int, item: ItemCreate) ->
     """A new item of `owner_id`'s; None (and nothing stored) if there is no such user."""
     values = {"title": item.title, "description": item.description, "user_id": owner_id}
     try:
+        if database.dialect.insert_returning:  # one statement, its own transaction
+            row = (await database.write(_INSERT_ITEM_RETURNING, values)).row
+            return None if row is None else dict(zip(_ITEM_NAMES, row, strict=True))
         async with database.transaction() as connection:
-            return await _insert_item(database, connection, values)
+            return await _insert_item(connection, values)
     except IntegrityViolation:  # the owner was deleted while we inserted
         return None
 
 
-async def _insert_item(
-    database: Database, connection: Connection, values: dict[str, Any]
-) -> Row | None:
-    if database.supports_returning:
-        return await connection.fetch_one(_INSERT_ITEM_RETURNING, values)
+async def _insert_item(connection: Connection, values: dict[str, Any]) -> Row | None:
+    """The item, inserted and then read (MySQL: no INSERT ... RETURNING)."""
     result = await connection.execute(_INSERT_ITEM, values)
     if result.rowcount == 0:
         return None
