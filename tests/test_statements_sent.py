@@ -3,16 +3,19 @@ COMMIT, which on a server database are two round trips more), on every backend: 
 of the fields it returns (on MariaDB, which has no UPDATE ... RETURNING, answered from what was
 sent once the UPDATE says it matched the hero) and a new item (INSERT ... SELECT ... RETURNING:
 MariaDB has it from 10.5). And they still answer as before: 404 for what does not exist, and a
-PATCH that changes nothing is the hero as it is."""
+PATCH that changes nothing is the hero as it is. On MariaDB each statement is prepared once per
+connection, then only executed."""
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import bindparam, select, text
 
 from heroapi.db import Connection, Database
+from heroapi.models import hero_table
 from tests.support import create_user
 
 
@@ -86,3 +89,32 @@ def test_a_new_item_is_one_statement(client: TestClient, monkeypatch: pytest.Mon
     missing = client.post(f"/users/{user['id'] + 1}/items/", json={"title": "Portal Gun"})
     assert missing.status_code == 404
     assert missing.json() == {"detail": "User not found"}
+
+
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)
+def test_mariadb_prepares_a_statement_once_per_connection(
+    run_in_app: Callable[[Callable[[Database], Awaitable[Any]]], Any],
+) -> None:
+    """And then only executes it (the binary protocol): a read by id run again three times on
+    its connection is three COM_STMT_EXECUTEs, no COM_STMT_PREPARE, none sent as text."""
+    by_id = select(hero_table.c.name).where(hero_table.c.id == bindparam("hero_id"))
+    status = text(
+        "SHOW SESSION STATUS WHERE Variable_name"
+        " IN ('Com_stmt_prepare', 'Com_stmt_execute', 'Com_select')"
+    )
+
+    async def counts(connection: Connection) -> dict[str, int]:
+        rows = await connection.fetch_all(status, {})
+        return {row["Variable_name"]: int(row["Value"]) for row in rows}
+
+    async def sent(database: Database) -> dict[str, int]:
+        async with database.connection() as connection:
+            await connection.fetch_values(by_id, {"hero_id": 1})  # prepared on this connection
+            before = await counts(connection)
+            for _ in range(3):
+                await connection.fetch_values(by_id, {"hero_id": 1})
+            after = await counts(connection)
+        return {name: after[name] - before[name] for name in after}
+
+    # Three reads executed, and the second SHOW that counts them (prepared by the first).
+    assert run_in_app(sent) == {"Com_stmt_prepare": 0, "Com_stmt_execute": 4, "Com_select": 3}
