@@ -118,3 +118,21 @@ def test_mariadb_prepares_a_statement_once_per_connection(
 
     # Three reads executed, and the second SHOW that counts them (prepared by the first).
     assert run_in_app(sent) == {"Com_stmt_prepare": 0, "Com_stmt_execute": 4, "Com_select": 3}
+
+
+def test_a_user_with_items_is_one_statement(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = create_user(client, "morty@example.com")
+    items = [
+        client.post(f"/users/{user['id']}/items/", json={"title": title}).json()
+        for title in ("Portal Gun", "Plumbus")
+    ]
+    with counted(client, monkeypatch) as count:
+        response = client.get(f"/users/{user['id']}")
+        assert count() == (1, 0)
+    assert response.status_code == 200
+    assert response.json() == user | {"items": items}
+    alone = create_user(client, "summer@example.com")
+    assert client.get(f"/users/{alone['id']}").json() == alone
+    assert client.get(f"/users/{alone['id'] + 1}").status_code == 404

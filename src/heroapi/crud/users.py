@@ -60,11 +60,17 @@ _SELECT_USER_MODIFIED = select(*_USER, last_modified(users_table.c.updated_at)).
 _SELECT_LOGIN = select(*_USER, users_table.c.hashed_password).where(
     users_table.c.email_key == bindparam("email_key")
 )
-_SELECT_USER_ITEMS = (
-    select(*ITEM_COLUMNS)
-    .where(items_table.c.owner_id == bindparam("user_id"))
+# A user with its items, in one query (one round trip on a server database): a row per item
+# (its columns after the user's), or one with NULL items for a user who has none.
+_SELECT_USER_WITH_ITEMS = (
+    select(*_SELECT_USER_MODIFIED.selected_columns, *ITEM_COLUMNS)
+    .select_from(users_table.outerjoin(items_table, items_table.c.owner_id == users_table.c.id))
+    .where(_USER_BY_ID)
     .order_by(items_table.c.id)
 )
+_USER_WIDTH: Final = len(_SELECT_USER_MODIFIED.selected_columns)
+_USER_NAMES: Final = (*(column.name for column in _USER), "last_modified")
+_ITEM_NAMES: Final = tuple(column.name for column in ITEM_COLUMNS)
 _INSERT_USER = insert(users_table).values(
     email=bindparam("email"),
     email_key=bindparam("email_key"),
@@ -107,11 +113,16 @@ async def get_user(*, database: Database, user_id: int) -> Row | None:
 
 async def get_user_with_items(*, database: Database, user_id: int) -> Row | None:
     """A user's account with its items, and when the account last changed (`last_modified`)."""
-    async with database.connection() as connection:
-        user = await connection.fetch_one(_SELECT_USER_MODIFIED, {"user_id": user_id})
-        if user is not None:
-            user["items"] = await connection.fetch_all(_SELECT_USER_ITEMS, {"user_id": user_id})
-        return user
+    rows = await database.fetch_all_values(_SELECT_USER_WITH_ITEMS, {"user_id": user_id})
+    if not rows:
+        return None
+    user = dict(zip(_USER_NAMES, rows[0][:_USER_WIDTH], strict=True))
+    user["items"] = [
+        dict(zip(_ITEM_NAMES, row[_USER_WIDTH:], strict=True))
+        for row in rows
+        if row[_USER_WIDTH] is not None  # the item's id: NULL when the user has no items
+    ]
+    return user
 
 
 async def get_login(*, database: Database, email: str) -> Row | None:
