@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import bindparam, select, text
 
 from heroapi.db import Connection, Database
+from heroapi.db.mysql import returns_inserted_rows
 from heroapi.models import hero_table
 from tests.support import create_user
 
@@ -136,3 +137,17 @@ def test_a_user_with_items_is_one_statement(
     alone = create_user(client, "summer@example.com")
     assert client.get(f"/users/{alone['id']}").json() == alone
     assert client.get(f"/users/{alone['id'] + 1}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("version", "returning"),
+    [
+        ("5.5.5-10.11.19-MariaDB-0+deb12u1", True),  # MariaDB's handshake, prefixed
+        ("10.5.0-MariaDB", True),
+        ("11.4.2-MariaDB-log", True),
+        ("10.4.34-MariaDB", False),
+        ("8.0.36", False),  # MySQL
+    ],
+)
+def test_insert_returning_is_used_on_mariadb_from_10_5(version: str, returning: bool) -> None:
+    assert returns_inserted_rows(version) is returning
