@@ -348,7 +348,9 @@ async def mysql_plan(url: str, sql: str, args: tuple[Any, ...]) -> list[dict[str
 def test_the_query_is_served_by_its_index(backend: str, listed_database: str, case: Case) -> None:
     query = list_query(backend, case)
     sql, args = compiled(
-        backend, page_statement(case.listing, query), page_params(case.listing, query)
+        backend,
+        page_statement(case.listing, query, DIALECTS[backend]),
+        page_params(case.listing, query),
     )
     if backend == "postgresql":
         primary_key = f"pk_{case.listing.table.name}"
@@ -397,7 +399,9 @@ def test_the_users_page_items_are_found_by_owner(
     (`_page_items`): each user's items are found in the owner index, however many items the
     table holds, then sorted (a page's items: sorts are allowed). The page is read as above."""
     query = list_query(backend, case)
-    sql, args = compiled(backend, _page_items(USERS, query), page_params(USERS, query))
+    sql, args = compiled(
+        backend, _page_items(USERS, query, DIALECTS[backend]), page_params(USERS, query)
+    )
     if backend == "postgresql":
         index = "pk_users" if case.index == "pk" else case.index
         page_indexes = {index, "pk_users"} if case.or_primary_key else {index}
@@ -449,3 +453,35 @@ def test_null_sorts_below_every_value(backend: str, listed_database: str) -> Non
     assert None not in up[nulls:]
     assert up[nulls:] == sorted(up[nulls:])
     assert down == list(reversed(up))
+
+
+DEEP_OFFSET: Final = 30_000
+
+
+@pytest.mark.parametrize("listing", LISTINGS, ids=[listing.name for listing in LISTINGS])
+def test_a_deep_id_order_offset_page_reads_its_rows_by_key(
+    backend: str, listed_database: str, listing: Listing
+) -> None:
+    """An id-order page at offset 30,000 (read without a page anchor) steps over the ids alone
+    and then reads its own rows by their key, not the table from its start: PostgreSQL and
+    SQLite from the id at the offset on (a range of the primary key, its bound a subquery),
+    MariaDB, which ranges no index over a subquery's value, by joining the page's ids to their
+    rows (`pages._OFFSET_BY_JOIN`)."""
+    query = ListQuery(order=parse_order(listing, "id"), limit=100, offset=DEEP_OFFSET)
+    statement = page_statement(listing, query, DIALECTS[backend])
+    sql, args = compiled(backend, statement, page_params(listing, query))
+    table = listing.table.name
+    if backend == "postgresql":
+        plans = asyncio.run(postgres_plans(listed_database, sql, args, sorts=False))
+        for mode, nodes in plans.items():
+            kinds = [node["Node Type"] for node in nodes]
+            assert "Seq Scan" not in kinds, (mode, kinds)
+            reads = [node for node in nodes if node.get("Index Name") == f"pk_{table}"]
+            assert any("Index Cond" in node for node in reads), (mode, reads)
+    elif backend == "sqlite":
+        details = sqlite_plan(listed_database, sql, args)
+        assert f"SEARCH {table} USING INTEGER PRIMARY KEY (rowid>?)" in details, details
+    else:
+        rows = asyncio.run(mysql_plan(listed_database, sql, args))
+        page_rows = [row for row in rows if row["table"] == table and row["id"] == 1]
+        assert [(row["key"], row["type"]) for row in page_rows] == [("PRIMARY", "eq_ref")], rows

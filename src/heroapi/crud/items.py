@@ -78,9 +78,9 @@ async def create_item(*, database: Database, owner_id: int, item: ItemCreate) ->
     transaction of its own, one round trip, SQLite's group commit."""
     values = {"title": item.title, "description": item.description, "user_id": owner_id}
     try:
-        if database.supports_returning:
+        if database.dialect.insert_returning:  # MariaDB 10.5+ too (no UPDATE ... RETURNING)
             return (await database.write(_INSERT_ITEM_RETURNING, values)).row
-        async with database.transaction() as connection:
+        async with database.transaction() as connection:  # MySQL: inserted, then read
             result = await connection.execute(_INSERT_ITEM, values)
             if result.rowcount == 0:
                 return None
