@@ -133,6 +133,16 @@ def _mysql_error_code(error: BaseException | None) -> int | None:
     return None
 
 
+def _connection_lost(error: BaseException | None) -> bool:
+    """Whether `error` says the connection is gone: a client error code of a lost or refused
+    connection, or asyncmy's InterfaceError, which it raises (code 0, "Not connected") for a
+    connection it already knows is closed, before sending anything (so on a prepared
+    statement's execution, which checks before it writes to the socket itself)."""
+    return _mysql_error_code(error) in _MYSQL_CONNECTION_ERROR_CODES or isinstance(
+        error, asyncmy.errors.InterfaceError
+    )
+
+
 @contextlib.contextmanager
 def _mysql_errors(timeout: float) -> Iterator[None]:
     """asyncmy's errors as this layer's; `timeout` is the command timeout that was in force."""
@@ -142,7 +152,7 @@ def _mysql_errors(timeout: float) -> Iterator[None]:
         code = _mysql_error_code(error)
         if code in _MYSQL_INTEGRITY_ERROR_CODES or isinstance(error, asyncmy.errors.IntegrityError):
             raise IntegrityViolation(str(error)) from error
-        if code in _MYSQL_CONNECTION_ERROR_CODES:
+        if _connection_lost(error):
             raise DatabaseUnavailable(f"lost the database connection: {error}") from error
         if code in (_LOCK_WAIT_TIMEOUT, _DEADLOCK):
             raise TransactionConflict(str(error)) from error
@@ -268,7 +278,7 @@ class MySQLDatabase(PooledDatabase[Any]):
         return _MySQLConnection(self, raw)
 
     def _is_connection_error(self, error: BaseException) -> bool:
-        return _mysql_error_code(error) in _MYSQL_CONNECTION_ERROR_CODES or isinstance(
+        return _connection_lost(error) or isinstance(
             error, ConnectionError | OSError | TimeoutError
         )
 
